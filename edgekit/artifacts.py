@@ -1,0 +1,103 @@
+"""Typed artifacts passed from one build stage to the next.
+
+Each stage takes the artifact on its left and returns the one on its right:
+
+    LoadedAgent -> PolicyGraph -> ObservationSets -> OnnxModel -> TFModel
+                -> Int8Model -> Validation -> bundle on disk
+
+They are frozen: a stage never changes what an earlier stage produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekit.algorithms import AlgorithmSpec
+from edgekit.bundle.manifest import Preprocess, TensorSpec
+from edgekit.spaces import SpaceSpec
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class LoadedAgent:
+    """An SB3 model read from its zip, with what edgekit learned about it."""
+
+    path: Path
+    sha256: str
+    algorithm: AlgorithmSpec
+    policy_class: str
+    sb3_version: str
+    observation_space: SpaceSpec
+    action_space: SpaceSpec
+    model: Any  # the SB3 BaseAlgorithm instance (host only)
+
+
+@dataclass(frozen=True)
+class PolicyGraph:
+    """The deterministic actor as a torch module: flat float obs (B, N) -> outputs (B, K)."""
+
+    module: torch.nn.Module
+    input_size: int
+    output_size: int
+    output: str  # actions | squashed_actions | logits | q_values
+    postprocess: str  # clip | unscale | argmax
+
+    def outputs(self, obs: np.ndarray) -> np.ndarray:
+        """Run the float actor on a batch of flat observations."""
+        import torch
+
+        with torch.no_grad():
+            return self.module(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+
+
+@dataclass(frozen=True)
+class ObservationSets:
+    """Calibration and held-out observations, flat float32 (N, input_size)."""
+
+    calibration: np.ndarray
+    held_out: np.ndarray
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """The exported ONNX file and how closely it matched torch."""
+
+    path: Path
+    opset: int
+    max_abs_error: float
+
+
+@dataclass(frozen=True)
+class TFModel:
+    """The float TensorFlow SavedModel written by onnx2tf."""
+
+    saved_model_dir: Path
+    max_abs_error: float
+
+
+@dataclass(frozen=True)
+class Int8Model:
+    """A fully int8 TFLite model: int8 input, int8 output, int8 ops."""
+
+    path: Path
+    input: TensorSpec
+    output: TensorSpec
+    preprocess: Preprocess
+    ops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Validation:
+    """How the int8 model compares with the float actor on held-out observations."""
+
+    metrics: dict[str, Any]
+    passed: bool
+    float_outputs: np.ndarray
+    int8_outputs: np.ndarray

@@ -1,0 +1,101 @@
+"""Bundle files on disk: hashing, integrity checks, and atomic writing.
+
+A bundle is written into a hidden staging directory beside its destination and
+renamed into place only when complete, so a failed or interrupted build never
+leaves a half-written bundle, and an existing bundle is replaced only with
+``force``. Light: the runtime imports the integrity check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from edgekit.bundle.manifest import MANIFEST_NAME, Manifest
+from edgekit.errors import BundleError, BundleExistsError
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_tree(root: Path) -> dict[str, str]:
+    """sha256 of every file below ``root`` except the manifest, by relative path."""
+    out = {}
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file() and path.name != MANIFEST_NAME:
+            out[path.relative_to(root).as_posix()] = sha256_file(path)
+    return out
+
+
+def verify_file(bundle_dir: Path, manifest: Manifest, name: str) -> Path:
+    """Return the path of ``name`` after checking its sha256 against the manifest."""
+    expected = manifest.files.get(name)
+    if expected is None:
+        raise BundleError(f"{name} is not listed in the bundle's manifest")
+    path = Path(bundle_dir) / name
+    if not path.is_file():
+        raise BundleError(f"bundle file {name} is missing from {bundle_dir}")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise BundleError(
+            f"bundle file {name} does not match its sha256 in the manifest (modified or truncated)",
+            hint="copy the bundle again from the build machine, or rebuild it",
+        )
+    return path
+
+
+def verify_all(bundle_dir: Path, manifest: Manifest) -> list[str]:
+    """Check every file the manifest lists; return their names."""
+    for name in manifest.files:
+        verify_file(bundle_dir, manifest, name)
+    return sorted(manifest.files)
+
+
+@contextmanager
+def staged_directory(destination: Path, force: bool = False) -> Iterator[Path]:
+    """Yield an empty staging directory that becomes ``destination`` on success.
+
+    On any exception (KeyboardInterrupt included) the staging directory is
+    removed and ``destination`` is left as it was.
+    """
+    destination = Path(destination).resolve()
+    if destination.exists() and not force:
+        raise BundleExistsError(f"{destination} already exists")
+    if destination.exists() and not destination.is_dir():
+        raise BundleExistsError(f"{destination} exists and is not a directory", hint="choose another --output path")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    staging = destination.parent / f".{destination.name}.partial-{tag}"
+    staging.mkdir()
+    try:
+        yield staging
+        _swap_into_place(staging, destination, tag)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_into_place(staging: Path, destination: Path, tag: str) -> None:
+    old = destination.parent / f".{destination.name}.old-{tag}"
+    if destination.exists():
+        os.replace(destination, old)
+    try:
+        os.replace(staging, destination)
+    except BaseException:
+        if old.exists():
+            os.replace(old, destination)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,267 @@
+"""The bundle manifest: the contract between the build host and the device.
+
+Everything the runtime does is read from here, never guessed: spaces,
+observation preprocessing, int8 input/output quantization, post-processing,
+file hashes. The schema is versioned (``FORMAT_VERSION``); a reader refuses a
+version it does not know. Light: the runtime imports it.
+
+Schema (format version 1)::
+
+    format            "edgekit-bundle"
+    format_version    1
+    created           ISO-8601 UTC time of the build
+    versions          {package: version} of the build host's stack
+    source            {file, sha256, algorithm, policy_class, sb3_version}
+    env_id            Gymnasium id the policy was calibrated in
+    observation_space SpaceSpec (see edgekit.spaces)
+    action_space      SpaceSpec
+    output            what the network emits: actions | squashed_actions | logits | q_values
+    postprocess       clip | unscale | argmax (mirrors SB3's predict)
+    preprocess        {offset: [..], scale: [..]}: x' = (x - offset) / scale before quantizing
+    models            {"cpu": ModelEntry, "edgetpu": ModelEntry (optional)}
+    files             {relative path: sha256} of every file in the bundle but the manifest
+    calibration       facts about the calibration and held-out sets
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import BundleError
+from edgekit.postprocess import POSTPROCESS_KINDS, expected_kinds
+from edgekit.quant import QuantParams
+from edgekit.spaces import BOX, SpaceSpec
+
+FORMAT = "edgekit-bundle"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+OUTPUT_KINDS = ("actions", "squashed_actions", "logits", "q_values")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One int8 model input or output."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    quant: QuantParams
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "dtype": self.dtype, **self.quant.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> TensorSpec:
+        if not isinstance(data, dict):
+            raise BundleError(f"manifest: {where} must be an object")
+        shape = data.get("shape")
+        if not isinstance(shape, list) or not shape or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v < 2**20 for v in shape
+        ):
+            raise BundleError(f"manifest: {where}.shape must be a list of positive integers")
+        if data.get("dtype") != "int8":
+            raise BundleError(f"manifest: {where}.dtype must be int8, got {data.get('dtype')!r}")
+        try:
+            quant = QuantParams.from_dict(data, f"manifest: {where}")
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
+        return cls(shape=tuple(shape), dtype="int8", quant=quant)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model file of the bundle and its int8 interface."""
+
+    file: str
+    input: TensorSpec
+    output: TensorSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "input": self.input.to_dict(), "output": self.output.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ModelEntry:
+        if not isinstance(data, dict):
+            raise BundleError(f"manifest: models.{where} must be an object")
+        return cls(
+            file=safe_relative_path(data.get("file"), f"models.{where}.file"),
+            input=TensorSpec.from_dict(data.get("input"), f"models.{where}.input"),
+            output=TensorSpec.from_dict(data.get("output"), f"models.{where}.output"),
+        )
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Per-feature affine map applied on the host side of the int8 input."""
+
+    offset: tuple[float, ...]
+    scale: tuple[float, ...]
+
+    @classmethod
+    def identity(cls, size: int) -> Preprocess:
+        return cls(offset=(0.0,) * size, scale=(1.0,) * size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"offset": list(self.offset), "scale": list(self.scale)}
+
+    @classmethod
+    def from_dict(cls, data: Any, size: int) -> Preprocess:
+        if not isinstance(data, dict):
+            raise BundleError("manifest: preprocess must be an object")
+        offset = _finite_list(data.get("offset"), size, "preprocess.offset")
+        scale = _finite_list(data.get("scale"), size, "preprocess.scale")
+        if any(s <= 0 for s in scale):
+            raise BundleError("manifest: preprocess.scale must be positive")
+        return cls(offset=offset, scale=scale)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed, checked ``manifest.json``."""
+
+    env_id: str
+    algorithm: str
+    observation_space: SpaceSpec
+    action_space: SpaceSpec
+    output: str
+    postprocess: str
+    preprocess: Preprocess
+    models: dict[str, ModelEntry]
+    files: dict[str, str]
+    source: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "created": self.created,
+            "versions": self.versions,
+            "source": self.source,
+            "env_id": self.env_id,
+            "algorithm": self.algorithm,
+            "observation_space": self.observation_space.to_dict(),
+            "action_space": self.action_space.to_dict(),
+            "output": self.output,
+            "postprocess": self.postprocess,
+            "preprocess": self.preprocess.to_dict(),
+            "models": {k: v.to_dict() for k, v in self.models.items()},
+            "files": dict(sorted(self.files.items())),
+            "calibration": self.calibration,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Manifest:
+        """Parse and check every field the runtime relies on."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise BundleError("manifest.json is not an edgekit bundle manifest")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                f"bundle format version {version!r} is not supported (this edgekit reads {FORMAT_VERSION})",
+                hint="rebuild the bundle with this edgekit version, or install the edgekit that built it",
+            )
+        obs_space = SpaceSpec.from_dict(data.get("observation_space"))
+        act_space = SpaceSpec.from_dict(data.get("action_space"))
+        if obs_space.kind != BOX:
+            raise BundleError("manifest: observation_space must be a box")
+        output, post = data.get("output"), data.get("postprocess")
+        if output not in OUTPUT_KINDS:
+            raise BundleError(f"manifest: output must be one of {OUTPUT_KINDS}")
+        if post not in POSTPROCESS_KINDS or post not in expected_kinds(act_space):
+            raise BundleError(f"manifest: postprocess {post!r} does not fit {act_space.describe()}")
+        models_raw = data.get("models")
+        if not isinstance(models_raw, dict) or "cpu" not in models_raw:
+            raise BundleError("manifest: models must name at least the cpu model")
+        models = {str(k): ModelEntry.from_dict(v, str(k)) for k, v in models_raw.items() if k in ("cpu", "edgetpu")}
+        files_raw = data.get("files")
+        if not isinstance(files_raw, dict):
+            raise BundleError("manifest: files must be an object of path -> sha256")
+        files = {safe_relative_path(k, "files"): _sha256_field(v, k) for k, v in files_raw.items()}
+        for name, entry in models.items():
+            if entry.file not in files:
+                raise BundleError(f"manifest: the {name} model {entry.file} has no sha256 in files")
+        return cls(
+            env_id=_str_field(data, "env_id"),
+            algorithm=_str_field(data, "algorithm"),
+            observation_space=obs_space,
+            action_space=act_space,
+            output=output,
+            postprocess=post,
+            preprocess=Preprocess.from_dict(data.get("preprocess"), obs_space.size),
+            models=models,
+            files=files,
+            source=_dict_field(data, "source"),
+            versions=_dict_field(data, "versions"),
+            calibration=_dict_field(data, "calibration"),
+            created=str(data.get("created", "")),
+            format_version=FORMAT_VERSION,
+        )
+
+    @classmethod
+    def read(cls, bundle_dir: Path) -> Manifest:
+        """Read and check ``bundle_dir/manifest.json``."""
+        path = Path(bundle_dir) / MANIFEST_NAME
+        if not Path(bundle_dir).is_dir():
+            raise BundleError(f"{bundle_dir} is not a directory", hint="pass the directory written by `edgekit build`")
+        if not path.is_file():
+            raise BundleError(f"{bundle_dir} has no {MANIFEST_NAME}", hint="pass the directory written by `edgekit build`")
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse it")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+            raise BundleError(f"{path} is not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+
+def safe_relative_path(value: Any, where: str) -> str:
+    """A plain relative path inside the bundle: no absolute paths, no '..'."""
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise BundleError(f"manifest: {where} must be a file name")
+    parts = Path(value).parts
+    if Path(value).is_absolute() or "\\" in value or any(p in ("..", ".") for p in parts) or ":" in value:
+        raise BundleError(f"manifest: {where} path {value!r} points outside the bundle")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in a manifest")
+
+
+def _sha256_field(value: Any, name: str) -> str:
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise BundleError(f"manifest: files[{name!r}] must be a hex sha256")
+    return value
+
+
+def _str_field(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value or len(value) > 512:
+        raise BundleError(f"manifest: {key} must be a non-empty string")
+    return value
+
+
+def _dict_field(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise BundleError(f"manifest: {key} must be an object")
+    return value
+
+
+def _finite_list(raw: Any, size: int, where: str) -> tuple[float, ...]:
+    if not isinstance(raw, list) or len(raw) != size or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) < 1e30 for v in raw
+    ):
+        raise BundleError(f"manifest: {where} must be a list of {size} finite numbers")
+    return tuple(float(v) for v in raw)

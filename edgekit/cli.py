@@ -1,0 +1,68 @@
+"""The ``edgekit`` command: parse arguments, call one function, map errors to one line.
+
+Each subcommand lives in ``edgekit/commands/`` and imports what it needs when
+it runs, so ``edgekit --help`` and the device commands stay fast and light.
+``EDGEKIT_DEBUG=1`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Sequence
+
+from edgekit import __version__
+from edgekit.errors import EdgekitError
+
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    from edgekit.commands import register_all
+
+    parser = argparse.ArgumentParser(
+        prog="edgekit",
+        description="Deploy Stable-Baselines3 policies as fully int8 TFLite models on a Coral Edge TPU.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgekit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    register_all(sub)
+    args = parser.parse_args(argv)
+    debug = os.environ.get("EDGEKIT_DEBUG", "") not in ("", "0")
+    warnings.showwarning = _show_warning
+    try:
+        return int(args.handler(args) or 0)
+    except EdgekitError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  fix: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: still one line unless debugging
+        if debug:
+            traceback.print_exc()
+        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("  fix: this is an edgekit bug; rerun with EDGEKIT_DEBUG=1 and report the traceback", file=sys.stderr)
+        return 1
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    if category.__module__.startswith("edgekit"):
+        print(f"warning: {message}", file=sys.stderr)
+    elif os.environ.get("EDGEKIT_DEBUG"):
+        print(f"warning: {category.__name__}: {message} ({filename}:{lineno})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

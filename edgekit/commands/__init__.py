@@ -1,0 +1,13 @@
+"""One module per subcommand: each adds its parser and a ``run(args)`` handler."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgekit.commands import bench, build, run
+
+
+def register_all(sub: argparse._SubParsersAction) -> None:
+    """Add every subcommand to the top-level parser."""
+    for module in (build, run, bench):
+        module.register(sub)

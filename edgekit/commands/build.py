@@ -1,0 +1,63 @@
+"""``edgekit build MODEL.zip --env ENV_ID``: SB3 zip -> int8 bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgekit.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build",
+        help="convert an SB3 model.zip into a fully int8 bundle",
+        description="Load an SB3 model (PPO, A2C, SAC, TD3, DDPG, DQN; detected from the file), extract its "
+        "deterministic policy, export it to ONNX, convert it with onnx2tf, quantize it to a fully int8 TFLite "
+        "model calibrated on observations from rollouts in --env, validate it, and write a bundle directory.",
+    )
+    p.add_argument("model", type=Path, help="the .zip written by SB3's model.save()")
+    p.add_argument("--env", dest="env_id", required=True, metavar="ENV_ID",
+                   help="Gymnasium id of the environment the model was trained on, e.g. Pendulum-v1")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="bundle directory to write (default: <model name>.bundle next to the model)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle directory")
+    p.add_argument("--calibration-steps", type=int, default=2000, metavar="N",
+                   help="rollout observations used to calibrate int8 ranges (default: 2000)")
+    p.add_argument("--validation-steps", type=int, default=2000, metavar="N",
+                   help="held-out rollout observations used to score the int8 model (default: 2000)")
+    p.add_argument("--random-action-share", type=float, default=0.1, metavar="P",
+                   help="share of random actions during rollouts, for coverage (default: 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the rollouts; same seed, same bundle (default: 0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and the bundle path")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgekit.pipeline import STAGES, BuildOptions, build
+    from edgekit.progress import Progress
+    from edgekit.stages.rollouts import RolloutRecipe
+
+    if args.calibration_steps > 1_000_000 or args.validation_steps > 1_000_000:
+        raise UsageError("--calibration-steps and --validation-steps are limited to 1,000,000")
+    output = args.output or args.model.with_suffix(".bundle")
+    options = BuildOptions(
+        model=args.model,
+        env_id=args.env_id,
+        output=output,
+        force=args.force,
+        recipe=RolloutRecipe(
+            calibration_steps=args.calibration_steps,
+            held_out_steps=args.validation_steps,
+            random_action_share=args.random_action_share,
+            seed=args.seed,
+        ),
+    )
+    progress = Progress(total=len(STAGES), quiet=args.quiet)
+    result = build(options, progress)
+    total = sum(result.timings.values())
+    progress.info(f"bundle written to {result.bundle_dir} in {total:.1f} s")
+    if args.quiet:
+        print(result.bundle_dir, file=sys.stdout)
+    return 0

@@ -1,0 +1,81 @@
+"""``edgekit run BUNDLE``: the policy on the device, in its env or as a control-loop server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgekit.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a bundle: episodes in its Gymnasium env, or a JSON-lines server",
+        description="Load a bundle with numpy and a TFLite interpreter only and run it on an Edge TPU (or the "
+        "CPU). With --env, play episodes and print returns and predict latency; with --serve, answer one "
+        "JSON observation per line with one JSON action per line.",
+    )
+    p.add_argument("bundle", type=Path, help="bundle directory written by `edgekit build`")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, usb, usb:N, pci or pci:N")
+    p.add_argument("--interpreter", default=None, choices=("ai_edge_litert", "tflite_runtime", "tensorflow"),
+                   help="force one TFLite interpreter package (default: the first installed)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--env", dest="env_id", nargs="?", const="", default=None, metavar="ENV_ID",
+                      help="play episodes in this Gymnasium env (default: the bundle's env); needs gymnasium")
+    mode.add_argument("--serve", metavar="ADDRESS",
+                      help="stdio, tcp:PORT or tcp:HOST:PORT (host defaults to 127.0.0.1)")
+    p.add_argument("--episodes", type=int, default=5, help="episodes to play with --env (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
+    p.add_argument("--render", action="store_true", help="render the env on screen (needs a display)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgekit.runtime import EdgePolicy
+
+    if args.serve is None and args.env_id is None:
+        args.env_id = ""
+    if args.episodes < 1:
+        raise UsageError("--episodes must be at least 1")
+    policy = EdgePolicy.load(args.bundle, device=args.device, interpreter=args.interpreter)
+    print(f"{policy!r}", file=sys.stderr)
+    if args.serve is not None:
+        return _serve(policy, args.serve)
+    return _episodes(policy, args.env_id or policy.manifest.env_id, args)
+
+
+def _serve(policy: object, address: str) -> int:
+    from edgekit.runtime import serve
+
+    if address == "stdio":
+        serve.serve_stdio(policy)  # type: ignore[arg-type]
+        return 0
+    host, port = serve.parse_tcp_address(address)
+    server = serve.TCPServer(policy, host, port)  # type: ignore[arg-type]
+    print(f"listening on tcp:{server.address[0]}:{server.address[1]}", file=sys.stderr, flush=True)
+    answered = server.serve_forever()
+    print(f"stopped after {answered} requests", file=sys.stderr)
+    return 0
+
+
+def _episodes(policy: object, env_id: str, args: argparse.Namespace) -> int:
+    from edgekit.envs import make_env
+    from edgekit.runtime.episodes import EpisodeResult, run_episodes, summarize
+
+    env = make_env(env_id, render_mode="human" if args.render else None)
+
+    def show(r: EpisodeResult) -> None:
+        print(f"episode {r.index + 1:3d}  seed {r.seed:<6d} return {r.episode_return:10.2f}  steps {r.length:5d}  "
+              f"predict p50 {r.latency['p50_us']:7.1f} us  p99 {r.latency['p99_us']:7.1f} us", flush=True)
+
+    try:
+        results = run_episodes(policy, env, args.episodes, args.seed, on_episode=show)  # type: ignore[arg-type]
+    finally:
+        env.close()
+    s = summarize(results)
+    lat = s["latency"]
+    print(f"{env_id}: mean return {s['mean_return']:.2f} ± {s['std_return']:.2f} over {s['episodes']} episodes; "
+          f"predict p50 {lat['p50_us']:.1f} us, p99 {lat['p99_us']:.1f} us on {policy.device}")  # type: ignore[attr-defined]
+    return 0

@@ -1,0 +1,80 @@
+"""The one exception hierarchy of edgekit.
+
+Every error a user can cause or meet carries a ``hint``: one sentence that says
+how to fix it. The CLI prints ``error: <message>`` and ``  fix: <hint>`` and
+exits non-zero; ``EDGEKIT_DEBUG=1`` adds the traceback. Light on purpose: the
+device runtime imports it.
+"""
+
+from __future__ import annotations
+
+
+class EdgekitError(Exception):
+    """Base of every error edgekit raises on purpose."""
+
+    exit_code: int = 1
+    default_hint: str = ""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(EdgekitError):
+    """Bad command-line arguments or option values."""
+
+    exit_code = 2
+
+
+class ModelFileError(EdgekitError):
+    """The model file is missing, is not an SB3 zip, or is damaged."""
+
+    default_hint = "pass the .zip written by SB3's model.save(...)"
+
+
+class UnsupportedModelError(EdgekitError):
+    """A valid SB3 model that edgekit cannot deploy (algorithm, policy or space)."""
+
+
+class EnvironmentMismatchError(EdgekitError):
+    """The Gymnasium environment does not fit the model (id or spaces)."""
+
+
+class MissingDependencyError(EdgekitError):
+    """A package needed for this command is not installed."""
+
+
+class ConversionError(EdgekitError):
+    """A conversion stage (ONNX export, onnx2tf, TFLite) failed or was inaccurate."""
+
+
+class QuantizationError(ConversionError):
+    """The int8 model is not fully int8, or it strays too far from the float policy."""
+
+
+class CompilerError(EdgekitError):
+    """The Edge TPU compiler failed or could not run."""
+
+
+class BundleError(EdgekitError):
+    """A bundle is missing, incomplete, tampered with, or of an unknown format."""
+
+    default_hint = "rebuild the bundle with `edgekit build`"
+
+
+class BundleExistsError(BundleError):
+    """The output directory already exists."""
+
+    default_hint = "choose another --output directory or pass --force to replace it"
+
+
+class DeviceError(EdgekitError):
+    """The requested Edge TPU or interpreter cannot be opened."""
+
+
+class InputError(EdgekitError):
+    """An observation given to the runtime has the wrong shape, type or values."""

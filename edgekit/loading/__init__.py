@@ -1,0 +1,5 @@
+"""Reading SB3 model files."""
+
+from edgekit.loading.sb3_zip import ModelFileInfo, inspect_model_zip, load_agent
+
+__all__ = ["ModelFileInfo", "inspect_model_zip", "load_agent"]

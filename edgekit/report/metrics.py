@@ -1,0 +1,93 @@
+"""Numeric fidelity metrics: int8 policy vs float policy on the same observations.
+
+Pure numpy, so the same code scores a build, a report and an on-device check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgekit.postprocess import ARGMAX, PostProcessor
+from edgekit.spaces import SpaceSpec
+
+# A state is decisive when the float policy's best two outputs differ by at
+# least this share of the outputs' robust spread (1st..99th percentile).
+DECISIVE_SHARE = 0.01
+
+
+def fidelity_metrics(float_out: np.ndarray, int8_out: np.ndarray, postprocess: str,
+                     action_space: SpaceSpec, output_step: float) -> dict[str, Any]:
+    """Compare raw outputs (B, K) and the post-processed actions they lead to."""
+    post = PostProcessor(postprocess, action_space)
+    raw_err = np.abs(int8_out - float_out)
+    metrics: dict[str, Any] = {
+        "samples": int(len(float_out)),
+        "raw_output": {
+            "mean_abs_error": float(raw_err.mean()),
+            "p99_abs_error": float(np.percentile(raw_err, 99)),
+            "max_abs_error": float(raw_err.max()),
+            "quantization_step": float(output_step),
+            "max_error_in_steps": float(raw_err.max() / output_step),
+            "float_range": [float(float_out.min()), float(float_out.max())],
+        },
+    }
+    if postprocess == ARGMAX:
+        metrics["discrete"] = _discrete(float_out, int8_out)
+    else:
+        metrics["continuous"] = _continuous(post(float_out), post(int8_out), action_space)
+    return metrics
+
+
+def _continuous(float_act: np.ndarray, int8_act: np.ndarray, space: SpaceSpec) -> dict[str, Any]:
+    err = np.abs(int8_act - float_act).reshape(len(float_act), -1)
+    span = (space.high_array() - space.low_array()).reshape(-1).astype(np.float64)
+    span = np.where(np.isfinite(span) & (span > 0), span, np.nan)
+    share = err / span
+    per_dim = [
+        {
+            "mean_abs_error": float(err[:, d].mean()),
+            "p99_abs_error": float(np.percentile(err[:, d], 99)),
+            "max_abs_error": float(err[:, d].max()),
+            "mean_share_of_range": _nan_to_none(share[:, d].mean()),
+            "p99_share_of_range": _nan_to_none(np.percentile(share[:, d], 99)),
+            "max_share_of_range": _nan_to_none(share[:, d].max()),
+        }
+        for d in range(err.shape[1])
+    ]
+    return {
+        "per_dimension": per_dim,
+        "mean_share_of_range": _nan_to_none(np.nanmean(share)) if np.isfinite(share).any() else None,
+        "p99_share_of_range": _nan_to_none(np.nanpercentile(share, 99)) if np.isfinite(share).any() else None,
+        "max_share_of_range": _nan_to_none(np.nanmax(share)) if np.isfinite(share).any() else None,
+    }
+
+
+def _discrete(float_out: np.ndarray, int8_out: np.ndarray) -> dict[str, Any]:
+    f_best = np.argmax(float_out, axis=1)
+    q_best = np.argmax(int8_out, axis=1)
+    agree = f_best == q_best
+    ordered = np.sort(float_out, axis=1)
+    gap = ordered[:, -1] - ordered[:, -2] if float_out.shape[1] > 1 else np.full(len(float_out), np.inf)
+    spread = float(np.percentile(float_out, 99) - np.percentile(float_out, 1))
+    decisive = gap >= DECISIVE_SHARE * spread
+    out: dict[str, Any] = {
+        "agreement": float(agree.mean()),
+        "decisive_share": float(decisive.mean()),
+        "decisive_agreement": float(agree[decisive].mean()) if decisive.any() else None,
+        "disagreements": int((~agree).sum()),
+        "float_gap_median": float(np.median(gap)),
+    }
+    if (~agree).any():
+        margins = gap[~agree]
+        out["disagreement_float_gap"] = {
+            "median": float(np.median(margins)),
+            "p90": float(np.percentile(margins, 90)),
+            "max": float(margins.max()),
+        }
+    return out
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)

@@ -1,0 +1,189 @@
+"""``EdgePolicy``: a bundle's int8 policy on an Edge TPU or the CPU.
+
+``predict`` does what SB3's ``model.predict(obs, deterministic=True)[0]``
+does, on the int8 model: preprocess and quantize the observation, invoke,
+dequantize, post-process (clip / unscale / argmax). Every constant comes from
+the manifest. Imports numpy and one TFLite interpreter, nothing heavier.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.bundle.files import verify_file
+from edgekit.bundle.manifest import Manifest, ModelEntry
+from edgekit.errors import BundleError, DeviceError, InputError
+from edgekit.native_io import quiet_native_stderr
+from edgekit.postprocess import ARGMAX, PostProcessor
+from edgekit.quant import INT8_MAX, INT8_MIN
+from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend, load_edgetpu_delegate
+
+
+class EdgeTPUFallbackWarning(UserWarning):
+    """``device="auto"`` found no usable Edge TPU and runs on the CPU."""
+
+
+class EdgePolicy:
+    """The deployed policy. Create it with :meth:`EdgePolicy.load`."""
+
+    def __init__(self, bundle_dir: Path, manifest: Manifest, entry: ModelEntry, interpreter: Any,
+                 device: str, backend: Backend) -> None:
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest = manifest
+        self.device = device  # "cpu" or the Edge TPU it runs on, e.g. "usb"
+        self.backend = backend
+        self.model_file = entry.file
+        self.observation_shape = manifest.observation_space.shape
+        self._interpreter = interpreter
+        self._invoke = interpreter.invoke
+        self._set = interpreter.set_tensor
+        self._get = interpreter.get_tensor
+        in_detail = interpreter.get_input_details()[0]
+        out_detail = interpreter.get_output_details()[0]
+        self._in_index = in_detail["index"]
+        self._out_index = out_detail["index"]
+        self._in_shape = tuple(int(v) for v in in_detail["shape"])
+        self._check_interface(entry, in_detail, out_detail)
+        # obs -> int8 in one multiply-add: q = obs * a + b, with the preprocessing folded in.
+        qin, pre = entry.input.quant, manifest.preprocess
+        scale = np.asarray(pre.scale, dtype=np.float64) * qin.scale
+        self._a = (1.0 / scale).astype(np.float32)
+        self._b = (qin.zero_point - np.asarray(pre.offset, dtype=np.float64) / scale).astype(np.float32)
+        self._out_scale = np.float32(entry.output.quant.scale)
+        self._out_zero = np.float32(entry.output.quant.zero_point)
+        self._post = PostProcessor(manifest.postprocess, manifest.action_space)
+        self._argmax = manifest.postprocess == ARGMAX
+        self._size = manifest.observation_space.size
+
+    # --- construction -------------------------------------------------------------
+
+    @classmethod
+    def load(cls, bundle_dir: str | Path, device: str = "auto", interpreter: str | None = None,
+             num_threads: int | None = 1) -> EdgePolicy:
+        """Open a bundle on ``device``: ``auto`` | ``cpu`` | ``usb[:N]`` | ``pci[:N]``.
+
+        ``auto`` uses an Edge TPU when the bundle has a compiled model and
+        libedgetpu opens one, else the CPU int8 model with one warning; an
+        explicit TPU device that cannot be opened is an error.
+        """
+        bundle_dir = Path(bundle_dir)
+        request = DeviceRequest.parse(device)
+        manifest = Manifest.read(bundle_dir)
+        backend = find_backend(interpreter)
+        if request.kind != "cpu":
+            tpu = cls._try_edgetpu(bundle_dir, manifest, backend, request, num_threads)
+            if tpu is not None:
+                return tpu
+        entry = manifest.models["cpu"]
+        path = verify_file(bundle_dir, manifest, entry.file)
+        return cls(bundle_dir, manifest, entry, _open(backend, path, num_threads, None), "cpu", backend)
+
+    @classmethod
+    def _try_edgetpu(cls, bundle_dir: Path, manifest: Manifest, backend: Backend, request: DeviceRequest,
+                     num_threads: int | None) -> EdgePolicy | None:
+        entry = manifest.models.get("edgetpu")
+        explicit = request.kind != "auto"
+        if entry is None:
+            message = "the bundle has no Edge TPU model (compile it with `edgekit compile BUNDLE`)"
+            if explicit:
+                raise DeviceError(message, hint="compile the bundle, or use --device cpu")
+            warnings.warn(f"{message}; running the int8 model on the CPU", EdgeTPUFallbackWarning, stacklevel=3)
+            return None
+        path = verify_file(bundle_dir, manifest, entry.file)
+        try:
+            delegate = load_edgetpu_delegate(backend, request)
+            interpreter = _open(backend, path, num_threads, [delegate])
+        except DeviceError as exc:
+            if explicit:
+                raise
+            warnings.warn(f"{exc.message}; running the int8 model on the CPU", EdgeTPUFallbackWarning, stacklevel=3)
+            return None
+        return cls(bundle_dir, manifest, entry, interpreter, request.delegate_device or "tpu", backend)
+
+    def _check_interface(self, entry: ModelEntry, in_detail: dict, out_detail: dict) -> None:
+        for what, detail, spec in (("input", in_detail, entry.input), ("output", out_detail, entry.output)):
+            scale, zero = detail["quantization"]
+            if np.dtype(detail["dtype"]) != np.int8 or tuple(detail["shape"]) != spec.shape \
+                    or not np.isclose(scale, spec.quant.scale, rtol=1e-6) or zero != spec.quant.zero_point:
+                raise BundleError(f"the model's {what} tensor does not match the manifest")
+        if self._in_shape[0] != 1 or int(np.prod(self._in_shape)) != self.manifest.observation_space.size:
+            raise BundleError("the model's input shape does not fit the observation space")
+
+    # --- inference ----------------------------------------------------------------
+
+    def predict(self, observation: Any) -> np.ndarray:
+        """One action for one observation, or a batch of actions for a batch.
+
+        Shaped and typed like SB3's ``model.predict(obs, deterministic=True)[0]``.
+        """
+        obs, single = self._as_batch(observation)
+        if single:
+            return self._post.one(self._dequantize(self._forward(obs[0])))
+        raw = np.stack([self._forward(row) for row in obs])
+        return self._post(self._dequantize(raw))
+
+    def predict_outputs(self, observation: Any) -> np.ndarray:
+        """The dequantized raw network outputs (B, K) for a batch: Q-values, logits, actions."""
+        obs, _ = self._as_batch(observation)
+        return self._dequantize(np.stack([self._forward(row) for row in obs]))
+
+    def invoke_int8(self, q: np.ndarray) -> np.ndarray:
+        """Run the model on an already-quantized input (benchmarks, verification)."""
+        self._set(self._in_index, q.reshape(self._in_shape))
+        self._invoke()
+        return self._get(self._out_index)[0]
+
+    def quantize(self, flat: np.ndarray) -> np.ndarray:
+        """Preprocess and quantize one flat float observation to the int8 input."""
+        q = flat * self._a
+        q += self._b
+        np.rint(q, out=q)
+        np.clip(q, INT8_MIN, INT8_MAX, out=q)
+        return q.astype(np.int8)
+
+    def _forward(self, flat: np.ndarray) -> np.ndarray:
+        self._set(self._in_index, self.quantize(flat).reshape(self._in_shape))
+        self._invoke()
+        return self._get(self._out_index)[0]
+
+    def _dequantize(self, q: np.ndarray) -> np.ndarray:
+        return (q.astype(np.float32) - self._out_zero) * self._out_scale
+
+    def _as_batch(self, observation: Any) -> tuple[np.ndarray, bool]:
+        try:
+            obs = np.asarray(observation, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"observation is not numeric: {exc}") from None
+        if obs.shape == self.observation_shape:
+            single = True
+        elif obs.ndim == len(self.observation_shape) + 1 and obs.shape[1:] == self.observation_shape:
+            single = False
+        else:
+            raise InputError(
+                f"observation shape {obs.shape} does not fit the policy's {self.observation_shape} "
+                f"(or a batch (B, {', '.join(map(str, self.observation_shape))}))"
+            )
+        flat = obs.reshape(-1, self._size)
+        if not np.isfinite(flat).all():
+            raise InputError("observation contains NaN or infinity")
+        return flat, single
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return f"EdgePolicy({m.algorithm} {m.env_id}, device={self.device}, interpreter={self.backend.name})"
+
+
+def _open(backend: Backend, path: Path, num_threads: int | None, delegates: list[Any] | None) -> Any:
+    try:
+        with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
+            interpreter = backend.interpreter(str(path), num_threads=num_threads, delegates=delegates)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        if delegates:
+            raise DeviceError(f"the Edge TPU could not load {path.name}: {exc}") from None
+        raise BundleError(f"{path.name} is not a valid TFLite model ({exc})") from None
+    return interpreter

@@ -1,0 +1,156 @@
+"""Control-loop servers: one JSON observation per line in, one JSON action per line out.
+
+Protocol (stdio and TCP alike), one request per line:
+
+    [0.1, -0.9, 0.3]                    -> {"action": [1.52]}
+    {"id": 7, "obs": [0.1, -0.9, 0.3]}  -> {"id": 7, "action": [1.52]}
+    not json / wrong shape / NaN        -> {"error": "..."}            (the loop goes on)
+
+Discrete actions are integers (``{"action": 1}``). Every response line is
+flushed at once. Numpy and the interpreter only.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterable
+from typing import IO, Any
+
+from edgekit.errors import EdgekitError, UsageError
+from edgekit.runtime.policy import EdgePolicy
+
+MAX_LINE_BYTES = 1 << 20
+
+
+def handle_line(policy: EdgePolicy, line: str) -> str:
+    """Answer one request line with one response line (no trailing newline)."""
+    request_id: Any = None
+    try:
+        request = json.loads(line, parse_constant=_reject_constant)
+        if isinstance(request, dict):
+            request_id = request.get("id")
+            if "obs" not in request:
+                raise ValueError('a request object needs an "obs" field')
+            obs = request["obs"]
+        else:
+            obs = request
+        action = policy.predict(obs)
+        response: dict[str, Any] = {"action": action.tolist()}
+    except (ValueError, EdgekitError, RecursionError) as exc:
+        message = exc.message if isinstance(exc, EdgekitError) else f"bad request: {exc}"
+        response = {"error": message}
+    if request_id is not None and isinstance(request_id, (str, int, float)) and not isinstance(request_id, bool):
+        response = {"id": request_id, **response}
+    return json.dumps(response, allow_nan=False)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a valid observation value")
+
+
+def serve_lines(policy: EdgePolicy, lines: Iterable[str], out: IO[str]) -> int:
+    """Answer each non-empty line; returns how many requests were answered."""
+    count = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE_BYTES:
+            reply = json.dumps({"error": f"request line longer than {MAX_LINE_BYTES} bytes"})
+        else:
+            reply = handle_line(policy, line)
+        out.write(reply + "\n")
+        out.flush()
+        count += 1
+    return count
+
+
+def serve_stdio(policy: EdgePolicy) -> int:
+    """Serve on stdin/stdout until end of input."""
+    return serve_lines(policy, sys.stdin, sys.stdout)
+
+
+def parse_tcp_address(spec: str) -> tuple[str, int]:
+    """``tcp:HOST:PORT`` or ``tcp:PORT`` (loopback)."""
+    parts = spec.split(":")
+    if parts[0] != "tcp" or len(parts) not in (2, 3):
+        raise UsageError(f"unknown --serve address {spec!r}", hint="use stdio, tcp:PORT or tcp:HOST:PORT")
+    host = parts[1] if len(parts) == 3 else "127.0.0.1"
+    try:
+        port = int(parts[-1])
+    except ValueError:
+        raise UsageError(f"port {parts[-1]!r} is not a number", hint="use tcp:HOST:PORT") from None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"port {port} is out of range")
+    return host or "127.0.0.1", port
+
+
+class TCPServer:
+    """Sequential clients over TCP; SIGINT/SIGTERM stop it cleanly between requests."""
+
+    def __init__(self, policy: EdgePolicy, host: str, port: int) -> None:
+        self.policy = policy
+        self._stop = threading.Event()
+        try:
+            self.sock = socket.create_server((host, port), reuse_port=False)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self.sock.settimeout(0.2)
+        self.address = self.sock.getsockname()[:2]
+
+    def stop(self, *_args: Any) -> None:
+        self._stop.set()
+
+    def serve_forever(self, install_signals: bool = True) -> int:
+        """Accept clients one after another until stopped; returns requests answered."""
+        if install_signals:
+            signal.signal(signal.SIGINT, self.stop)
+            signal.signal(signal.SIGTERM, self.stop)
+        answered = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    conn, _ = self.sock.accept()
+                except (TimeoutError, socket.timeout):
+                    continue
+                except OSError:
+                    break
+                with conn:
+                    answered += self._serve_client(conn)
+        finally:
+            self.sock.close()
+        return answered
+
+    def _serve_client(self, conn: socket.socket) -> int:
+        conn.settimeout(0.2)
+        buffer = b""
+        answered = 0
+        while not self._stop.is_set():
+            try:
+                chunk = conn.recv(65536)
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            buffer += chunk
+            if len(buffer) > MAX_LINE_BYTES and b"\n" not in buffer:
+                conn.sendall(json.dumps({"error": "request line too long"}).encode() + b"\n")
+                buffer = b""
+                continue
+            *lines, buffer = buffer.split(b"\n")
+            replies = [handle_line(self.policy, raw.decode("utf-8", "replace")) for raw in lines if raw.strip()]
+            if replies:
+                try:
+                    conn.sendall(("\n".join(replies) + "\n").encode())
+                except OSError:
+                    break
+                answered += len(replies)
+        return answered
+
+
+__all__ = ["TCPServer", "handle_line", "parse_tcp_address", "serve_lines", "serve_stdio"]

@@ -1,0 +1,64 @@
+"""Stage: ONNX -> float TensorFlow SavedModel with onnx2tf.
+
+onnx2tf prints a great deal and writes float TFLite files we do not ship;
+its output goes to a scratch directory and its chatter is captured (shown
+only if it fails).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.artifacts import ObservationSets, OnnxModel, TFModel
+from edgekit.errors import ConversionError, MissingDependencyError
+from edgekit.native_io import quiet_native_stderr
+from edgekit.tf_env import import_tensorflow
+
+
+def convert_to_tensorflow(onnx_model: OnnxModel, sets: ObservationSets, work_dir: Path,
+                          tolerance: float = 1e-3) -> TFModel:
+    """Run onnx2tf and check the TF graph against ONNX Runtime on held-out observations."""
+    import_tensorflow()
+    try:
+        import onnx2tf
+    except ImportError:
+        raise MissingDependencyError("onnx2tf is not installed", hint="pip install 'edgekit[host]'") from None
+    out_dir = work_dir / "saved_model"
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), quiet_native_stderr():
+            keras_model = onnx2tf.convert(
+                input_onnx_file_path=str(onnx_model.path),
+                output_folder_path=str(out_dir),
+                output_signaturedefs=True,
+                not_use_onnxsim=True,
+                non_verbose=True,
+                verbosity="error",
+            )
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        tail = "\n".join(log.getvalue().strip().splitlines()[-5:])
+        raise ConversionError(f"onnx2tf failed: {type(exc).__name__}: {exc}\n{tail}".strip()) from None
+    if not (out_dir / "saved_model.pb").is_file():
+        raise ConversionError("onnx2tf wrote no SavedModel", hint="run with EDGEKIT_DEBUG=1 to see its log")
+    error = _max_error_vs_onnx(keras_model, onnx_model, sets.held_out[:200])
+    if not error <= tolerance:
+        raise ConversionError(f"the TensorFlow model differs from ONNX by {error:.2e} (tolerance {tolerance:.0e})")
+    return TFModel(saved_model_dir=out_dir, max_abs_error=error)
+
+
+def _max_error_vs_onnx(keras_model: object, onnx_model: OnnxModel, obs: np.ndarray) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_model.path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for row in obs:
+        expected = session.run(None, {"obs": row[None]})[0]
+        actual = np.asarray(keras_model(row[None], training=False))  # type: ignore[operator]
+        worst = max(worst, float(np.max(np.abs(actual - expected))))
+    return worst

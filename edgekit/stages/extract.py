@@ -1,0 +1,66 @@
+"""Stage: SB3 policy -> the deterministic actor as a plain torch module.
+
+The table in ``edgekit.algorithms`` says how, per algorithm. This stage checks
+the parts edgekit can deploy (an MLP feature extractor) and that the module
+reproduces SB3's own ``predict`` on sample observations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgekit.algorithms import POSTPROCESS_OF_OUTPUT
+from edgekit.artifacts import LoadedAgent, PolicyGraph
+from edgekit.errors import ConversionError, UnsupportedModelError
+from edgekit.postprocess import PostProcessor
+
+
+def extract_policy(agent: LoadedAgent) -> PolicyGraph:
+    """Build the actor for ``agent`` and check it against ``model.predict``."""
+    import torch
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+
+    torch.set_num_threads(1)  # tiny MLPs: threads only add overhead
+    policy = agent.model.policy
+    policy.set_training_mode(False)
+    module = agent.algorithm.build_actor(policy).eval()
+    extractor = getattr(module, "features_extractor", None)
+    if not isinstance(extractor, FlattenExtractor):
+        raise UnsupportedModelError(
+            f"{agent.policy_class} with {type(extractor).__name__} is not supported yet (MlpPolicy is)",
+            hint="see the README's support table",
+        )
+    output = agent.algorithm.output_of(policy, agent.action_space.kind)
+    size = agent.observation_space.size
+    with torch.no_grad():
+        out_size = int(module(torch.zeros(1, size)).shape[-1])
+    graph = PolicyGraph(
+        module=module,
+        input_size=size,
+        output_size=out_size,
+        output=output,
+        postprocess=POSTPROCESS_OF_OUTPUT[output],
+    )
+    _check_against_sb3(agent, graph)
+    return graph
+
+
+def _check_against_sb3(agent: LoadedAgent, graph: PolicyGraph, samples: int = 64) -> None:
+    """The extracted actor must give SB3's deterministic actions (bounded sample obs)."""
+    space = agent.observation_space
+    rng = np.random.default_rng(0)
+    low = np.clip(space.low_array(), -10, 10)
+    high = np.clip(space.high_array(), -10, 10)
+    obs = rng.uniform(low, high, size=(samples, *space.shape)).astype(np.float32)
+    expected = agent.model.predict(obs, deterministic=True)[0]
+    post = PostProcessor(graph.postprocess, agent.action_space)
+    actual = post(graph.outputs(obs.reshape(samples, -1)))
+    if graph.postprocess == "argmax":
+        bad = int(np.sum(actual != expected))
+    else:
+        bad = int(np.sum(~np.isclose(actual, expected, atol=1e-5, rtol=1e-5)))
+    if bad:
+        raise ConversionError(
+            f"the extracted {agent.algorithm.name} actor disagrees with SB3's predict on {bad} values",
+            hint="this is an edgekit bug for this policy; please report it with the model",
+        )

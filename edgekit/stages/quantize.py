@@ -1,0 +1,56 @@
+"""Stage: float SavedModel -> fully int8 TFLite, calibrated on rollout observations.
+
+Full-integer post-training quantization with int8 input and output tensors
+(no QUANTIZE/DEQUANTIZE at the edges: they would stay on the CPU of an Edge
+TPU host) and per-tensor weights: the Edge TPU compiler expects per-tensor
+FULLY_CONNECTED weights, and a current converter quantizes per channel unless
+told otherwise. The result is inspected and refused unless every tensor is
+int8 (int32 biases excepted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.artifacts import Int8Model, ObservationSets, TFModel
+from edgekit.bundle.manifest import Preprocess
+from edgekit.errors import ConversionError
+from edgekit.native_io import quiet_native_stderr
+from edgekit.tf_env import import_tensorflow
+from edgekit.tflite_inspect import inspect_int8_model
+
+
+def quantize_int8(tf_model: TFModel, sets: ObservationSets, preprocess: Preprocess, path: Path) -> Int8Model:
+    """Convert with the calibration set (in model-input space) and check the result."""
+    tf = import_tensorflow()
+    calibration = _model_inputs(sets.calibration, preprocess)
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for row in calibration:
+            yield [row[None]]
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tf_model.saved_model_dir))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    converter._experimental_disable_per_channel = True  # per-tensor weights for the Edge TPU
+    try:
+        with quiet_native_stderr():
+            flatbuffer = converter.convert()
+    except Exception as exc:
+        raise ConversionError(f"the TFLite int8 conversion failed: {type(exc).__name__}: {exc}") from None
+    path.write_bytes(flatbuffer)
+    info = inspect_int8_model(path)
+    info.require_fully_int8()
+    return Int8Model(path=path, input=info.input, output=info.output, preprocess=preprocess, ops=info.op_names)
+
+
+def _model_inputs(obs: np.ndarray, preprocess: Preprocess) -> np.ndarray:
+    offset = np.asarray(preprocess.offset, dtype=np.float32)
+    scale = np.asarray(preprocess.scale, dtype=np.float32)
+    return ((obs - offset) / scale).astype(np.float32)

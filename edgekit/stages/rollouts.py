@@ -1,0 +1,97 @@
+"""Stage: observations for calibration and validation, by rolling the policy out.
+
+Int8 scales must fit what the policy sees when it acts, not the observation
+space's bounds (often infinite, or far wider than reached). So the float
+policy is rolled out in the env, with a small share of random actions so that
+states next to the policy's usual path are covered too. The held-out set comes
+from separate episodes (another seed) and is never used for calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifacts import LoadedAgent, ObservationSets, PolicyGraph
+from edgekit.envs import check_env_fits, make_env
+from edgekit.errors import UsageError
+from edgekit.postprocess import PostProcessor
+from edgekit.progress import Progress
+
+
+@dataclass(frozen=True)
+class RolloutRecipe:
+    """How to sample observations; defaults suit small control tasks."""
+
+    calibration_steps: int = 2000
+    held_out_steps: int = 2000
+    random_action_share: float = 0.1
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.calibration_steps < 100:
+            raise UsageError("--calibration-steps must be at least 100", hint="the default is 2000")
+        if self.held_out_steps < 100:
+            raise UsageError("--validation-steps must be at least 100", hint="the default is 2000")
+        if not 0.0 <= self.random_action_share <= 1.0:
+            raise UsageError("--random-action-share must lie in [0, 1]")
+
+
+def collect_observations(
+    agent: LoadedAgent, graph: PolicyGraph, env_id: str, recipe: RolloutRecipe, progress: Progress
+) -> ObservationSets:
+    """Roll out in ``env_id`` twice (calibration, held-out) with distinct seeds."""
+    recipe.check()
+    env = make_env(env_id)
+    try:
+        check_env_fits(env_id, env, agent.observation_space, agent.action_space)
+        post = PostProcessor(graph.postprocess, agent.action_space)
+        calib, calib_eps = _rollout(env, graph, post, recipe.calibration_steps, recipe, recipe.seed, progress)
+        held, held_eps = _rollout(env, graph, post, recipe.held_out_steps, recipe, recipe.seed + 10_007, progress)
+    finally:
+        env.close()
+    facts = {
+        "source": "policy rollouts",
+        "env_id": env_id,
+        "seed": recipe.seed,
+        "random_action_share": recipe.random_action_share,
+        "calibration_steps": int(len(calib)),
+        "calibration_episodes": calib_eps,
+        "held_out_steps": int(len(held)),
+        "held_out_episodes": held_eps,
+    }
+    return ObservationSets(calibration=calib, held_out=held, facts=facts)
+
+
+def _rollout(
+    env: Any,
+    graph: PolicyGraph,
+    post: PostProcessor,
+    steps: int,
+    recipe: RolloutRecipe,
+    seed: int,
+    progress: Progress,
+) -> tuple[np.ndarray, int]:
+    rng = np.random.default_rng(seed)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    out = np.empty((steps, graph.input_size), dtype=np.float32)
+    episodes = 1
+    for i in range(steps):
+        flat = np.asarray(obs, dtype=np.float32).reshape(-1)
+        out[i] = flat
+        if rng.random() < recipe.random_action_share:
+            action = env.action_space.sample()
+        else:
+            action = post.one(graph.outputs(flat[None]))
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            obs, _ = env.reset()
+            episodes += 1
+        if i % 500 == 0:
+            progress.tick(f"{i}/{steps} steps")
+    if not np.all(np.isfinite(out)):
+        raise UsageError("the environment produced non-finite observations (NaN or inf) during rollouts")
+    return out, episodes

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,7 +220,7 @@ class Manifest:
         if path.stat().st_size > MAX_MANIFEST_BYTES:
             raise BundleError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse it")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+            data = _parse_json_bounded(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
             raise BundleError(f"{path} is not valid JSON ({exc})") from None
         return cls.from_dict(data)
@@ -233,6 +234,17 @@ def safe_relative_path(value: Any, where: str) -> str:
     if Path(value).is_absolute() or "\\" in value or any(p in ("..", ".") for p in parts) or ":" in value:
         raise BundleError(f"manifest: {where} path {value!r} points outside the bundle")
     return value
+
+
+def _parse_json_bounded(text: str) -> Any:
+    """json.loads with a sane recursion limit: another library may have raised it so far
+    that a deeply nested (hostile) file would overflow the C stack instead of failing."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(min(limit, 2000))
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def _reject_constant(name: str) -> Any:

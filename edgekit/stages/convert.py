@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,14 @@ def convert_to_tensorflow(onnx_model: OnnxModel, sets: ObservationSets, work_dir
                           tolerance: float = 1e-3) -> TFModel:
     """Run onnx2tf and check the TF graph against ONNX Runtime on held-out observations."""
     import_tensorflow()
+    limit = sys.getrecursionlimit()
     try:
         import onnx2tf
     except ImportError:
         raise MissingDependencyError("onnx2tf is not installed", hint="pip install 'edgekit[host]'") from None
+    finally:
+        sys.setrecursionlimit(limit)  # onnx2tf raises it to 2**31 at import, which turns deep
+        # recursion anywhere else in the process into a segfault instead of a RecursionError
     out_dir = work_dir / "saved_model"
     log = io.StringIO()
     try:
@@ -44,6 +49,8 @@ def convert_to_tensorflow(onnx_model: OnnxModel, sets: ObservationSets, work_dir
             raise
         tail = "\n".join(log.getvalue().strip().splitlines()[-5:])
         raise ConversionError(f"onnx2tf failed: {type(exc).__name__}: {exc}\n{tail}".strip()) from None
+    finally:
+        sys.setrecursionlimit(limit)
     if not (out_dir / "saved_model.pb").is_file():
         raise ConversionError("onnx2tf wrote no SavedModel", hint="run with EDGEKIT_DEBUG=1 to see its log")
     error = _max_error_vs_onnx(keras_model, onnx_model, sets.held_out[:200])

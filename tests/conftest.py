@@ -1,0 +1,140 @@
+"""Shared fixtures: tiny SB3 agents trained in this session and bundles built from them.
+
+Training and building happen once per session (session-scoped, lazily per
+case), so the suite trains each agent once and runs onnx2tf/TensorFlow once
+per case.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_MODEL = REPO / "examples" / "ppo-Pendulum-v1.zip"
+
+
+@dataclass(frozen=True)
+class AgentCase:
+    """One agent to train: algorithm, env, and the kwargs that shape its policy."""
+
+    name: str
+    algo: str
+    env_id: str
+    steps: int
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+# Every algorithm, both action kinds where the algorithm has them, and
+# non-default net_arch / activation_fn (including separate pi/vf nets).
+AGENT_CASES = {
+    case.name: case
+    for case in (
+        AgentCase("ppo-pendulum", "PPO", "Pendulum-v1", 512, {"n_steps": 256, "batch_size": 64}),
+        AgentCase("ppo-cartpole", "PPO", "CartPole-v1", 512, {"n_steps": 256, "batch_size": 64}),
+        AgentCase("ppo-pendulum-custom", "PPO", "Pendulum-v1", 256, {
+            "n_steps": 128, "batch_size": 64,
+            "policy_kwargs": {"net_arch": {"pi": [32, 16], "vf": [8]}, "activation_fn": "ReLU"}}),
+        AgentCase("a2c-pendulum", "A2C", "Pendulum-v1", 200, {"n_steps": 8}),
+        AgentCase("a2c-cartpole", "A2C", "CartPole-v1", 200, {"n_steps": 8}),
+        AgentCase("sac-pendulum", "SAC", "Pendulum-v1", 300, {
+            "learning_starts": 100, "policy_kwargs": {"net_arch": [64, 64]}}),
+        AgentCase("td3-pendulum", "TD3", "Pendulum-v1", 300, {
+            "learning_starts": 100, "policy_kwargs": {"net_arch": [64, 48], "activation_fn": "Tanh"}}),
+        AgentCase("ddpg-pendulum", "DDPG", "Pendulum-v1", 300, {
+            "learning_starts": 100, "policy_kwargs": {"net_arch": [64, 64]}}),
+        AgentCase("dqn-cartpole", "DQN", "CartPole-v1", 600, {
+            "learning_starts": 100, "policy_kwargs": {"net_arch": [64, 64]}}),
+        AgentCase("dqn-mountaincar", "DQN", "MountainCar-v0", 300, {
+            "learning_starts": 100, "policy_kwargs": {"net_arch": [32]}}),
+    )
+}
+
+
+def _train(case: AgentCase, path: Path) -> Path:
+    import stable_baselines3
+    import torch
+
+    torch.set_num_threads(1)
+    kwargs = dict(case.kwargs)
+    policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
+    if isinstance(policy_kwargs.get("activation_fn"), str):
+        policy_kwargs["activation_fn"] = getattr(torch.nn, policy_kwargs["activation_fn"])
+    cls = getattr(stable_baselines3, case.algo)
+    model = cls("MlpPolicy", case.env_id, seed=0, device="cpu", policy_kwargs=policy_kwargs or None, **kwargs)
+    model.learn(total_timesteps=case.steps)
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("edgekit")
+
+
+@pytest.fixture(scope="session")
+def trained_model(work_dir: Path) -> Callable[[str], Path]:
+    """``trained_model(name)`` -> path of that case's model.zip, trained once per session."""
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            cache[name] = _train(AGENT_CASES[name], work_dir / f"{name}.zip")
+        return cache[name]
+
+    return get
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    case: AgentCase
+    model_path: Path
+    bundle_dir: Path
+    result: Any  # edgekit.pipeline.BuildResult
+
+
+@pytest.fixture(scope="session")
+def built_bundle(work_dir: Path, trained_model: Callable[[str], Path]) -> Callable[[str], BuiltBundle]:
+    """``built_bundle(name)`` -> a bundle built in-process from that case, once per session."""
+    from edgekit.pipeline import BuildOptions, build
+    from edgekit.progress import Progress
+    from edgekit.stages.rollouts import RolloutRecipe
+
+    cache: dict[str, BuiltBundle] = {}
+
+    def get(name: str) -> BuiltBundle:
+        if name not in cache:
+            case = AGENT_CASES[name]
+            model = trained_model(name)
+            options = BuildOptions(
+                model=model,
+                env_id=case.env_id,
+                output=work_dir / f"{name}.bundle",
+                recipe=RolloutRecipe(calibration_steps=600, held_out_steps=600, seed=1),
+            )
+            result = build(options, Progress(quiet=True))
+            cache[name] = BuiltBundle(case, model, options.output, result)
+        return cache[name]
+
+    return get
+
+
+def run_cli(*args: str, stdin: str | None = None, timeout: float = 300, env: dict | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m edgekit ARGS`` as a user would, capturing output."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("EDGEKIT_DEBUG", None) if env is None or "EDGEKIT_DEBUG" not in env else None
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args],
+        input=stdin, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO,
+    )

@@ -46,12 +46,12 @@ class PostProcessor:
             self._low = action_space.low_array().reshape(-1).astype(np.float32)
             self._high = action_space.high_array().reshape(-1).astype(np.float32)
             self._half_range = (0.5 * (self._high - self._low)).astype(np.float32)
-        self._start = action_space.start if action_space.kind == DISCRETE else 0
+        self.start = action_space.start if action_space.kind == DISCRETE else 0
 
     def __call__(self, outputs: np.ndarray) -> np.ndarray:
         """Post-process ``(B, K)`` float outputs into ``(B, *action_shape)`` actions."""
         if self.kind == ARGMAX:
-            return np.argmax(outputs, axis=1).astype(np.int64) + self._start
+            return np.argmax(outputs, axis=1).astype(np.int64) + self.start
         if self.kind == CLIP:
             actions = np.clip(outputs, self._low, self._high)
         else:

@@ -185,3 +185,30 @@ print("HEAVY", heavy)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("name", ["ppo-pendulum", "ppo-cartpole", "td3-pendulum", "dqn-mountaincar"])
+@pytest.mark.parametrize("scalar_limit", [32, 0])  # 0 forces the numpy variant of the fast step
+def test_fast_single_step_equals_the_general_path(built_bundle, name, scalar_limit, monkeypatch):
+    import edgekit.runtime.step as step_module
+
+    monkeypatch.setattr(step_module, "SCALAR_LIMIT", scalar_limit)
+    built = built_bundle(name)
+    policy = EdgePolicy.load(built.bundle_dir, device="cpu")
+    assert policy.fast_path
+    with np.load(built.bundle_dir / "calibration.npz") as data:
+        obs = np.concatenate([data["held_out"], data["calibration"]])
+    rng = np.random.default_rng(0)
+    obs = np.concatenate([obs, obs[:200] * rng.uniform(-50, 50, size=obs[:200].shape)]).astype(np.float32)
+    general = policy._predict_general
+    for row in obs:
+        fast = policy.predict(row)
+        slow = general(row)
+        assert fast.shape == slow.shape and fast.dtype == slow.dtype
+        np.testing.assert_array_equal(fast, slow)
+    for bad in (np.array([np.nan] * obs.shape[1], dtype=np.float32), np.full(obs.shape[1], np.inf, np.float32)):
+        with pytest.raises(InputError):
+            policy.predict(bad)
+    action = policy.predict(obs[0])
+    action += 1  # a fresh, writable array each call, as SB3 returns
+    assert not np.array_equal(action, policy.predict(obs[0]))

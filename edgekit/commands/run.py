@@ -54,6 +54,7 @@ def _serve(policy: object, address: str) -> int:
         return 0
     host, port = serve.parse_tcp_address(address)
     server = serve.TCPServer(policy, host, port)  # type: ignore[arg-type]
+    server.install_signal_handlers()
     print(f"listening on tcp:{server.address[0]}:{server.address[1]}", file=sys.stderr, flush=True)
     answered = server.serve_forever()
     print(f"stopped after {answered} requests", file=sys.stderr)

@@ -18,9 +18,10 @@ from edgekit.bundle.files import verify_file
 from edgekit.bundle.manifest import Manifest, ModelEntry
 from edgekit.errors import BundleError, DeviceError, InputError
 from edgekit.native_io import quiet_native_stderr
-from edgekit.postprocess import ARGMAX, PostProcessor
+from edgekit.postprocess import PostProcessor
 from edgekit.quant import INT8_MAX, INT8_MIN
 from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend, load_edgetpu_delegate
+from edgekit.runtime.step import fast_path_available, make_step
 
 
 class EdgeTPUFallbackWarning(UserWarning):
@@ -51,13 +52,15 @@ class EdgePolicy:
         # obs -> int8 in one multiply-add: q = obs * a + b, with the preprocessing folded in.
         qin, pre = entry.input.quant, manifest.preprocess
         scale = np.asarray(pre.scale, dtype=np.float64) * qin.scale
-        self._a = (1.0 / scale).astype(np.float32)
-        self._b = (qin.zero_point - np.asarray(pre.offset, dtype=np.float64) / scale).astype(np.float32)
+        self._a = 1.0 / scale
+        self._b = qin.zero_point - np.asarray(pre.offset, dtype=np.float64) / scale
         self._out_scale = np.float32(entry.output.quant.scale)
         self._out_zero = np.float32(entry.output.quant.zero_point)
         self._post = PostProcessor(manifest.postprocess, manifest.action_space)
-        self._argmax = manifest.postprocess == ARGMAX
         self._size = manifest.observation_space.size
+        self.fast_path = fast_path_available(interpreter)
+        if self.fast_path:
+            self._install_fast_predict()
 
     # --- construction -------------------------------------------------------------
 
@@ -120,11 +123,29 @@ class EdgePolicy:
 
         Shaped and typed like SB3's ``model.predict(obs, deterministic=True)[0]``.
         """
+        return self._predict_general(observation)
+
+    def _predict_general(self, observation: Any) -> np.ndarray:
         obs, single = self._as_batch(observation)
         if single:
             return self._post.one(self._dequantize(self._forward(obs[0])))
         raw = np.stack([self._forward(row) for row in obs])
         return self._post(self._dequantize(raw))
+
+    def _install_fast_predict(self) -> None:
+        """Shadow ``predict`` with a closure that sends single ndarray observations down the fast step."""
+        step = make_step(self._interpreter, self._in_index, self._out_index, self._a, self._b, self._post,
+                         self._dequantize, self.observation_shape, self.manifest.action_space.shape)
+        self._invoke = self._interpreter._interpreter.Invoke  # invoke() refuses the step's held views
+        general, shape, ndarray = self._predict_general, self.observation_shape, np.ndarray
+
+        def predict(observation: Any) -> np.ndarray:
+            if type(observation) is ndarray and observation.shape == shape:
+                return step(observation)
+            return general(observation)
+
+        predict.__doc__ = EdgePolicy.predict.__doc__
+        self.predict = predict  # type: ignore[method-assign]
 
     def predict_outputs(self, observation: Any) -> np.ndarray:
         """The dequantized raw network outputs (B, K) for a batch: Q-values, logits, actions."""
@@ -139,7 +160,7 @@ class EdgePolicy:
 
     def quantize(self, flat: np.ndarray) -> np.ndarray:
         """Preprocess and quantize one flat float observation to the int8 input."""
-        q = flat * self._a
+        q = flat.astype(np.float64) * self._a
         q += self._b
         np.rint(q, out=q)
         np.clip(q, INT8_MIN, INT8_MAX, out=q)

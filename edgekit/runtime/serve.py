@@ -104,11 +104,13 @@ class TCPServer:
     def stop(self, *_args: Any) -> None:
         self._stop.set()
 
-    def serve_forever(self, install_signals: bool = True) -> int:
+    def install_signal_handlers(self) -> None:
+        """SIGINT and SIGTERM stop the server between requests (call before announcing it)."""
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGTERM, self.stop)
+
+    def serve_forever(self) -> int:
         """Accept clients one after another until stopped; returns requests answered."""
-        if install_signals:
-            signal.signal(signal.SIGINT, self.stop)
-            signal.signal(signal.SIGTERM, self.stop)
         answered = 0
         try:
             while not self._stop.is_set():

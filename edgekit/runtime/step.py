@@ -1,0 +1,126 @@
+"""The per-step hot path: one observation in, one action out, with as little Python as possible.
+
+A robot's control loop calls ``predict`` once per step on a single observation.
+The model itself takes a microsecond or two, so the overhead around it matters:
+
+* input and output tensors are accessed through persistent zero-copy views and
+  ``Invoke`` is called on the interpreter wrapper directly. This is safe because
+  a bundle's model has static shapes and its tensors are never re-allocated after
+  loading; the public ``invoke()`` refuses held views only as a precaution
+  against re-allocation;
+* the int8 output has 256 levels per element, so dequantize + post-process is a
+  lookup table filled by the same ``PostProcessor`` the batch path uses
+  (identical results by construction);
+* small observations are quantized with Python scalars (numpy's per-call overhead
+  exceeds the arithmetic for a handful of values), larger ones with numpy;
+* the step is a closure over local variables: attribute lookups and method
+  calls cost as much as the arithmetic here.
+
+Both compute ``q = round(obs * a + b)`` saturated to int8 in float64, exactly as
+``EdgePolicy.quantize`` does for the batch path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import InputError
+from edgekit.postprocess import ARGMAX, PostProcessor
+from edgekit.quant import INT8_MAX, INT8_MIN
+
+SCALAR_LIMIT = 32  # features (and outputs) up to which Python scalars beat numpy
+NOT_FINITE = "observation contains NaN or infinity"
+
+StepFn = Callable[[np.ndarray], np.ndarray]
+
+
+def fast_path_available(interpreter: Any) -> bool:
+    """Whether the interpreter exposes the wrapper the fast path needs."""
+    return hasattr(getattr(interpreter, "_interpreter", None), "Invoke")
+
+
+def int8_levels() -> np.ndarray:
+    """The 256 int8 values, ordered so that index i holds the value whose byte is i.
+
+    Indexing a table with an int8 array then needs no offset: numpy reads a
+    negative index -k as 256 - k, the byte of -k.
+    """
+    levels = np.arange(256, dtype=np.int64)
+    return np.where(levels < 128, levels, levels - 256).astype(np.int8)
+
+
+def lookup_table(post: PostProcessor, dequantize: Callable[[np.ndarray], np.ndarray], width: int) -> np.ndarray:
+    """(width, 256) float32: the post-processed value of every int8 level, per output."""
+    levels = np.repeat(int8_levels()[:, None], width, axis=1)
+    return np.ascontiguousarray(post(dequantize(levels)).reshape(256, width).T)
+
+
+def make_step(interpreter: Any, in_index: int, out_index: int, a: np.ndarray, b: np.ndarray,
+              post: PostProcessor, dequantize: Callable[[np.ndarray], np.ndarray],
+              observation_shape: tuple[int, ...], action_shape: tuple[int, ...]) -> StepFn:
+    """Build ``step(observation) -> action`` for one observation of ``observation_shape``."""
+    invoke = interpreter._interpreter.Invoke
+    in_view = interpreter.tensor(in_index)().reshape(-1)
+    out_view = interpreter.tensor(out_index)().reshape(-1)
+    table = None if post.kind == ARGMAX else lookup_table(post, dequantize, out_view.size)
+    if a.size <= SCALAR_LIMIT and out_view.size <= SCALAR_LIMIT:
+        return _scalar_step(invoke, in_view, out_view, a, b, table, post.start, observation_shape, action_shape)
+    return _vector_step(invoke, in_view, out_view, a, b, table, post.start, action_shape)
+
+
+def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
+                 b: np.ndarray, table: np.ndarray | None, start: int, observation_shape: tuple[int, ...],
+                 action_shape: tuple[int, ...]) -> StepFn:
+    target = memoryview(in_view).cast("B").cast("b")
+    source = memoryview(out_view).cast("B").cast("b")
+    a_list, b_list = a.tolist(), b.tolist()
+    flat_in = len(observation_shape) == 1
+    flat_out = len(action_shape) == 1
+    width = out_view.size
+    isfinite, array, float32, int64 = math.isfinite, np.array, np.float32, np.int64
+    hi, lo = INT8_MAX, INT8_MIN
+    rows = None if table is None else [row.tolist() for row in table]
+    outputs = range(width)
+
+    def step(observation: np.ndarray) -> np.ndarray:
+        values = observation.tolist() if flat_in else observation.reshape(-1).tolist()
+        if not isfinite(sum(values)):  # NaN or inf anywhere (float32 values cannot overflow the sum)
+            raise InputError(NOT_FINITE)
+        i = 0
+        for v in values:
+            x = v * a_list[i] + b_list[i]
+            target[i] = hi if x >= hi else (lo if x <= lo else round(x))
+            i += 1
+        invoke()
+        if rows is None:
+            return array(max(outputs, key=source.__getitem__) + start, dtype=int64)
+        action = array([rows[k][source[k]] for k in outputs], dtype=float32)
+        return action if flat_out else action.reshape(action_shape)
+
+    return step
+
+
+def _vector_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
+                 b: np.ndarray, table: np.ndarray | None, start: int, action_shape: tuple[int, ...]) -> StepFn:
+    buf = np.empty(a.size, dtype=np.float64)
+    zeros = np.zeros(a.size, dtype=np.float64)
+    columns = np.arange(out_view.size)
+    multiply, add, clip, rint = np.multiply, np.add, np.clip, np.rint
+
+    def step(observation: np.ndarray) -> np.ndarray:
+        multiply(observation.reshape(-1), a, out=buf)
+        add(buf, b, out=buf)
+        if buf.dot(zeros) != 0.0:  # finite values give exactly 0; NaN or inf give NaN
+            raise InputError(NOT_FINITE)
+        clip(buf, INT8_MIN, INT8_MAX, out=buf)
+        rint(buf, out=in_view, casting="unsafe")
+        invoke()
+        if table is None:
+            return np.array(int(out_view.argmax()) + start, dtype=np.int64)
+        return table[columns, out_view].reshape(action_shape)
+
+    return step

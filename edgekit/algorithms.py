@@ -60,73 +60,38 @@ class AlgorithmSpec:
 
 
 def _actor_critic_actor(policy: Any) -> torch.nn.Module:
-    """ActorCriticPolicy._predict -> get_distribution(obs).get_actions(deterministic=True)."""
-    import torch
+    """ActorCriticPolicy._predict: action_net(mlp_extractor.forward_actor(features)), the
+    Gaussian/gSDE mean (tanh-squashed with squash_output) or the categorical logits."""
+    from edgekit.actor import DeterministicActor
 
-    class ActorCriticActor(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.features_extractor = policy.pi_features_extractor
-            self.mlp_extractor = policy.mlp_extractor
-            self.action_net = policy.action_net
-            self.squash = bool(policy.squash_output)
-
-        def forward(self, obs: torch.Tensor) -> torch.Tensor:
-            features = self.features_extractor(obs)
-            latent_pi = self.mlp_extractor.forward_actor(features)
-            out = self.action_net(latent_pi)  # Gaussian/gSDE mean, or categorical logits
-            return torch.tanh(out) if self.squash else out
-
-    return ActorCriticActor()
+    return DeterministicActor(policy.pi_features_extractor, policy.mlp_extractor.policy_net, policy.action_net,
+                              squash=bool(policy.squash_output))
 
 
 def _sac_actor(policy: Any) -> torch.nn.Module:
     """SACPolicy._predict -> actor(obs, deterministic=True) = tanh(mu(latent_pi(features)))."""
-    import torch
+    from edgekit.actor import DeterministicActor
 
-    class SACActor(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.features_extractor = policy.actor.features_extractor
-            self.latent_pi = policy.actor.latent_pi
-            self.mu = policy.actor.mu
-
-        def forward(self, obs: torch.Tensor) -> torch.Tensor:
-            return torch.tanh(self.mu(self.latent_pi(self.features_extractor(obs))))
-
-    return SACActor()
+    actor = policy.actor
+    return DeterministicActor(actor.features_extractor, actor.latent_pi, actor.mu, squash=True)
 
 
 def _td3_actor(policy: Any) -> torch.nn.Module:
-    """TD3Policy._predict -> actor(obs) = mu(features); mu already ends in Tanh."""
-    import torch
+    """TD3Policy._predict -> actor(obs) = mu(features); mu is an MLP ending in Linear, Tanh."""
+    from torch import nn
 
-    class TD3Actor(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.features_extractor = policy.actor.features_extractor
-            self.mu = policy.actor.mu
+    from edgekit.actor import DeterministicActor, split_sequential
 
-        def forward(self, obs: torch.Tensor) -> torch.Tensor:
-            return self.mu(self.features_extractor(obs))
-
-    return TD3Actor()
+    body, head = split_sequential(policy.actor.mu, drop_trailing=nn.Tanh)
+    return DeterministicActor(policy.actor.features_extractor, body, head, squash=True)
 
 
 def _dqn_actor(policy: Any) -> torch.nn.Module:
     """DQNPolicy._predict -> q_net(obs).argmax(dim=1): export the Q-values."""
-    import torch
+    from edgekit.actor import DeterministicActor, split_sequential
 
-    class QNetworkActor(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.features_extractor = policy.q_net.features_extractor
-            self.q_net = policy.q_net.q_net
-
-        def forward(self, obs: torch.Tensor) -> torch.Tensor:
-            return self.q_net(self.features_extractor(obs))
-
-    return QNetworkActor()
+    body, head = split_sequential(policy.q_net.q_net)
+    return DeterministicActor(policy.q_net.features_extractor, body, head, squash=False)
 
 
 def _actor_critic_output(policy: Any, action_kind: str) -> str:

@@ -1,6 +1,6 @@
 """``edgekit build``: the composition of the stages, one way through.
 
-    load -> extract -> rollouts -> export ONNX -> onnx2tf -> int8 -> validate -> bundle
+    load -> extract -> rollouts -> condition -> export ONNX -> onnx2tf -> int8 -> validate -> bundle
 
 Everything is written into a staging directory that becomes the bundle only
 when every stage has passed.
@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.artifacts import Validation
-from edgekit.bundle.manifest import Manifest, Preprocess
+from edgekit.bundle.manifest import Manifest
 from edgekit.bundle.files import staged_directory
 from edgekit.progress import Progress
+from edgekit.stages.condition import ConditioningOptions
 from edgekit.stages.rollouts import RolloutRecipe
 
 
@@ -28,6 +29,7 @@ class BuildOptions:
     env_id: str
     output: Path
     recipe: RolloutRecipe = field(default_factory=RolloutRecipe)
+    conditioning: ConditioningOptions = field(default_factory=ConditioningOptions)
     force: bool = False
 
 
@@ -41,8 +43,8 @@ class BuildResult:
     timings: dict[str, float]
 
 
-STAGES = ("load model", "extract policy", "roll out observations", "export ONNX", "convert (onnx2tf)",
-          "quantize int8", "validate int8", "write bundle")
+STAGES = ("load model", "extract policy", "roll out observations", "condition for int8", "export ONNX",
+          "convert (onnx2tf)", "quantize int8", "validate int8", "write bundle")
 
 
 def build(options: BuildOptions, progress: Progress | None = None) -> BuildResult:
@@ -53,6 +55,7 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
     from edgekit.stages.export_onnx import export_onnx
     from edgekit.stages.extract import extract_policy
     from edgekit.stages.quantize import quantize_int8
+    from edgekit.stages.condition import condition, model_inputs
     from edgekit.stages.rollouts import collect_observations
     from edgekit.stages.validate import summary_line, validate_int8
 
@@ -72,24 +75,29 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
             sets = collect_observations(agent, graph, options.env_id, options.recipe, progress)
             note.detail = f"{len(sets.calibration)} calibration + {len(sets.held_out)} held-out observations"
         with progress.stage(STAGES[3]) as note:
-            onnx_model = export_onnx(graph, sets, stage / package.ONNX_MODEL)
-            note.detail = f"opset {onnx_model.opset}, max |onnx - torch| {onnx_model.max_abs_error:.1e}"
+            conditioned = condition(graph, sets, agent.action_space, options.conditioning)
+            calibration_inputs = model_inputs(sets.calibration, conditioned.preprocess)
+            held_out_inputs = model_inputs(sets.held_out, conditioned.preprocess)
+            note.detail = ", ".join(k.replace("_", " ") for k in conditioned.applied) or "none (plain conversion)"
         with progress.stage(STAGES[4]) as note:
-            tf_model = convert_to_tensorflow(onnx_model, sets, scratch)
-            note.detail = f"max |tf - onnx| {tf_model.max_abs_error:.1e}"
+            onnx_model = export_onnx(conditioned.graph, held_out_inputs, stage / package.ONNX_MODEL)
+            note.detail = f"opset {onnx_model.opset}, max |onnx - torch| {onnx_model.max_abs_error:.1e}"
         with progress.stage(STAGES[5]) as note:
-            preprocess = Preprocess.identity(graph.input_size)
-            int8 = quantize_int8(tf_model, sets, preprocess, stage / package.CPU_MODEL)
-            note.detail = f"ops {_op_summary(int8.ops)}; int8 in/out, no float tensors"
+            tf_model = convert_to_tensorflow(onnx_model, held_out_inputs, scratch)
+            note.detail = f"max |tf - onnx| {tf_model.max_abs_error:.1e}"
         with progress.stage(STAGES[6]) as note:
-            package.save_observations(sets, stage / package.CALIBRATION)
-            package.write_manifest(stage, agent, graph, options.env_id, int8, sets)
-            validation = validate_int8(stage, graph, sets)
-            note.detail = summary_line(validation)
+            int8 = quantize_int8(tf_model, calibration_inputs, conditioned.preprocess, stage / package.CPU_MODEL)
+            note.detail = f"ops {_op_summary(int8.ops)}; int8 in/out, no float tensors"
         with progress.stage(STAGES[7]) as note:
+            package.save_observations(sets, stage / package.CALIBRATION)
+            package.write_manifest(stage, agent, conditioned.graph, options.env_id, int8, sets, conditioned.applied)
+            validation = validate_int8(stage, graph, conditioned, sets)
+            note.detail = summary_line(validation)
+        with progress.stage(STAGES[8]) as note:
             report = _report(validation, progress.timings)
             package.write_json(stage / package.REPORT_JSON, report)
-            manifest = package.write_manifest(stage, agent, graph, options.env_id, int8, sets)
+            manifest = package.write_manifest(stage, agent, conditioned.graph, options.env_id, int8, sets,
+                                              conditioned.applied)
             note.detail = str(options.output)
     return BuildResult(bundle_dir=Path(options.output), manifest=manifest, validation=validation,
                        timings=dict(progress.timings))

@@ -21,6 +21,7 @@ Schema (format version 1)::
     models            {"cpu": ModelEntry, "edgetpu": ModelEntry (optional)}
     files             {relative path: sha256} of every file in the bundle but the manifest
     calibration       facts about the calibration and held-out sets
+    conditioning      how the float actor was rewritten for int8 (informational)
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ class Manifest:
     source: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
+    conditioning: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     format_version: int = FORMAT_VERSION
 
@@ -156,6 +158,7 @@ class Manifest:
             "models": {k: v.to_dict() for k, v in self.models.items()},
             "files": dict(sorted(self.files.items())),
             "calibration": self.calibration,
+            "conditioning": self.conditioning,
         }
 
     def to_json(self) -> str:
@@ -205,6 +208,7 @@ class Manifest:
             source=_dict_field(data, "source"),
             versions=_dict_field(data, "versions"),
             calibration=_dict_field(data, "calibration"),
+            conditioning=_dict_field(data, "conditioning"),
             created=str(data.get("created", "")),
             format_version=FORMAT_VERSION,
         )

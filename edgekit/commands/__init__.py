@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from edgekit.commands import bench, build, run
+from edgekit.commands import bench, build, check, compile, run
 
 
 def register_all(sub: argparse._SubParsersAction) -> None:
     """Add every subcommand to the top-level parser."""
-    for module in (build, run, bench):
+    for module in (build, run, bench, check, compile):
         module.register(sub)

@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-action-share", type=float, default=0.1, metavar="P",
                    help="share of random actions during rollouts, for coverage (default: 0.1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the rollouts; same seed, same bundle (default: 0)")
+    p.add_argument("--no-input-scaling", action="store_true",
+                   help="do not map each observation feature to the int8 input range (plain conversion)")
+    p.add_argument("--no-output-range", action="store_true",
+                   help="do not bound the output range (clip/pre-tanh clamp/centering) before int8")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and the bundle path")
     p.set_defaults(handler=run)
 
@@ -37,12 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgekit.pipeline import STAGES, BuildOptions, build
     from edgekit.progress import Progress
+    from edgekit.stages.condition import ConditioningOptions
     from edgekit.stages.rollouts import RolloutRecipe
 
     if args.calibration_steps > 1_000_000 or args.validation_steps > 1_000_000:
         raise UsageError("--calibration-steps and --validation-steps are limited to 1,000,000")
     output = args.output or args.model.with_suffix(".bundle")
     options = BuildOptions(
+        conditioning=ConditioningOptions(input_scaling=not args.no_input_scaling,
+                                         output_range=not args.no_output_range),
         model=args.model,
         env_id=args.env_id,
         output=output,

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.postprocess import ARGMAX, PostProcessor
 from edgekit.spaces import SpaceSpec
 
 # A state is decisive when the float policy's best two outputs differ by at
@@ -17,10 +16,10 @@ from edgekit.spaces import SpaceSpec
 DECISIVE_SHARE = 0.01
 
 
-def fidelity_metrics(float_out: np.ndarray, int8_out: np.ndarray, postprocess: str,
-                     action_space: SpaceSpec, output_step: float) -> dict[str, Any]:
-    """Compare raw outputs (B, K) and the post-processed actions they lead to."""
-    post = PostProcessor(postprocess, action_space)
+def fidelity_metrics(float_out: np.ndarray, int8_out: np.ndarray, float_actions: np.ndarray,
+                     int8_actions: np.ndarray, action_space: SpaceSpec, output_step: float) -> dict[str, Any]:
+    """Compare raw outputs (B, K) of the float and int8 models, and the actions (B, ...) of
+    the float policy as SB3 computes them and of the int8 policy as the runtime does."""
     raw_err = np.abs(int8_out - float_out)
     metrics: dict[str, Any] = {
         "samples": int(len(float_out)),
@@ -33,10 +32,10 @@ def fidelity_metrics(float_out: np.ndarray, int8_out: np.ndarray, postprocess: s
             "float_range": [float(float_out.min()), float(float_out.max())],
         },
     }
-    if postprocess == ARGMAX:
-        metrics["discrete"] = _discrete(float_out, int8_out)
+    if action_space.kind == "discrete":
+        metrics["discrete"] = _discrete(float_out, float_actions, int8_actions)
     else:
-        metrics["continuous"] = _continuous(post(float_out), post(int8_out), action_space)
+        metrics["continuous"] = _continuous(float_actions, int8_actions, action_space)
     return metrics
 
 
@@ -64,10 +63,8 @@ def _continuous(float_act: np.ndarray, int8_act: np.ndarray, space: SpaceSpec) -
     }
 
 
-def _discrete(float_out: np.ndarray, int8_out: np.ndarray) -> dict[str, Any]:
-    f_best = np.argmax(float_out, axis=1)
-    q_best = np.argmax(int8_out, axis=1)
-    agree = f_best == q_best
+def _discrete(float_out: np.ndarray, float_actions: np.ndarray, int8_actions: np.ndarray) -> dict[str, Any]:
+    agree = np.asarray(float_actions).reshape(-1) == np.asarray(int8_actions).reshape(-1)
     ordered = np.sort(float_out, axis=1)
     gap = ordered[:, -1] - ordered[:, -2] if float_out.shape[1] > 1 else np.full(len(float_out), np.inf)
     spread = float(np.percentile(float_out, 99) - np.percentile(float_out, 1))

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import ObservationSets, OnnxModel, TFModel
+from edgekit.artifacts import OnnxModel, TFModel
 from edgekit.errors import ConversionError, MissingDependencyError
 from edgekit.native_io import quiet_native_stderr
 from edgekit.tf_env import import_tensorflow
 
 
-def convert_to_tensorflow(onnx_model: OnnxModel, sets: ObservationSets, work_dir: Path,
+def convert_to_tensorflow(onnx_model: OnnxModel, samples: np.ndarray, work_dir: Path,
                           tolerance: float = 1e-3) -> TFModel:
-    """Run onnx2tf and check the TF graph against ONNX Runtime on held-out observations."""
+    """Run onnx2tf and check the TF graph against ONNX Runtime on held-out ``samples`` (model inputs)."""
     import_tensorflow()
     limit = sys.getrecursionlimit()
     try:
@@ -53,7 +53,7 @@ def convert_to_tensorflow(onnx_model: OnnxModel, sets: ObservationSets, work_dir
         sys.setrecursionlimit(limit)
     if not (out_dir / "saved_model.pb").is_file():
         raise ConversionError("onnx2tf wrote no SavedModel", hint="run with EDGEKIT_DEBUG=1 to see its log")
-    error = _max_error_vs_onnx(keras_model, onnx_model, sets.held_out[:200])
+    error = _max_error_vs_onnx(keras_model, onnx_model, samples[:200])
     if not error <= tolerance:
         raise ConversionError(f"the TensorFlow model differs from ONNX by {error:.2e} (tolerance {tolerance:.0e})")
     return TFModel(saved_model_dir=out_dir, max_abs_error=error)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import ObservationSets, OnnxModel, PolicyGraph
+from edgekit.artifacts import OnnxModel, PolicyGraph
 from edgekit.errors import ConversionError, MissingDependencyError
 
 OPSET = 17
@@ -22,11 +22,14 @@ INPUT_NAME = "obs"
 OUTPUT_NAME = "out"
 
 
-def export_onnx(graph: PolicyGraph, sets: ObservationSets, path: Path, tolerance: float = 1e-4) -> OnnxModel:
-    """Export ``graph`` to ``path`` and fail if ONNX Runtime strays past ``tolerance``."""
+def export_onnx(graph: PolicyGraph, samples: np.ndarray, path: Path, tolerance: float = 1e-4) -> OnnxModel:
+    """Export ``graph`` to ``path``; fail if ONNX Runtime strays past ``tolerance`` on ``samples``.
+
+    ``samples`` are held-out inputs in the graph's own input space.
+    """
     import torch
 
-    dummy = torch.as_tensor(sets.held_out[:1])
+    dummy = torch.as_tensor(samples[:1])
     try:
         with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -41,7 +44,7 @@ def export_onnx(graph: PolicyGraph, sets: ObservationSets, path: Path, tolerance
             )
     except Exception as exc:
         raise ConversionError(f"torch could not export the actor to ONNX: {exc}") from None
-    error = _max_error_vs_torch(graph, sets.held_out, path)
+    error = _max_error_vs_torch(graph, samples, path)
     if not error <= tolerance:
         raise ConversionError(f"the ONNX model differs from torch by {error:.2e} (tolerance {tolerance:.0e})")
     return OnnxModel(path=path, opset=OPSET, max_abs_error=error)

@@ -46,11 +46,10 @@ def save_observations(sets: ObservationSets, path: Path) -> None:
 
 
 def write_manifest(bundle_dir: Path, agent: LoadedAgent, graph: PolicyGraph, env_id: str,
-                   int8: Int8Model, sets: ObservationSets, extra_models: dict[str, ModelEntry] | None = None,
+                   int8: Int8Model, sets: ObservationSets, conditioning: dict[str, Any] | None = None,
                    created: str | None = None) -> Manifest:
     """Hash every file in ``bundle_dir`` and write ``manifest.json``."""
     models = {"cpu": ModelEntry(file=CPU_MODEL, input=int8.input, output=int8.output)}
-    models.update(extra_models or {})
     manifest = Manifest(
         env_id=env_id,
         algorithm=agent.algorithm.name,
@@ -70,6 +69,7 @@ def write_manifest(bundle_dir: Path, agent: LoadedAgent, graph: PolicyGraph, env
         },
         versions=stack_versions(),
         calibration=dict(sets.facts),
+        conditioning=dict(conditioning or {}),
         created=created or datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     )
     (bundle_dir / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import Int8Model, ObservationSets, TFModel
+from edgekit.artifacts import Int8Model, TFModel
 from edgekit.bundle.manifest import Preprocess
 from edgekit.errors import ConversionError
 from edgekit.native_io import quiet_native_stderr
@@ -23,10 +23,9 @@ from edgekit.tf_env import import_tensorflow
 from edgekit.tflite_inspect import inspect_int8_model
 
 
-def quantize_int8(tf_model: TFModel, sets: ObservationSets, preprocess: Preprocess, path: Path) -> Int8Model:
-    """Convert with the calibration set (in model-input space) and check the result."""
+def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Preprocess, path: Path) -> Int8Model:
+    """Convert with the ``calibration`` inputs (in model-input space) and check the result."""
     tf = import_tensorflow()
-    calibration = _model_inputs(sets.calibration, preprocess)
 
     def representative() -> Iterator[list[np.ndarray]]:
         for row in calibration:
@@ -48,9 +47,3 @@ def quantize_int8(tf_model: TFModel, sets: ObservationSets, preprocess: Preproce
     info = inspect_int8_model(path)
     info.require_fully_int8()
     return Int8Model(path=path, input=info.input, output=info.output, preprocess=preprocess, ops=info.op_names)
-
-
-def _model_inputs(obs: np.ndarray, preprocess: Preprocess) -> np.ndarray:
-    offset = np.asarray(preprocess.offset, dtype=np.float32)
-    scale = np.asarray(preprocess.scale, dtype=np.float32)
-    return ((obs - offset) / scale).astype(np.float32)

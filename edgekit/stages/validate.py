@@ -1,8 +1,9 @@
-"""Stage: score the int8 model against the float actor on held-out observations.
+"""Stage: score the int8 model against the float policy on held-out observations.
 
 The int8 side runs through ``edgekit.runtime.EdgePolicy`` on the staged
 bundle: the exact code path the device will take, so what is validated is
-what ships.
+what ships. The float side is the unconditioned actor post-processed as SB3
+does, so every rewrite of the conditioning stage is inside the measured error.
 """
 
 from __future__ import annotations
@@ -10,20 +11,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgekit.artifacts import ObservationSets, PolicyGraph, Validation
+from edgekit.postprocess import PostProcessor
 from edgekit.report.metrics import fidelity_metrics
 from edgekit.runtime.policy import EdgePolicy
+from edgekit.stages.condition import Conditioned, model_inputs
 
 
-def validate_int8(bundle_dir: Path, graph: PolicyGraph, sets: ObservationSets) -> Validation:
-    """Compare raw outputs and actions of the CPU int8 model with the float actor."""
+def validate_int8(bundle_dir: Path, reference: PolicyGraph, conditioned: Conditioned,
+                  sets: ObservationSets) -> Validation:
+    """Compare actions with the float policy's, and raw outputs with the conditioned float model's."""
     policy = EdgePolicy.load(bundle_dir, device="cpu")
-    float_out = graph.outputs(sets.held_out)
-    int8_out = policy.predict_outputs(sets.held_out.reshape(-1, *policy.observation_shape))
-    entry = policy.manifest.models["cpu"]
-    metrics = fidelity_metrics(
-        float_out, int8_out, graph.postprocess, policy.manifest.action_space, entry.output.quant.scale
-    )
-    return Validation(metrics=metrics, passed=True, float_outputs=float_out, int8_outputs=int8_out)
+    space = policy.manifest.action_space
+    obs = sets.held_out.reshape(-1, *policy.observation_shape)
+    float_actions = PostProcessor(reference.postprocess, space)(reference.outputs(sets.held_out))
+    int8_actions = policy.predict(obs)
+    float_raw = conditioned.graph.outputs(model_inputs(sets.held_out, conditioned.preprocess))
+    int8_raw = policy.predict_outputs(obs)
+    step = policy.manifest.models["cpu"].output.quant.scale
+    metrics = fidelity_metrics(float_raw, int8_raw, float_actions, int8_actions, space, step)
+    return Validation(metrics=metrics, passed=True, float_outputs=float_raw, int8_outputs=int8_raw)
 
 
 def summary_line(validation: Validation) -> str:

@@ -1,0 +1,64 @@
+"""``DeterministicActor``: the deterministic policy path as one plain torch module.
+
+    obs -> features_extractor -> body -> head (Linear) -> [clamp] -> [tanh]
+
+Every supported algorithm's ``predict(obs, deterministic=True)`` reduces to this
+shape (the table in ``edgekit.algorithms`` says how). Having the first and the
+last Linear layer by name lets the fidelity stage (``stages/condition.py``)
+fold input scaling and output ranges into their weights. Host only (torch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class DeterministicActor(nn.Module):
+    """features -> body -> head, then an optional clamp to [-1, 1] and an optional tanh.
+
+    ``squash_gain`` k: when the head was divided by k (to clamp its output to
+    [-1, 1] before the tanh), the tanh is applied to k * z, restoring the value.
+    """
+
+    def __init__(self, features_extractor: nn.Module, body: nn.Module, head: nn.Linear, squash: bool) -> None:
+        super().__init__()
+        self.features_extractor = features_extractor
+        self.body = body
+        self.head = head
+        self.squash = squash
+        self.clamp = False
+        self.squash_gain = 1.0
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        z = self.head(self.body(self.features_extractor(obs)))
+        if self.clamp:
+            z = torch.clamp(z, -1.0, 1.0)
+        if self.squash:
+            z = torch.tanh(z * self.squash_gain if self.squash_gain != 1.0 else z)
+        return z
+
+    def pre_squash(self, obs: torch.Tensor) -> torch.Tensor:
+        """The head's output before clamp and tanh (what the output range must hold)."""
+        return self.head(self.body(self.features_extractor(obs)))
+
+    def first_linear(self) -> nn.Linear:
+        """The layer that sees the (flattened) observation first."""
+        for module in self.body.modules():
+            if isinstance(module, nn.Linear):
+                return module
+        return self.head
+
+
+def split_sequential(seq: nn.Sequential, drop_trailing: type | None = None) -> tuple[nn.Module, nn.Linear]:
+    """Split an SB3 MLP ``Sequential`` into (body, last Linear), optionally dropping a trailing module."""
+    layers: list[Any] = list(seq)
+    if drop_trailing is not None:
+        if not layers or not isinstance(layers[-1], drop_trailing):
+            raise ValueError(f"expected the network to end in {drop_trailing.__name__}")
+        layers = layers[:-1]
+    if not layers or not isinstance(layers[-1], nn.Linear):
+        raise ValueError("expected the network to end in a Linear layer")
+    return nn.Sequential(*layers[:-1]), layers[-1]

@@ -1,0 +1,154 @@
+"""Stage: condition the float actor for int8, without changing what it decides.
+
+Post-training int8 gives every tensor one scale for its whole range, so the
+ranges the converter sees decide the precision. This stage rewrites a *copy*
+of the actor so that its int8 tensors use their 256 levels where it matters,
+and every rewrite is exact in float (or bounded, and then measured):
+
+* **input**: each observation feature is mapped to [-1, 1] over its
+  calibration range on the host side (``Preprocess``) and the inverse is folded
+  into the first Linear layer (W' = W diag(s), b' = b + W o). Features with
+  small ranges (Pendulum's cos/sin next to its velocity) no longer share a
+  scale sized for the largest;
+* **clipped Box actions** (PPO, A2C): SB3 clips to [low, high] anyway, so the
+  head is folded to (y - centre) / half-range and clamped to [-1, 1] in the
+  graph (a fused RELU_N1_TO_1); the output step then spans the action range
+  instead of the raw mean's, and post-processing becomes ``unscale``;
+* **tanh-squashed actions** (SAC, TD3, DDPG): the pre-tanh value is clamped to
+  ±k (k from the calibration range, at most ``SQUASH_LIMIT``, where tanh is
+  flat within 0.07 % of the range), folded the same way; saturating actors no
+  longer stretch the last layer's scale over ±90;
+* **Q-values and logits**: the mean over actions is subtracted inside the head
+  (argmax and softmax are unchanged), removing the large common offset that
+  made the output step coarser than the gaps between actions.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgekit.artifacts import ObservationSets, PolicyGraph
+from edgekit.bundle.manifest import Preprocess
+from edgekit.postprocess import ARGMAX, CLIP, UNSCALE
+from edgekit.spaces import SpaceSpec
+from edgekit.stages.finetune import finetune
+from edgekit.stages.finetune import supported as finetune_supported
+
+SQUASH_LIMIT = 4.0  # tanh(4) = 0.99933
+MIN_FEATURE_SPAN = 1e-6
+MAX_FINITE_BOUND = 1e6
+
+
+@dataclass(frozen=True)
+class ConditioningOptions:
+    """Which rewrites to apply (all on by default; off reproduces a plain conversion)."""
+
+    input_scaling: bool = True
+    output_range: bool = True
+    finetune: bool = True
+    finetune_steps: int = 400
+
+
+@dataclass(frozen=True)
+class Conditioned:
+    """The conditioned actor, the host-side preprocessing it expects, and what was done."""
+
+    graph: PolicyGraph
+    preprocess: Preprocess
+    applied: dict[str, Any] = field(default_factory=dict)
+
+
+def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec,
+              options: ConditioningOptions | None = None) -> Conditioned:
+    """Return a rewritten copy of ``graph``; the original is left untouched."""
+    import torch
+
+    options = options or ConditioningOptions()
+    actor = copy.deepcopy(graph.module).eval()
+    applied: dict[str, Any] = {}
+    preprocess = Preprocess.identity(graph.input_size)
+    postprocess = graph.postprocess
+    with torch.no_grad():
+        if options.input_scaling:
+            preprocess = _fold_input_scaling(actor, sets.calibration)
+            applied["input_scaling"] = "per-feature calibration range -> [-1, 1], folded into the first layer"
+        if options.output_range:
+            postprocess = _fold_output_range(actor, graph, sets, action_space, applied)
+    if options.finetune and finetune_supported(actor):
+        inputs = model_inputs(sets.calibration, preprocess)
+        with torch.no_grad():
+            targets = actor(torch.as_tensor(inputs)).numpy()
+        result = finetune(actor, inputs, targets, steps=options.finetune_steps)
+        actor = result.actor
+        applied["finetune"] = (
+            f"int8-aware distillation, {result.steps} steps: simulated output MSE "
+            f"{result.error_before:.3g} -> {result.error_after:.3g} ({'kept' if result.kept else 'discarded'})"
+        )
+    conditioned = PolicyGraph(
+        module=actor,
+        input_size=graph.input_size,
+        output_size=graph.output_size,
+        output=graph.output,
+        postprocess=postprocess,
+    )
+    return Conditioned(graph=conditioned, preprocess=preprocess, applied=applied)
+
+
+def model_inputs(obs: np.ndarray, preprocess: Preprocess) -> np.ndarray:
+    """Observations as the conditioned model takes them (float32)."""
+    offset = np.asarray(preprocess.offset, dtype=np.float64)
+    scale = np.asarray(preprocess.scale, dtype=np.float64)
+    return ((obs - offset) / scale).astype(np.float32)
+
+
+def _fold_input_scaling(actor: Any, calibration: np.ndarray) -> Preprocess:
+    import torch
+
+    low, high = calibration.min(axis=0).astype(np.float64), calibration.max(axis=0).astype(np.float64)
+    offset = (low + high) / 2.0
+    scale = np.maximum((high - low) / 2.0, MIN_FEATURE_SPAN)
+    first = actor.first_linear()
+    w = first.weight.double()
+    s = torch.as_tensor(scale, dtype=torch.float64)
+    o = torch.as_tensor(offset, dtype=torch.float64)
+    first.bias.copy_((first.bias.double() + w @ o).float())
+    first.weight.copy_((w * s[None, :]).float())
+    return Preprocess(offset=tuple(float(v) for v in offset), scale=tuple(float(v) for v in scale))
+
+
+def _fold_output_range(actor: Any, graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec,
+                       applied: dict[str, Any]) -> str:
+    import torch
+
+    head = actor.head
+    if graph.postprocess == ARGMAX:
+        head.weight.sub_(head.weight.mean(dim=0, keepdim=True))
+        head.bias.sub_(head.bias.mean())
+        applied["output_range"] = f"{graph.output} centred over actions (argmax unchanged)"
+        return ARGMAX
+    if graph.postprocess == CLIP:
+        low, high = action_space.low_array().reshape(-1), action_space.high_array().reshape(-1)
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))
+                and np.all(np.abs(low) < MAX_FINITE_BOUND) and np.all(np.abs(high) < MAX_FINITE_BOUND)):
+            return CLIP  # unbounded actions: nothing to clip against
+        centre = torch.as_tensor((low + high) / 2.0, dtype=torch.float32)
+        half = torch.as_tensor((high - low) / 2.0, dtype=torch.float32)
+        head.weight.div_(half[:, None])
+        head.bias.sub_(centre).div_(half)
+        actor.clamp = True
+        applied["output_range"] = "clip to the action bounds folded into the head (output in [-1, 1])"
+        return UNSCALE
+    # tanh-squashed: bound the pre-tanh range the last layer must represent
+    with torch.no_grad():
+        z = actor.pre_squash(torch.as_tensor(sets.calibration)).abs()
+    k = float(min(max(float(z.max()), 1e-3) * 1.01, SQUASH_LIMIT))
+    head.weight.div_(k)
+    head.bias.div_(k)
+    actor.clamp = True
+    actor.squash_gain = k
+    applied["output_range"] = f"pre-tanh value clamped to ±{k:.3g} (seen up to ±{float(z.max()):.3g})"
+    return UNSCALE

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="held-out rollout observations used to score the int8 model (default: 2000)")
     p.add_argument("--random-action-share", type=float, default=0.1, metavar="P",
                    help="share of random actions during rollouts, for coverage (default: 0.1)")
+    p.add_argument("--calibration-data", type=Path, default=None, metavar="FILE",
+                   help="calibrate on recorded observations (.npy, shape (N, *obs_shape)) instead of rollouts; "
+                   "held-out observations still come from rollouts")
     p.add_argument("--seed", type=int, default=0, help="seed of the rollouts; same seed, same bundle (default: 0)")
     p.add_argument("--no-input-scaling", action="store_true",
                    help="do not map each observation feature to the int8 input range (plain conversion)")
@@ -44,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.stages.condition import ConditioningOptions
     from edgekit.stages.rollouts import RolloutRecipe
 
+    if args.calibration_data is not None and not args.calibration_data.is_file():
+        raise UsageError(f"calibration data {args.calibration_data} does not exist",
+                         hint="pass a .npy file of recorded observations, shape (N, *obs_shape)")
     if args.calibration_steps > 1_000_000 or args.validation_steps > 1_000_000:
         raise UsageError("--calibration-steps and --validation-steps are limited to 1,000,000")
     output = args.output or args.model.with_suffix(".bundle")
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             held_out_steps=args.validation_steps,
             random_action_share=args.random_action_share,
             seed=args.seed,
+            calibration_file=args.calibration_data,
         ),
     )
     progress = Progress(total=len(STAGES), quiet=args.quiet)

@@ -10,6 +10,7 @@ from separate episodes (another seed) and is never used for calibration.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ class RolloutRecipe:
     held_out_steps: int = 2000
     random_action_share: float = 0.1
     seed: int = 0
+    calibration_file: Path | None = None  # recorded observations to calibrate on instead of rollouts
 
     def check(self) -> None:
         if self.calibration_steps < 100:
@@ -48,12 +50,15 @@ def collect_observations(
     try:
         check_env_fits(env_id, env, agent.observation_space, agent.action_space)
         post = PostProcessor(graph.postprocess, agent.action_space)
-        calib, calib_eps = _rollout(env, graph, post, recipe.calibration_steps, recipe, recipe.seed, progress)
+        if recipe.calibration_file is not None:
+            calib, calib_eps = load_observations(recipe.calibration_file, agent.observation_space.shape), 0
+        else:
+            calib, calib_eps = _rollout(env, graph, post, recipe.calibration_steps, recipe, recipe.seed, progress)
         held, held_eps = _rollout(env, graph, post, recipe.held_out_steps, recipe, recipe.seed + 10_007, progress)
     finally:
         env.close()
     facts = {
-        "source": "policy rollouts",
+        "source": str(recipe.calibration_file.name) if recipe.calibration_file else "policy rollouts",
         "env_id": env_id,
         "seed": recipe.seed,
         "random_action_share": recipe.random_action_share,
@@ -63,6 +68,34 @@ def collect_observations(
         "held_out_episodes": held_eps,
     }
     return ObservationSets(calibration=calib, held_out=held, facts=facts)
+
+
+def load_observations(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """Observations recorded elsewhere (e.g. on the real robot): ``.npy``, or ``.npz`` holding one array
+    (or a ``calibration`` array, as in a bundle's calibration.npz). Returns flat float32 (N, size)."""
+    if not path.is_file():
+        raise UsageError(f"calibration data {path} does not exist")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                names = loaded.files
+                key = "calibration" if "calibration" in names else (names[0] if len(names) == 1 else None)
+                if key is None:
+                    raise UsageError(f"{path} holds several arrays {names}; keep one, or name it 'calibration'")
+                loaded = loaded[key]
+    except UsageError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise UsageError(f"cannot read calibration data {path}: {exc}", hint="save it with numpy.save") from None
+    data = np.asarray(loaded)
+    size = int(np.prod(shape))
+    if data.ndim < 1 or data.size % size or data.shape[-len(shape):] != tuple(shape) and data.shape[-1] != size:
+        raise UsageError(f"calibration data {path} has shape {data.shape}; expected (N, {', '.join(map(str, shape))})")
+    flat = data.reshape(-1, size).astype(np.float32)
+    if len(flat) < 100 or not np.all(np.isfinite(flat)):
+        raise UsageError(f"calibration data {path} needs at least 100 finite observations (has {len(flat)})")
+    return flat
 
 
 def _rollout(

@@ -1,0 +1,35 @@
+"""`edgekit build` as a user runs it, on the shipped example agent."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import EXAMPLE_MODEL, REPO, run_cli
+
+from edgekit.bundle import Manifest, verify_all
+
+
+@pytest.mark.slow
+def test_build_example_quiet_with_recorded_calibration_data(tmp_path):
+    out = tmp_path / "bundle"
+    proc = run_cli("build", str(EXAMPLE_MODEL), "--env", "Pendulum-v1", "-o", str(out), "-q",
+                   "--calibration-data", str(REPO / "calibration" / "pendulum-example.npy"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out) and proc.stderr == ""
+    manifest = Manifest.read(out)
+    verify_all(out, manifest)
+    assert manifest.calibration["source"] == "pendulum-example.npy"
+    assert manifest.calibration["calibration_steps"] == 2000
+    report = json.loads((out / "report.json").read_text())
+    # the conditioned int8 example stays within 2 % mean / 6 % p99 of the action range
+    assert report["validation"]["continuous"]["mean_share_of_range"] < 0.02
+    assert report["validation"]["continuous"]["p99_share_of_range"] < 0.06
+    again = run_cli("build", str(EXAMPLE_MODEL), "--env", "Pendulum-v1", "-o", str(out), "-q")
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_missing_calibration_data_is_a_one_line_error(tmp_path):
+    proc = run_cli("build", str(EXAMPLE_MODEL), "--env", "Pendulum-v1", "-o", str(tmp_path / "b"),
+                   "--calibration-data", str(tmp_path / "none.npy"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and "fix:" in proc.stderr

@@ -1,6 +1,7 @@
 """``edgekit build``: the composition of the stages, one way through.
 
-    load -> extract -> rollouts -> condition -> export ONNX -> onnx2tf -> int8 -> validate -> bundle
+    load -> extract -> rollouts -> condition -> export ONNX -> onnx2tf -> int8
+         -> validate -> Edge TPU check -> compile (when the compiler exists) -> bundle
 
 Everything is written into a staging directory that becomes the bundle only
 when every stage has passed.
@@ -9,16 +10,28 @@ when every stage has passed.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifacts import Validation
-from edgekit.bundle.manifest import Manifest
+from edgekit.artifacts import Int8Model, LoadedAgent, ObservationSets, PolicyGraph, Validation
 from edgekit.bundle.files import staged_directory
+from edgekit.bundle.manifest import Manifest
 from edgekit.progress import Progress
-from edgekit.stages.condition import ConditioningOptions
+from edgekit.stages.condition import Conditioned, ConditioningOptions
 from edgekit.stages.rollouts import RolloutRecipe
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Whether and how to run Google's edgetpu_compiler."""
+
+    enabled: bool = True
+    compiler: str | None = None  # path; default: edgetpu_compiler on PATH
+    timeout: float = 180.0
+    min_runtime: int | None = None
+    require_full_tpu: bool = False
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,7 @@ class BuildOptions:
     output: Path
     recipe: RolloutRecipe = field(default_factory=RolloutRecipe)
     conditioning: ConditioningOptions = field(default_factory=ConditioningOptions)
+    compile: CompileOptions = field(default_factory=CompileOptions)
     force: bool = False
 
 
@@ -41,66 +55,140 @@ class BuildResult:
     manifest: Manifest
     validation: Validation
     timings: dict[str, float]
+    notes: tuple[str, ...] = ()
 
 
 STAGES = ("load model", "extract policy", "roll out observations", "condition for int8", "export ONNX",
-          "convert (onnx2tf)", "quantize int8", "validate int8", "write bundle")
+          "convert (onnx2tf)", "quantize int8", "validate int8", "check Edge TPU", "compile Edge TPU",
+          "write bundle")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    agent: LoadedAgent
+    graph: PolicyGraph
+    sets: ObservationSets
+    conditioned: Conditioned
 
 
 def build(options: BuildOptions, progress: Progress | None = None) -> BuildResult:
     """Run every stage; the bundle appears at ``options.output`` only on success."""
-    from edgekit.loading import load_agent
-    from edgekit.stages import package
-    from edgekit.stages.convert import convert_to_tensorflow
-    from edgekit.stages.export_onnx import export_onnx
-    from edgekit.stages.extract import extract_policy
-    from edgekit.stages.quantize import quantize_int8
-    from edgekit.stages.condition import condition, model_inputs
-    from edgekit.stages.rollouts import collect_observations
-    from edgekit.stages.validate import summary_line, validate_int8
-
     progress = progress or Progress(total=len(STAGES))
     options.recipe.check()
     with staged_directory(options.output, force=options.force) as stage, \
-            tempfile.TemporaryDirectory(prefix="edgekit-") as scratch_name:
-        scratch = Path(scratch_name)
-        with progress.stage(STAGES[0]) as note:
-            agent = load_agent(options.model)
-            note.detail = (f"{agent.algorithm.name} {agent.policy_class}, {agent.observation_space.describe()} -> "
-                           f"{agent.action_space.describe()} (saved by SB3 {agent.sb3_version})")
-        with progress.stage(STAGES[1]) as note:
-            graph = extract_policy(agent)
-            note.detail = f"{graph.input_size} -> {graph.output_size} {graph.output}, post-process {graph.postprocess}"
-        with progress.stage(STAGES[2]) as note:
-            sets = collect_observations(agent, graph, options.env_id, options.recipe, progress)
-            note.detail = f"{len(sets.calibration)} calibration + {len(sets.held_out)} held-out observations"
-        with progress.stage(STAGES[3]) as note:
-            conditioned = condition(graph, sets, agent.action_space, options.conditioning)
-            calibration_inputs = model_inputs(sets.calibration, conditioned.preprocess)
-            held_out_inputs = model_inputs(sets.held_out, conditioned.preprocess)
-            note.detail = ", ".join(k.replace("_", " ") for k in conditioned.applied) or "none (plain conversion)"
-        with progress.stage(STAGES[4]) as note:
-            onnx_model = export_onnx(conditioned.graph, held_out_inputs, stage / package.ONNX_MODEL)
-            note.detail = f"opset {onnx_model.opset}, max |onnx - torch| {onnx_model.max_abs_error:.1e}"
-        with progress.stage(STAGES[5]) as note:
-            tf_model = convert_to_tensorflow(onnx_model, held_out_inputs, scratch)
-            note.detail = f"max |tf - onnx| {tf_model.max_abs_error:.1e}"
-        with progress.stage(STAGES[6]) as note:
-            int8 = quantize_int8(tf_model, calibration_inputs, conditioned.preprocess, stage / package.CPU_MODEL)
-            note.detail = f"ops {_op_summary(int8.ops)}; int8 in/out, no float tensors"
-        with progress.stage(STAGES[7]) as note:
-            package.save_observations(sets, stage / package.CALIBRATION)
-            package.write_manifest(stage, agent, conditioned.graph, options.env_id, int8, sets, conditioned.applied)
-            validation = validate_int8(stage, graph, conditioned, sets)
-            note.detail = summary_line(validation)
-        with progress.stage(STAGES[8]) as note:
-            report = _report(validation, progress.timings)
-            package.write_json(stage / package.REPORT_JSON, report)
-            manifest = package.write_manifest(stage, agent, conditioned.graph, options.env_id, int8, sets,
-                                              conditioned.applied)
-            note.detail = str(options.output)
+            tempfile.TemporaryDirectory(prefix="edgekit-") as scratch:
+        prepared = _prepare(options, progress)
+        int8 = _convert(prepared, stage, Path(scratch), progress)
+        manifest, validation, notes = _package(options, prepared, int8, stage, progress)
     return BuildResult(bundle_dir=Path(options.output), manifest=manifest, validation=validation,
-                       timings=dict(progress.timings))
+                       timings=dict(progress.timings), notes=tuple(notes))
+
+
+def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
+    """load -> extract -> rollouts -> condition."""
+    from edgekit.loading import load_agent
+    from edgekit.stages.condition import condition
+    from edgekit.stages.extract import extract_policy
+    from edgekit.stages.rollouts import collect_observations
+
+    with progress.stage(STAGES[0]) as note:
+        agent = load_agent(options.model)
+        note.detail = (f"{agent.algorithm.name} {agent.policy_class}, {agent.observation_space.describe()} -> "
+                       f"{agent.action_space.describe()} (saved by SB3 {agent.sb3_version})")
+    with progress.stage(STAGES[1]) as note:
+        graph = extract_policy(agent)
+        note.detail = f"{graph.input_size} -> {graph.output_size} {graph.output}, post-process {graph.postprocess}"
+    with progress.stage(STAGES[2]) as note:
+        sets = collect_observations(agent, graph, options.env_id, options.recipe, progress)
+        note.detail = f"{len(sets.calibration)} calibration + {len(sets.held_out)} held-out observations"
+    with progress.stage(STAGES[3]) as note:
+        conditioned = condition(graph, sets, agent.action_space, options.conditioning)
+        note.detail = ", ".join(k.replace("_", " ") for k in conditioned.applied) or "none (plain conversion)"
+    return _Prepared(agent, graph, sets, conditioned)
+
+
+def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress) -> Int8Model:
+    """export ONNX -> onnx2tf -> int8 TFLite, each checked against the previous."""
+    from edgekit.stages import package
+    from edgekit.stages.condition import model_inputs
+    from edgekit.stages.convert import convert_to_tensorflow
+    from edgekit.stages.export_onnx import export_onnx
+    from edgekit.stages.quantize import quantize_int8
+
+    conditioned, sets = prepared.conditioned, prepared.sets
+    held_out_inputs = model_inputs(sets.held_out, conditioned.preprocess)
+    with progress.stage(STAGES[4]) as note:
+        onnx_model = export_onnx(conditioned.graph, held_out_inputs, stage / package.ONNX_MODEL)
+        note.detail = f"opset {onnx_model.opset}, max |onnx - torch| {onnx_model.max_abs_error:.1e}"
+    with progress.stage(STAGES[5]) as note:
+        tf_model = convert_to_tensorflow(onnx_model, held_out_inputs, scratch)
+        note.detail = f"max |tf - onnx| {tf_model.max_abs_error:.1e}"
+    with progress.stage(STAGES[6]) as note:
+        calibration_inputs = model_inputs(sets.calibration, conditioned.preprocess)
+        int8 = quantize_int8(tf_model, calibration_inputs, conditioned.preprocess, stage / package.CPU_MODEL)
+        note.detail = f"ops {_op_summary(int8.ops)}; int8 in/out, no float tensors"
+    return int8
+
+
+def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage: Path,
+             progress: Progress) -> tuple[Manifest, Validation, list[str]]:
+    """validate -> Edge TPU check -> compile -> report and manifest."""
+    from edgekit.edgetpu.check import check_model
+    from edgekit.stages import package
+    from edgekit.stages.validate import summary_line, validate_int8
+
+    agent, conditioned, sets = prepared.agent, prepared.conditioned, prepared.sets
+    with progress.stage(STAGES[7]) as note:
+        package.save_observations(sets, stage / package.CALIBRATION)
+        package.write_manifest(stage, agent, conditioned.graph, options.env_id, int8, sets, conditioned.applied)
+        validation = validate_int8(stage, prepared.graph, conditioned, sets)
+        note.detail = summary_line(validation)
+    with progress.stage(STAGES[8]) as note:
+        check = check_model(stage / package.CPU_MODEL)
+        note.detail = (f"{check.tpu_share:.0%} of {len(check.ops)} ops predicted on the Edge TPU"
+                       + ("" if check.fully_mappable else f" ({'; '.join(check.reasons[:2])})"))
+    notes: list[str] = []
+    with progress.stage(STAGES[9]) as note:
+        compiled, note.detail = _compile(options.compile, stage, notes)
+    with progress.stage(STAGES[10]) as note:
+        report = {
+            "schema": "edgekit-build-report",
+            "schema_version": 1,
+            "validation": validation.metrics,
+            "conditioning": conditioned.applied,
+            "edgetpu_check": check.to_dict(),
+            "edgetpu_compile": compiled,
+            "timings_s": dict(progress.timings),
+        }
+        package.write_json(stage / package.REPORT_JSON, report)
+        manifest = package.refresh_hashes(stage)
+        note.detail = str(options.output)
+    return manifest, validation, notes
+
+
+def _compile(options: CompileOptions, stage: Path, notes: list[str]) -> tuple[dict[str, Any] | None, str]:
+    """Run the compiler when asked and installed; a missing compiler is a note, not a failure."""
+    from edgekit.edgetpu.bundle_compile import compile_bundle
+    from edgekit.edgetpu.compiler import CompilerMissingError
+
+    if not options.enabled:
+        return None, "skipped (--no-compile)"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = compile_bundle(stage, compiler=options.compiler, timeout=options.timeout,
+                                    min_runtime=options.min_runtime, require_full_tpu=options.require_full_tpu)
+        for warning in caught:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    except CompilerMissingError as exc:
+        if options.compiler:
+            raise
+        notes.append(f"no Edge TPU compiler here, so the bundle holds the CPU int8 model only; to compile: {exc.hint}")
+        return None, "skipped: edgetpu_compiler is not installed (see the note below)"
+    log = result.log
+    detail = (f"compiler {result.compiler_version}: all ops mapped to the Edge TPU" if log.fully_mapped
+              else f"compiler {result.compiler_version}: {log.cpu_op_count} ops left on the CPU")
+    return result.to_dict(), detail
 
 
 def _op_summary(ops: tuple[str, ...]) -> str:
@@ -108,12 +196,3 @@ def _op_summary(ops: tuple[str, ...]) -> str:
     for op in ops:
         counts[op] = counts.get(op, 0) + 1
     return ", ".join(f"{name} x{n}" for name, n in counts.items())
-
-
-def _report(validation: Validation, timings: dict[str, float]) -> dict[str, Any]:
-    return {
-        "schema": "edgekit-build-report",
-        "schema_version": 1,
-        "validation": validation.metrics,
-        "timings_s": dict(timings),
-    }

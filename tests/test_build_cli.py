@@ -33,3 +33,37 @@ def test_missing_calibration_data_is_a_one_line_error(tmp_path):
     proc = run_cli("build", str(EXAMPLE_MODEL), "--env", "Pendulum-v1", "-o", str(tmp_path / "b"),
                    "--calibration-data", str(tmp_path / "none.npy"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "fix:" in proc.stderr
+
+
+@pytest.mark.slow
+def test_build_runs_the_compiler_when_given_one(tmp_path):
+    """The build's compile stage with a STAND-IN compiler (copies its input, prints a log written from
+    the documented format): checks the plumbing and bookkeeping only — nothing is compiled here."""
+    import warnings
+
+    from test_edgetpu_compile import DOCUMENTED_FULL, _copying_standin
+
+    from edgekit.runtime import EdgePolicy
+
+    standin = _copying_standin(tmp_path, DOCUMENTED_FULL)
+    out = tmp_path / "bundle"
+    proc = run_cli("build", str(EXAMPLE_MODEL), "--env", "Pendulum-v1", "-o", str(out),
+                   "--compiler", str(standin), "--calibration-steps", "300", "--validation-steps", "300")
+    assert proc.returncode == 0, proc.stderr
+    assert "compile Edge TPU" in proc.stderr and "no Edge TPU compiler here" not in proc.stderr
+    manifest = Manifest.read(out)
+    verify_all(out, manifest)
+    assert manifest.models["edgetpu"].file == "model_int8_edgetpu.tflite"
+    assert manifest.versions["edgetpu_compiler"] == "0.0.0-standin"
+    report = json.loads((out / "report.json").read_text())
+    assert report["edgetpu_compile"]["fully_mapped"] is True and report["edgetpu_compile"]["ops_on_cpu"] == 0
+    assert report["edgetpu_check"]["fully_mappable"] is True
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert EdgePolicy.load(out, device="auto").device == "cpu"  # no libedgetpu here: CPU fallback
+
+
+def test_build_without_compiler_says_how_to_compile_later(built_bundle):
+    report = json.loads((built_bundle("ppo-pendulum").bundle_dir / "report.json").read_text())
+    assert report["edgetpu_compile"] is None
+    assert report["edgetpu_check"]["fully_mappable"] is True

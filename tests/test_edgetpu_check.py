@@ -164,6 +164,20 @@ def test_rank_3_dense_gets_keep_num_dims_and_a_newer_op_version(tflite_model):
     _assert_cut_at(report, 0, "FULLY_CONNECTED", "keep_num_dims=True", "not one-dimensional")
 
 
+@pytest.mark.parametrize("name,body,shape,op,needle", [
+    ("softmax-2d", lambda tf, x: tf.nn.softmax(x * 2.0, axis=-1), [1, 4, 8], "SOFTMAX", "is not 1-D"),
+    ("strided", lambda tf, x: tf.tanh(x[:, ::2]), [1, 8], "STRIDED_SLICE", "strides must all be 1"),
+    ("mean-batch", lambda tf, x: tf.reduce_mean(x * 2.0, axis=0, keepdims=True), [4, 8], "MEAN",
+     "operates on the batch dimension"),
+])
+def test_documented_op_limitations(tflite_model, name, body, shape, op, needle):
+    tf = tflite_model.tf
+    fn = tf.function(lambda x: body(tf, x), input_signature=[tf.TensorSpec(shape, tf.float32)])
+    report = check_model(tflite_model(name, fn, shape))
+    index = [o.op for o in report.ops].index(op)
+    _assert_cut_at(report, index, op, needle)
+
+
 def test_float_input_and_output_stay_on_the_cpu_without_cutting(tflite_model):
     tf = tflite_model.tf
     report = check_model(tflite_model("float-io", _mlp(tf), [1, 3], int8_io=False))

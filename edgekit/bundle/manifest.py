@@ -217,10 +217,11 @@ class Manifest:
     def read(cls, bundle_dir: Path) -> Manifest:
         """Read and check ``bundle_dir/manifest.json``."""
         path = Path(bundle_dir) / MANIFEST_NAME
+        hint = "pass the directory written by `edgekit build`"
         if not Path(bundle_dir).is_dir():
-            raise BundleError(f"{bundle_dir} is not a directory", hint="pass the directory written by `edgekit build`")
+            raise BundleError(f"{bundle_dir} is not a directory", hint=hint)
         if not path.is_file():
-            raise BundleError(f"{bundle_dir} has no {MANIFEST_NAME}", hint="pass the directory written by `edgekit build`")
+            raise BundleError(f"{bundle_dir} has no {MANIFEST_NAME}", hint=hint)
         if path.stat().st_size > MAX_MANIFEST_BYTES:
             raise BundleError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse it")
         try:

@@ -37,12 +37,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not map each observation feature to the int8 input range (plain conversion)")
     p.add_argument("--no-output-range", action="store_true",
                    help="do not bound the output range (clip/pre-tanh clamp/centering) before int8")
+    p.add_argument("--compiler", default=None, metavar="PATH",
+                   help="edgetpu_compiler to run (default: the one on PATH; none installed -> CPU-only bundle)")
+    p.add_argument("--no-compile", action="store_true", help="do not run the Edge TPU compiler")
+    p.add_argument("--compile-timeout", type=float, default=180.0, metavar="S",
+                   help="seconds the compiler may take (default: 180)")
+    p.add_argument("--min-runtime", type=int, default=None, metavar="N",
+                   help="oldest Edge TPU runtime version to target (edgetpu_compiler -m)")
+    p.add_argument("--require-full-tpu", action="store_true",
+                   help="fail unless every op is mapped to the Edge TPU (default: warn)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and the bundle path")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgekit.pipeline import STAGES, BuildOptions, build
+    from edgekit.pipeline import STAGES, BuildOptions, CompileOptions, build
     from edgekit.progress import Progress
     from edgekit.stages.condition import ConditioningOptions
     from edgekit.stages.rollouts import RolloutRecipe
@@ -54,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--calibration-steps and --validation-steps are limited to 1,000,000")
     output = args.output or args.model.with_suffix(".bundle")
     options = BuildOptions(
+        compile=CompileOptions(enabled=not args.no_compile, compiler=args.compiler, timeout=args.compile_timeout,
+                               min_runtime=args.min_runtime, require_full_tpu=args.require_full_tpu),
         conditioning=ConditioningOptions(input_scaling=not args.no_input_scaling,
                                          output_range=not args.no_output_range),
         model=args.model,
@@ -71,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(total=len(STAGES), quiet=args.quiet)
     result = build(options, progress)
     total = sum(result.timings.values())
+    for note in result.notes:
+        progress.info(f"note: {note}")
     progress.info(f"bundle written to {result.bundle_dir} in {total:.1f} s")
     if args.quiet:
         print(result.bundle_dir, file=sys.stdout)

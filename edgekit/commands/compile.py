@@ -39,8 +39,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"compiled {args.bundle / result.model_file} with edgetpu_compiler {result.compiler_version} "
           f"in {result.seconds:.1f} s (log: {result.log_file})")
     total = log.ops_total if log.ops_total is not None else sum(op.count for op in log.ops)
-    print(f"ops on the Edge TPU: {total - (log.cpu_op_count or 0)} of {total}, on the CPU: {log.cpu_op_count}; "
-          f"Edge TPU subgraphs: {log.subgraphs}")
+    if total and log.cpu_op_count is not None:
+        print(f"ops on the Edge TPU: {total - log.cpu_op_count} of {total}, on the CPU: {log.cpu_op_count}; "
+              f"Edge TPU subgraphs: {log.subgraphs}")
+    else:
+        print("the compiler's output does not count the ops (see the log)")
     print(f"on-chip parameter memory used {_size(log.on_chip_used_bytes)}, remaining "
           f"{_size(log.on_chip_remaining_bytes)}; off-chip streaming {_size(log.off_chip_bytes)}")
     for op in log.ops:

@@ -372,7 +372,10 @@ def _pool_or_concat(a: _Analysis, op: Any, version: int, problems: list[str], ri
 
 
 def _softmax(a: _Analysis, op: Any, version: int, problems: list[str], risks: list[str]) -> None:
-    shape = _ints(a.graph.tensors[_ints(op.inputs)[0]].shape)
+    ins = _ints(op.inputs)
+    if not ins:
+        return
+    shape = _ints(a.graph.tensors[ins[0]].shape)
     if sum(d > 1 for d in shape) > 1:
         problems.append(f"input {shape} is not 1-D")
     if int(np.prod(shape)) > SOFTMAX_MAX_ELEMENTS:
@@ -392,6 +395,8 @@ def _strided_slice(a: _Analysis, op: Any, version: int, problems: list[str], ris
 def _no_batch_axis(a: _Analysis, op: Any, version: int, problems: list[str], risks: list[str]) -> None:
     name = a.op_names.get(_builtin(a, op), "")
     ins = _ints(op.inputs)
+    if not ins or (name == "SPLIT" and len(ins) < 2):
+        return
     data_t, axis_t = (ins[1], ins[0]) if name == "SPLIT" else (ins[0], ins[1] if len(ins) > 1 else -1)
     rank = a._rank(data_t)
     if name == "PACK":

@@ -7,6 +7,7 @@ and the sha256 of every file, so the runtime never guesses.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -72,6 +73,13 @@ def write_manifest(bundle_dir: Path, agent: LoadedAgent, graph: PolicyGraph, env
         conditioning=dict(conditioning or {}),
         created=created or datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     )
+    (bundle_dir / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest
+
+
+def refresh_hashes(bundle_dir: Path) -> Manifest:
+    """Re-hash every file into the manifest after files were added (report, compiled model)."""
+    manifest = replace(Manifest.read(bundle_dir), files=hash_tree(bundle_dir))
     (bundle_dir / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     return manifest
 

@@ -161,6 +161,7 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
             "timings_s": dict(progress.timings),
         }
         package.write_json(stage / package.REPORT_JSON, report)
+        package.save_verification(sets, validation.int8_outputs, stage / package.VERIFY)
         manifest = package.refresh_hashes(stage)
         note.detail = str(options.output)
     return manifest, validation, notes

@@ -38,6 +38,7 @@ class EdgePolicy:
         self.device = device  # "cpu" or the Edge TPU it runs on, e.g. "usb"
         self.backend = backend
         self.model_file = entry.file
+        self.entry = entry
         self.observation_shape = manifest.observation_space.shape
         self._interpreter = interpreter
         self._invoke = interpreter.invoke

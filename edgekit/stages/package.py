@@ -25,6 +25,8 @@ EDGETPU_MODEL = "model_int8_edgetpu.tflite"
 ONNX_MODEL = "policy.onnx"
 CALIBRATION = "calibration.npz"
 REPORT_JSON = "report.json"
+VERIFY = "verify.npz"
+VERIFY_SAMPLES = 256
 
 _VERSIONED = ("stable-baselines3", "torch", "gymnasium", "onnx", "onnxruntime", "onnx2tf", "tensorflow",
               "ai-edge-litert", "numpy")
@@ -75,6 +77,12 @@ def write_manifest(bundle_dir: Path, agent: LoadedAgent, graph: PolicyGraph, env
     )
     (bundle_dir / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     return manifest
+
+
+def save_verification(sets: ObservationSets, int8_outputs: np.ndarray, path: Path) -> None:
+    """Held-out observations with the host's int8 outputs, for ``edgekit verify`` on the device."""
+    n = min(VERIFY_SAMPLES, len(sets.held_out))
+    np.savez_compressed(path, observations=sets.held_out[:n], outputs=int8_outputs[:n].astype(np.float32))
 
 
 def refresh_hashes(bundle_dir: Path) -> Manifest:

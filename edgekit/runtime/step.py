@@ -85,6 +85,8 @@ def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.n
     hi, lo = INT8_MAX, INT8_MIN
     rows = None if table is None else [row.tolist() for row in table]
     outputs = range(width)
+    # one output (e.g. a 1-D Box): every action is one of 256 prebuilt arrays; hand out a copy
+    single = None if table is None or width != 1 else [v.reshape(action_shape) for v in table[0].reshape(-1, 1)]
 
     def step(observation: np.ndarray) -> np.ndarray:
         values = observation.tolist() if flat_in else observation.reshape(-1).tolist()
@@ -98,6 +100,8 @@ def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.n
         invoke()
         if rows is None:
             return array(max(outputs, key=source.__getitem__) + start, dtype=int64)
+        if single is not None:
+            return single[source[0]].copy()
         action = array([rows[k][source[k]] for k in outputs], dtype=float32)
         return action if flat_out else action.reshape(action_shape)
 

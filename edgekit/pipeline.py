@@ -19,6 +19,8 @@ from edgekit.artifacts import Int8Model, LoadedAgent, ObservationSets, PolicyGra
 from edgekit.bundle.files import staged_directory
 from edgekit.bundle.manifest import Manifest
 from edgekit.progress import Progress
+from edgekit.report.build_report import ReportResult
+from edgekit.report.thresholds import Thresholds
 from edgekit.stages.condition import Conditioned, ConditioningOptions
 from edgekit.stages.rollouts import RolloutRecipe
 
@@ -35,6 +37,14 @@ class CompileOptions:
 
 
 @dataclass(frozen=True)
+class ReportOptions:
+    """The quantization-error report every build writes (see ``edgekit report``)."""
+
+    episodes: int = 10
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass(frozen=True)
 class BuildOptions:
     """What ``edgekit build`` was asked to do."""
 
@@ -44,7 +54,9 @@ class BuildOptions:
     recipe: RolloutRecipe = field(default_factory=RolloutRecipe)
     conditioning: ConditioningOptions = field(default_factory=ConditioningOptions)
     compile: CompileOptions = field(default_factory=CompileOptions)
+    report: ReportOptions = field(default_factory=ReportOptions)
     force: bool = False
+    trust_pickle: bool = False  # load the zip with SB3's own loader (runs pickled code)
 
 
 @dataclass(frozen=True)
@@ -55,12 +67,13 @@ class BuildResult:
     manifest: Manifest
     validation: Validation
     timings: dict[str, float]
+    report: ReportResult
     notes: tuple[str, ...] = ()
 
 
 STAGES = ("load model", "extract policy", "roll out observations", "condition for int8", "export ONNX",
           "convert (onnx2tf)", "quantize int8", "validate int8", "check Edge TPU", "compile Edge TPU",
-          "write bundle")
+          "write bundle", "report (closed loop)")
 
 
 @dataclass(frozen=True)
@@ -79,9 +92,11 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
             tempfile.TemporaryDirectory(prefix="edgekit-") as scratch:
         prepared = _prepare(options, progress)
         int8 = _convert(prepared, stage, Path(scratch), progress)
-        manifest, validation, notes = _package(options, prepared, int8, stage, progress)
+        validation, notes = _package(options, prepared, int8, stage, progress)
+        report = _report(options, stage, progress)
+        manifest = Manifest.read(stage)
     return BuildResult(bundle_dir=Path(options.output), manifest=manifest, validation=validation,
-                       timings=dict(progress.timings), notes=tuple(notes))
+                       timings=dict(progress.timings), report=report, notes=tuple(notes))
 
 
 def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
@@ -92,7 +107,7 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
     from edgekit.stages.rollouts import collect_observations
 
     with progress.stage(STAGES[0]) as note:
-        agent = load_agent(options.model)
+        agent = load_agent(options.model, trust_pickle=options.trust_pickle)
         note.detail = (f"{agent.algorithm.name} {agent.policy_class}, {agent.observation_space.describe()} -> "
                        f"{agent.action_space.describe()} (saved by SB3 {agent.sb3_version})")
     with progress.stage(STAGES[1]) as note:
@@ -131,7 +146,7 @@ def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress
 
 
 def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage: Path,
-             progress: Progress) -> tuple[Manifest, Validation, list[str]]:
+             progress: Progress) -> tuple[Validation, list[str]]:
     """validate -> Edge TPU check -> compile -> report and manifest."""
     from edgekit.edgetpu.check import check_model
     from edgekit.stages import package
@@ -162,9 +177,23 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
         }
         package.write_json(stage / package.REPORT_JSON, report)
         package.save_verification(sets, validation.int8_outputs, stage / package.VERIFY)
-        manifest = package.refresh_hashes(stage)
+        package.refresh_hashes(stage)
         note.detail = str(options.output)
-    return manifest, validation, notes
+    return validation, notes
+
+
+def _report(options: BuildOptions, stage: Path, progress: Progress) -> ReportResult:
+    """The full quantization-error report (closed loop included) into the staged bundle."""
+    from edgekit.report.build_report import write_report
+
+    with progress.stage(STAGES[11]) as note:
+        result = write_report(stage, options.model, options.env_id, options.report.episodes,
+                              options.recipe.seed, options.report.thresholds, out_dir=None)
+        loop = result.report.get("closed_loop") or {}
+        score = loop.get("normalized_score") if isinstance(loop, dict) else None
+        note.detail = (f"normalized score {score:.3f} over {options.report.episodes} episodes"
+                       if isinstance(score, (int, float)) else "closed loop skipped")
+    return result
 
 
 def _compile(options: CompileOptions, stage: Path, notes: list[str]) -> tuple[dict[str, Any] | None, str]:

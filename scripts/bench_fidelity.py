@@ -97,9 +97,10 @@ def main() -> int:
     parser.add_argument("--agents", type=Path, default=Path("/tmp/fidelity-agents"))
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-example", action="store_true", help="skip the shipped example agent")
     args = parser.parse_args()
     repo = Path(__file__).resolve().parents[1]
-    zips = [repo / "examples" / "ppo-Pendulum-v1.zip"] + sorted(args.agents.glob("*.zip"))
+    zips = ([] if args.no_example else [repo / "examples" / "ppo-Pendulum-v1.zip"]) + sorted(args.agents.glob("*.zip"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in zips:

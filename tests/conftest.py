@@ -106,7 +106,7 @@ class BuiltBundle:
 @pytest.fixture(scope="session")
 def built_bundle(work_dir: Path, trained_model: Callable[[str], Path]) -> Callable[[str], BuiltBundle]:
     """``built_bundle(name)`` -> a bundle built in-process from that case, once per session."""
-    from edgekit.pipeline import BuildOptions, build
+    from edgekit.pipeline import BuildOptions, ReportOptions, build
     from edgekit.progress import Progress
     from edgekit.stages.rollouts import RolloutRecipe
 
@@ -121,6 +121,7 @@ def built_bundle(work_dir: Path, trained_model: Callable[[str], Path]) -> Callab
                 env_id=case.env_id,
                 output=work_dir / f"{name}.bundle",
                 recipe=RolloutRecipe(calibration_steps=600, held_out_steps=600, seed=1),
+                report=ReportOptions(episodes=2),
             )
             result = build(options, Progress(quiet=True))
             cache[name] = BuiltBundle(case, model, options.output, result)

@@ -56,8 +56,8 @@ def test_build_runs_the_compiler_when_given_one(tmp_path):
     assert manifest.models["edgetpu"].file == "model_int8_edgetpu.tflite"
     assert manifest.versions["edgetpu_compiler"] == "0.0.0-standin"
     report = json.loads((out / "report.json").read_text())
-    assert report["edgetpu_compile"]["fully_mapped"] is True and report["edgetpu_compile"]["ops_on_cpu"] == 0
-    assert report["edgetpu_check"]["fully_mappable"] is True
+    assert report["build"]["edgetpu_compile"]["fully_mapped"] is True and report["build"]["edgetpu_compile"]["ops_on_cpu"] == 0
+    assert report["build"]["edgetpu_check"]["fully_mappable"] is True
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         assert EdgePolicy.load(out, device="auto").device == "cpu"  # no libedgetpu here: CPU fallback
@@ -65,5 +65,5 @@ def test_build_runs_the_compiler_when_given_one(tmp_path):
 
 def test_build_without_compiler_says_how_to_compile_later(built_bundle):
     report = json.loads((built_bundle("ppo-pendulum").bundle_dir / "report.json").read_text())
-    assert report["edgetpu_compile"] is None
-    assert report["edgetpu_check"]["fully_mappable"] is True
+    assert report["build"]["edgetpu_compile"] is None
+    assert report["build"]["edgetpu_check"]["fully_mappable"] is True

@@ -40,7 +40,7 @@ def test_bundle_is_complete_and_fully_int8(built_bundle, name):
     built = built_bundle(name)
     manifest = Manifest.read(built.bundle_dir)
     assert sorted(verify_all(built.bundle_dir, manifest)) == sorted(
-        ["calibration.npz", "model_int8.tflite", "policy.onnx", "report.json", "verify.npz"]
+        ["calibration.npz", "model_int8.tflite", "policy.onnx", "report.html", "report.json", "verify.npz"]
     )
     assert manifest.algorithm == built.case.algo
     assert manifest.env_id == built.case.env_id

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edgekit.errors import UsageError
+from edgekit.report.thresholds import add_arguments as add_threshold_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="bundle directory to write (default: <model name>.bundle next to the model)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle directory")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="load the model with SB3's own loader, which runs code pickled in the file; only for a "
+                   "file you trust (default: a restricted loader that never runs pickled code)")
     p.add_argument("--calibration-steps", type=int, default=2000, metavar="N",
                    help="rollout observations used to calibrate int8 ranges (default: 2000)")
     p.add_argument("--validation-steps", type=int, default=2000, metavar="N",
@@ -46,12 +50,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="oldest Edge TPU runtime version to target (edgetpu_compiler -m)")
     p.add_argument("--require-full-tpu", action="store_true",
                    help="fail unless every op is mapped to the Edge TPU (default: warn)")
+    p.add_argument("--report-episodes", type=int, default=10, metavar="N",
+                   help="closed-loop episodes of the float, int8 and random policies in the report (default: 10; "
+                   "0 skips the closed loop)")
+    add_threshold_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and the bundle path")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgekit.pipeline import STAGES, BuildOptions, CompileOptions, build
+    from edgekit.pipeline import STAGES, BuildOptions, CompileOptions, ReportOptions, build
+    from edgekit.report.summary import summary_lines
+    from edgekit.report.thresholds import from_args
     from edgekit.progress import Progress
     from edgekit.stages.condition import ConditioningOptions
     from edgekit.stages.rollouts import RolloutRecipe
@@ -62,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration_steps > 1_000_000 or args.validation_steps > 1_000_000:
         raise UsageError("--calibration-steps and --validation-steps are limited to 1,000,000")
     output = args.output or args.model.with_suffix(".bundle")
+    if args.report_episodes < 0:
+        raise UsageError("--report-episodes must be 0 or more")
     options = BuildOptions(
+        report=ReportOptions(episodes=args.report_episodes, thresholds=from_args(args)),
         compile=CompileOptions(enabled=not args.no_compile, compiler=args.compiler, timeout=args.compile_timeout,
                                min_runtime=args.min_runtime, require_full_tpu=args.require_full_tpu),
         conditioning=ConditioningOptions(input_scaling=not args.no_input_scaling,
@@ -71,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         env_id=args.env_id,
         output=output,
         force=args.force,
+        trust_pickle=args.trust_pickle,
         recipe=RolloutRecipe(
             calibration_steps=args.calibration_steps,
             held_out_steps=args.validation_steps,
@@ -82,9 +96,11 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(total=len(STAGES), quiet=args.quiet)
     result = build(options, progress)
     total = sum(result.timings.values())
+    for line in summary_lines(result.report.report):
+        progress.info(line)
     for note in result.notes:
         progress.info(f"note: {note}")
-    progress.info(f"bundle written to {result.bundle_dir} in {total:.1f} s")
+    progress.info(f"bundle written to {result.bundle_dir} in {total:.1f} s (report: {result.bundle_dir}/report.html)")
     if args.quiet:
         print(result.bundle_dir, file=sys.stdout)
-    return 0
+    return result.report.exit_code

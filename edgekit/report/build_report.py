@@ -1,0 +1,277 @@
+"""Assemble the quantization-error report of a bundle and write ``report.json`` + ``report.html``.
+
+Numeric error is measured on the bundle's held-out observations (never the
+calibration set, which shaped the int8 ranges and would flatter the model).
+The int8 side always runs through ``edgekit.runtime.EdgePolicy``, the code
+path the device takes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.bundle.files import sha256_file, verify_file
+from edgekit.bundle.manifest import Manifest
+from edgekit.errors import BundleError, UsageError
+from edgekit.postprocess import PostProcessor
+from edgekit.report import closed_loop, coverage, layers
+from edgekit.report.metrics import fidelity_metrics
+from edgekit.report.reference import load_sb3_model, onnx_outputs
+from edgekit.report.schema import SCHEMA_NAME, SCHEMA_VERSION
+from edgekit.report.thresholds import ADVISORY, EXIT_THRESHOLD_FAILED, Check, Thresholds, evaluate
+
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+CALIBRATION = "calibration.npz"
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PlotData:
+    """Per-observation arrays the HTML plots draw (not stored in report.json)."""
+
+    float_actions: np.ndarray
+    int8_actions: np.ndarray
+    float_outputs: np.ndarray
+    int8_outputs: np.ndarray
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """The written report, its files and the threshold checks."""
+
+    report: dict[str, Any]
+    json_path: Path
+    html_path: Path
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        """No enforced threshold failed (advisory targets never fail a run)."""
+        return not any(c.failed for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else EXIT_THRESHOLD_FAILED
+
+
+def write_report(bundle_dir: Path, model_path: Path | None, env_id: str | None, episodes: int, seed: int,
+                 thresholds: Thresholds, out_dir: Path | None, log: Log | None = None) -> ReportResult:
+    """Measure, then write ``report.json`` and ``report.html`` into ``out_dir`` (default: the bundle).
+
+    Writing into the bundle keeps it verifiable: the manifest's sha256 of the
+    two files is updated, and a build report already there is kept under ``build``.
+    """
+    bundle_dir = Path(bundle_dir)
+    out_dir = Path(out_dir) if out_dir is not None else bundle_dir
+    report, plots = build_report(bundle_dir, model_path, env_id, episodes, seed, thresholds, log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    in_bundle = out_dir.resolve() == bundle_dir.resolve()
+    previous = _build_section(out_dir / REPORT_JSON) if in_bundle else None
+    if previous is not None:
+        report["build"] = previous
+    from edgekit.report.html import render
+
+    json_path, html_path = out_dir / REPORT_JSON, out_dir / REPORT_HTML
+    _write_atomic(json_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    _write_atomic(html_path, render(report, plots))
+    if in_bundle:
+        _record_in_manifest(bundle_dir, (REPORT_JSON, REPORT_HTML))
+    checks = tuple(Check(**c) for c in report["thresholds"]["checks"])
+    return ReportResult(report=report, json_path=json_path, html_path=html_path, checks=checks)
+
+
+def build_report(bundle_dir: Path, model_path: Path | None, env_id: str | None, episodes: int, seed: int,
+                 thresholds: Thresholds, log: Log | None = None) -> tuple[dict[str, Any], PlotData]:
+    """The report dict (schema in ``edgekit.report.schema``) and the arrays for its plots."""
+    from edgekit.runtime import EdgePolicy
+    from edgekit.stages.package import stack_versions
+
+    say = log or (lambda _msg: None)
+    thresholds.check()
+    _check_request(model_path, episodes, thresholds)
+    manifest = Manifest.read(bundle_dir)
+    policy = EdgePolicy.load(bundle_dir, device="cpu")
+    calibration, held_out = _observations(bundle_dir, manifest)
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+
+    start = time.perf_counter()
+    model = load_sb3_model(model_path, manifest) if model_path is not None else None
+    timings["load model"] = time.perf_counter() - start
+    say(f"numeric error on {len(held_out)} held-out observations")
+    start = time.perf_counter()
+    validation, plots = _numeric(bundle_dir, manifest, policy, model, held_out)
+    timings["numeric error"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    loop = _closed_loop(env_id or manifest.env_id, manifest, policy, model, episodes, seed, say)
+    timings["closed loop"] = time.perf_counter() - start
+
+    say("per-layer error")
+    start = time.perf_counter()
+    try:
+        layer_section = layers.layer_errors(bundle_dir, manifest, held_out)
+    except Exception as exc:  # best effort: a graph it cannot match must not cost the whole report
+        layer_section = layers.unavailable(f"{type(exc).__name__}: {exc}")
+        notes.append(f"per-layer error unavailable: {layer_section['note']}")
+    timings["per-layer error"] = time.perf_counter() - start
+
+    quant = manifest.models["cpu"].input.quant
+    cover = coverage.input_coverage(calibration, held_out, manifest.preprocess, quant,
+                                    manifest.observation_space.shape)
+    if cover["flagged"]:
+        notes.append(f"{len(cover['flagged'])} observation feature(s) clip held-out values by more than one "
+                     f"int8 input step: {', '.join(cover['flagged'])}")
+    if model is None:
+        notes.append("no --model: actions are compared with the bundle's policy.onnx (the conditioned float "
+                     "actor, post-processed), not with the SB3 model itself")
+    checks = evaluate(thresholds, validation, loop)
+    report = {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "bundle": _bundle_section(bundle_dir, manifest),
+        "reference": _reference_section(model_path),
+        "validation": validation,
+        "closed_loop": loop,
+        "layers": layer_section,
+        "coverage": cover,
+        "thresholds": {
+            "given": thresholds.to_dict(),
+            "advisory": ADVISORY.to_dict(),
+            "checks": [c.to_dict() for c in checks],
+            "passed": not any(c.failed for c in checks),
+        },
+        "notes": notes,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "versions": {"report": stack_versions(), "bundle": dict(manifest.versions)},
+    }
+    return report, plots
+
+
+def _check_request(model_path: Path | None, episodes: int, thresholds: Thresholds) -> None:
+    if not 0 <= episodes <= 100_000:
+        raise UsageError("--episodes must lie between 0 and 100,000")
+    if thresholds.min_score is not None and (model_path is None or episodes == 0):
+        raise UsageError("--min-score needs the closed loop of the float policy",
+                         hint="pass --model MODEL.zip (the model the bundle was built from) and --episodes >= 1")
+
+
+def _observations(bundle_dir: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
+    path = verify_file(bundle_dir, manifest, CALIBRATION)
+    size = manifest.observation_space.size
+    with np.load(path, allow_pickle=False) as data:
+        if "held_out" not in data.files or "calibration" not in data.files:
+            raise BundleError(f"{path} has no held_out and calibration observations")
+        sets = [np.asarray(data[k], dtype=np.float32) for k in ("calibration", "held_out")]
+    for values in sets:
+        if values.ndim != 2 or values.shape[1] != size or len(values) == 0 or not np.isfinite(values).all():
+            raise BundleError(f"{path} holds observations that do not fit the bundle ({size} finite features)")
+    return sets[0], sets[1]
+
+
+def _numeric(bundle_dir: Path, manifest: Manifest, policy: Any, model: Any, held_out: np.ndarray
+             ) -> tuple[dict[str, Any], PlotData]:
+    obs = held_out.reshape(-1, *policy.observation_shape)
+    space = manifest.action_space
+    float_raw = onnx_outputs(bundle_dir, manifest, held_out)
+    if model is not None:
+        float_actions = np.asarray(model.predict(obs, deterministic=True)[0])
+    else:
+        float_actions = PostProcessor(manifest.postprocess, space)(float_raw)
+    int8_raw = policy.predict_outputs(obs)
+    int8_actions = policy.predict(obs)
+    step = manifest.models["cpu"].output.quant.scale
+    metrics = fidelity_metrics(float_raw, int8_raw, float_actions, int8_actions, space, step)
+    metrics["observation_set"] = "held_out"
+    plots = PlotData(float_actions.reshape(len(obs), -1), int8_actions.reshape(len(obs), -1), float_raw, int8_raw)
+    return metrics, plots
+
+
+def _closed_loop(env_id: str, manifest: Manifest, policy: Any, model: Any, episodes: int, seed: int,
+                 say: Log) -> dict[str, Any]:
+    from edgekit.envs import check_env_fits, make_env
+
+    if episodes == 0:
+        return closed_loop.skipped("--episodes 0: no episode was played")
+    say(f"closed loop: {episodes} episodes of {env_id} per policy")
+    env = make_env(env_id)
+    try:
+        check_env_fits(env_id, env, manifest.observation_space, manifest.action_space)
+        float_actor = None if model is None else (lambda obs: model.predict(obs, deterministic=True)[0])
+        return closed_loop.closed_loop(env, env_id, episodes, seed, policy.predict, float_actor)
+    finally:
+        env.close()
+
+
+def _bundle_section(bundle_dir: Path, manifest: Manifest) -> dict[str, Any]:
+    cpu = manifest.models["cpu"]
+    return {
+        "path": str(Path(bundle_dir).resolve()),
+        "created": manifest.created,
+        "env_id": manifest.env_id,
+        "algorithm": manifest.algorithm,
+        "source": dict(manifest.source),
+        "observation_space": manifest.observation_space.to_dict(),
+        "action_space": manifest.action_space.to_dict(),
+        "output": manifest.output,
+        "postprocess": manifest.postprocess,
+        "model_file": cpu.file,
+        "input_quantization": cpu.input.quant.to_dict(),
+        "output_quantization": cpu.output.quant.to_dict(),
+        "conditioning": dict(manifest.conditioning),
+    }
+
+
+def _reference_section(model_path: Path | None) -> dict[str, Any]:
+    if model_path is None:
+        return {"actions": "policy_onnx", "raw_outputs": "policy_onnx", "model": None, "model_sha256": None}
+    return {"actions": "sb3_predict", "raw_outputs": "policy_onnx", "model": str(Path(model_path).resolve()),
+            "model_sha256": sha256_file(Path(model_path))}
+
+
+def _build_section(path: Path) -> dict[str, Any] | None:
+    """The bundle's build report (or the one an earlier report kept), so replacing report.json loses nothing."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("schema") == SCHEMA_NAME:
+        return data.get("build") if isinstance(data.get("build"), dict) else None
+    return data if data.get("schema") == "edgekit-build-report" else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _record_in_manifest(bundle_dir: Path, names: tuple[str, ...]) -> None:
+    """Update the sha256 of the files just written, and only those, in the bundle's manifest."""
+    from edgekit.edgetpu.bundle_compile import write_manifest_atomic
+
+    manifest = Manifest.read(bundle_dir)
+    files = {**manifest.files, **{name: sha256_file(bundle_dir / name) for name in names}}
+    write_manifest_atomic(bundle_dir, replace(manifest, files=files))

@@ -1,0 +1,71 @@
+"""Input coverage: do the held-out observations fit the int8 input the calibration chose?
+
+Each observation feature is preprocessed and quantized to int8 with ranges
+set by the calibration set. A held-out value beyond them is clipped to -128 or
+127 (saturated): the int8 policy then sees a different state than the float
+one. Features clipped by more than one input step are flagged (a value just
+past the edge, as int8's asymmetric -128..127 makes the calibration extremes,
+loses less than a step); the usual fix is calibrating on observations that
+cover them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgekit.bundle.manifest import Preprocess
+from edgekit.quant import INT8_MAX, INT8_MIN, QuantParams
+
+FLAG_STEPS = 1.0  # flag a feature when some held-out value is clipped by more than this many input steps
+
+
+def feature_names(shape: tuple[int, ...]) -> list[str]:
+    """``obs[i]`` (or ``obs[i,j]`` for multi-dimensional observations), in flattening order."""
+    if len(shape) <= 1:
+        return [f"obs[{i}]" for i in range(int(np.prod(shape)) if shape else 1)]
+    return [f"obs[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)]
+
+
+def unclipped_levels(obs: np.ndarray, preprocess: Preprocess, quant: QuantParams) -> np.ndarray:
+    """The int8 level each value would take before saturation, as the runtime computes it."""
+    scale = np.asarray(preprocess.scale, dtype=np.float64) * quant.scale
+    return np.rint((obs.astype(np.float64) - np.asarray(preprocess.offset, dtype=np.float64)) / scale
+                   + quant.zero_point)
+
+
+def input_coverage(calibration: np.ndarray, held_out: np.ndarray, preprocess: Preprocess, quant: QuantParams,
+                   shape: tuple[int, ...]) -> dict[str, Any]:
+    """The report section: per-feature ranges and saturation on the held-out observations."""
+    levels = unclipped_levels(held_out, preprocess, quant)
+    saturated = (levels < INT8_MIN) | (levels > INT8_MAX)
+    beyond = np.maximum(INT8_MIN - levels, levels - INT8_MAX).clip(min=0)  # levels lost to clipping
+    cal_low, cal_high = calibration.min(axis=0), calibration.max(axis=0)
+    offset, pre_scale = np.asarray(preprocess.offset), np.asarray(preprocess.scale)
+    rep_low, rep_high = quant.representable
+    features = []
+    for i, name in enumerate(feature_names(shape)):
+        column = held_out[:, i]
+        outside = (column < cal_low[i]) | (column > cal_high[i])
+        features.append({
+            "index": i,
+            "name": name,
+            "calibration_range": [float(cal_low[i]), float(cal_high[i])],
+            "held_out_range": [float(column.min()), float(column.max())],
+            "int8_range": [float(offset[i] + pre_scale[i] * rep_low), float(offset[i] + pre_scale[i] * rep_high)],
+            "int8_step": float(pre_scale[i] * quant.scale),
+            "held_out_levels": [float(levels[:, i].min()), float(levels[:, i].max())],
+            "outside_calibration_share": float(outside.mean()),
+            "saturated_share": float(saturated[:, i].mean()),
+            "max_clipped_steps": float(beyond[:, i].max()),
+            "flagged": bool(beyond[:, i].max() > FLAG_STEPS),
+        })
+    flagged = [f["name"] for f in features if f["flagged"]]
+    return {
+        "samples": int(len(held_out)),
+        "input_quantization": quant.to_dict(),
+        "features": features,
+        "flagged": flagged,
+        "saturated_share": float(saturated.any(axis=1).mean()) if len(held_out) else 0.0,
+    }

@@ -1,0 +1,76 @@
+"""The float side of the comparison: the bundle's ``policy.onnx`` and, when given, the SB3 model.
+
+``policy.onnx`` is the *conditioned* actor (see ``edgekit.stages.condition``):
+it takes preprocessed observations and emits the int8 model's raw outputs in
+float, so it is the reference for raw-output and per-layer error. The SB3
+model is the reference for actions: it is what the user trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.bundle.files import verify_file
+from edgekit.bundle.manifest import Manifest, Preprocess
+from edgekit.errors import MissingDependencyError, UsageError
+
+ONNX_MODEL = "policy.onnx"
+
+
+def conditioned_inputs(obs: np.ndarray, preprocess: Preprocess) -> np.ndarray:
+    """Flat observations as policy.onnx takes them: the same map as ``stages.condition.model_inputs``
+    (repeated here so a report without --model does not import torch)."""
+    offset = np.asarray(preprocess.offset, dtype=np.float64)
+    scale = np.asarray(preprocess.scale, dtype=np.float64)
+    return ((obs - offset) / scale).astype(np.float32)
+
+
+def ort_session(model: str | bytes) -> Any:
+    """A single-threaded CPU onnxruntime session on a path or serialized model."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("onnxruntime is not installed", hint="pip install 'edgekit[host]'") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def run_rows(session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run ``session`` row by row (the exported batch size is 1); one (B, size) array per output."""
+    rows = len(next(iter(feeds.values())))
+    outputs: list[list[np.ndarray]] = [[] for _ in session.get_outputs()]
+    for i in range(rows):
+        result = session.run(None, {name: value[i:i + 1] for name, value in feeds.items()})
+        for store, value in zip(outputs, result):
+            store.append(np.asarray(value, dtype=np.float32).reshape(-1))
+    return [np.stack(store) for store in outputs]
+
+
+def onnx_outputs(bundle_dir: Path, manifest: Manifest, obs: np.ndarray) -> np.ndarray:
+    """The conditioned float actor's raw outputs (B, K) for flat observations (B, N)."""
+    session = ort_session(str(verify_file(bundle_dir, manifest, ONNX_MODEL)))
+    name = session.get_inputs()[0].name
+    return run_rows(session, {name: conditioned_inputs(obs, manifest.preprocess)})[0]
+
+
+def load_sb3_model(model_path: Path, manifest: Manifest) -> Any:
+    """Load the SB3 model the bundle was built from (checked by sha256 and spaces)."""
+    from edgekit.loading import load_agent
+
+    agent = load_agent(Path(model_path))
+    built_from = manifest.source.get("sha256")
+    if built_from and agent.sha256 != built_from:
+        raise UsageError(
+            f"{model_path} is not the model this bundle was built from (sha256 differs)",
+            hint=f"pass the model.zip the bundle was built from ({manifest.source.get('file', 'see manifest.json')})",
+        )
+    if (agent.observation_space.describe(), agent.action_space.describe()) != (
+            manifest.observation_space.describe(), manifest.action_space.describe()):
+        raise UsageError(f"{model_path} does not have the bundle's observation and action spaces",
+                         hint="pass the model.zip the bundle was built from")
+    return agent.model

@@ -44,12 +44,48 @@ class DeterministicActor(nn.Module):
         """The head's output before clamp and tanh (what the output range must hold)."""
         return self.head(self.body(self.features_extractor(obs)))
 
-    def first_linear(self) -> nn.Linear:
+    def first_linear(self) -> nn.Module:
         """The layer that sees the (flattened) observation first."""
         for module in self.body.modules():
-            if isinstance(module, nn.Linear):
+            if isinstance(module, (nn.Linear, SplitInputLinear)):
                 return module
         return self.head
+
+
+class SplitInputLinear(nn.Module):
+    """The first layer for a split input ``[coarse | fine]`` (see ``Preprocess.split``).
+
+    ``linear(coarse) + (W / m) @ fine``: the fine part carries the coarse part's
+    rounding residual magnified m times. Exported as slice, two FULLY_CONNECTED and
+    ADD; the second layer's weights get their own int8 scale, so W / m keeps its
+    precision.
+    """
+
+    def __init__(self, linear: nn.Linear, magnification: int) -> None:
+        super().__init__()
+        self.linear = linear
+        self.fine = nn.Linear(linear.in_features, linear.out_features, bias=False)
+        with torch.no_grad():
+            self.fine.weight.copy_(linear.weight / magnification)
+        self.in_features = linear.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.in_features
+        return self.linear(x[:, :n]) + self.fine(x[:, n:])
+
+
+def replace_first_linear(actor: DeterministicActor, new: nn.Module) -> None:
+    """Swap the layer ``actor.first_linear()`` returns for ``new`` (in the body or as the head)."""
+    first = actor.first_linear()
+    if first is actor.head:
+        actor.head = new
+        return
+    for parent in actor.body.modules():
+        for name, child in parent.named_children():
+            if child is first:
+                setattr(parent, name, new)
+                return
+    raise ValueError("the first Linear layer was not found")
 
 
 def split_sequential(seq: nn.Sequential, drop_trailing: type | None = None) -> tuple[nn.Module, nn.Linear]:

@@ -52,3 +52,12 @@ class QuantParams:
         if not isinstance(zp, int) or isinstance(zp, bool) or not INT8_MIN <= zp <= INT8_MAX:
             raise ValueError(f"{where}: zero_point must be an integer in [-128, 127]")
         return cls(scale=float(scale), zero_point=int(zp))
+
+
+def split_quantize(q: np.ndarray, zero_point: int, split: int) -> np.ndarray:
+    """Coarse and magnified-residual int8 parts of unrounded input levels ``q`` (see ``Preprocess``)."""
+    u = q - zero_point
+    coarse = np.clip(np.rint(u), INT8_MIN - zero_point, INT8_MAX - zero_point)
+    fine = np.rint(split * np.clip(u - coarse, -0.5, 0.5))
+    parts = np.concatenate([coarse + zero_point, np.clip(fine + zero_point, INT8_MIN, INT8_MAX)], axis=-1)
+    return parts.astype(np.int8)

@@ -18,6 +18,8 @@ from edgekit.runtime.interpreters import Backend, find_backend
 
 # Ops whose int32 operand at this position is a bias (int8 kernels accumulate in int32).
 _BIAS_OPS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "TRANSPOSE_CONV": 3}
+# Ops whose operands after the first are int32 indices or shapes, not data.
+_INDEX_OPS = {"STRIDED_SLICE", "SLICE", "RESHAPE", "PAD", "GATHER", "TRANSPOSE", "MEAN", "SUM", "CONCATENATION"}
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def _op_info(op: dict) -> OpInfo:
     outs = tuple(np.dtype(t).name for t in op.get("result_types", ()))
     problem = ""
     for position, dtype in enumerate(ins):
-        if dtype == "int32" and _BIAS_OPS.get(name) == position:
+        if dtype == "int32" and (_BIAS_OPS.get(name) == position or (name in _INDEX_OPS and position > 0)):
             continue
         if dtype != "int8":
             problem = f"{dtype} input #{position}"

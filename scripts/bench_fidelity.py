@@ -28,7 +28,12 @@ import numpy as np
 
 ENV_OF = {"pendulum": "Pendulum-v1", "cartpole": "CartPole-v1", "acrobot": "Acrobot-v1",
           "mountaincar": "MountainCar-v0", "mountaincarcontinuous": "MountainCarContinuous-v0"}
-VARIANTS = {"plain": (False, False, False), "ranges": (True, True, False), "full": (True, True, True)}
+VARIANTS = {  # ConditioningOptions(input_scaling, output_range, finetune, input_split=...)
+    "plain": dict(input_scaling=False, output_range=False, finetune=False, input_split=0),
+    "ranges": dict(input_scaling=True, output_range=True, finetune=False, input_split=0),
+    "ranges+ft": dict(input_scaling=True, output_range=True, finetune=True, input_split=0),
+    "full": dict(),  # the default: ranges, distillation and the split (about 16-bit) input
+}
 
 
 def env_for(path: Path) -> str:
@@ -54,9 +59,9 @@ def returns(act: Any, env_id: str, episodes: int, seed: int) -> np.ndarray:
     return np.array(out)
 
 
-def bench_agent(model_path: Path, episodes: int, work: Path) -> dict[str, Any]:
+def bench_agent(model_path: Path, episodes: int, work: Path, variants: list[str]) -> dict[str, Any]:
     from edgekit.loading import load_agent
-    from edgekit.pipeline import BuildOptions, build
+    from edgekit.pipeline import BuildOptions, ReportOptions, build
     from edgekit.progress import Progress
     from edgekit.runtime import EdgePolicy
     from edgekit.stages.condition import ConditioningOptions
@@ -68,10 +73,12 @@ def bench_agent(model_path: Path, episodes: int, work: Path) -> dict[str, Any]:
     r_random = returns(lambda o, e: e.action_space.sample(), env_id, episodes, 1000)
     row: dict[str, Any] = {"agent": model_path.stem, "env": env_id, "float_return": float(r_float.mean()),
                            "random_return": float(r_random.mean()), "variants": {}}
-    for name, (inp, out, ft) in VARIANTS.items():
+    for name in variants:
+        kwargs = VARIANTS[name]
         bundle = work / f"{model_path.stem}-{name}"
         result = build(BuildOptions(model=model_path, env_id=env_id, output=bundle, force=True,
-                                    conditioning=ConditioningOptions(inp, out, ft)), Progress(quiet=True))
+                                    conditioning=ConditioningOptions(**kwargs), report=ReportOptions(episodes=0)),
+                       Progress(quiet=True))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             policy = EdgePolicy.load(bundle, device="cpu")
@@ -98,13 +105,14 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-example", action="store_true", help="skip the shipped example agent")
+    parser.add_argument("--variants", nargs="*", choices=sorted(VARIANTS), default=None)
     args = parser.parse_args()
     repo = Path(__file__).resolve().parents[1]
     zips = ([] if args.no_example else [repo / "examples" / "ppo-Pendulum-v1.zip"]) + sorted(args.agents.glob("*.zip"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for path in zips:
-            rows.append(bench_agent(path, args.episodes, Path(tmp)))
+            rows.append(bench_agent(path, args.episodes, Path(tmp), args.variants or list(VARIANTS)))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

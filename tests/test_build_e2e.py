@@ -47,8 +47,10 @@ def test_bundle_is_complete_and_fully_int8(built_bundle, name):
     info = inspect_int8_model(built.bundle_dir / "model_int8.tflite")
     info.require_fully_int8()
     assert info.problems == []
-    assert set(info.op_names) <= {"FULLY_CONNECTED", "TANH", "RELU", "MUL", "RESHAPE"}
-    assert info.input.shape == (1, manifest.observation_space.size)
+    assert set(info.op_names) <= {"FULLY_CONNECTED", "TANH", "RELU", "MUL", "RESHAPE", "STRIDED_SLICE", "ADD"}
+    # the split input: a coarse and a fine int8 part per observation feature
+    assert manifest.preprocess.split == 254
+    assert info.input.shape == (1, 2 * manifest.observation_space.size)
     cpu = manifest.models["cpu"]
     assert cpu.input.quant == info.input.quant and cpu.output.quant == info.output.quant
 
@@ -94,7 +96,16 @@ def test_runtime_equals_a_hand_run_of_the_int8_model(built_bundle, name):
     obs = _held_out(built.bundle_dir, policy.observation_shape)[:200]
     for row in obs:
         pre = (row.reshape(-1) - np.array(manifest.preprocess.offset)) / np.array(manifest.preprocess.scale)
-        interp.set_tensor(interp.get_input_details()[0]["index"], qin.quantize(pre)[None])
+        m = manifest.preprocess.split
+        if m:  # coarse part, then the coarse part's rounding residual magnified m times
+            u = pre / qin.scale
+            coarse = np.clip(np.rint(u), -128 - qin.zero_point, 127 - qin.zero_point)
+            fine = np.rint(m * np.clip(u - coarse, -0.5, 0.5))
+            q = np.concatenate([coarse, fine]) + qin.zero_point
+            q = np.clip(q, -128, 127).astype(np.int8)
+        else:
+            q = qin.quantize(pre)
+        interp.set_tensor(interp.get_input_details()[0]["index"], q[None])
         interp.invoke()
         out = qout.dequantize(interp.get_tensor(interp.get_output_details()[0]["index"]))[0]
         space = manifest.action_space

@@ -21,11 +21,8 @@ ONNX_MODEL = "policy.onnx"
 
 
 def conditioned_inputs(obs: np.ndarray, preprocess: Preprocess) -> np.ndarray:
-    """Flat observations as policy.onnx takes them: the same map as ``stages.condition.model_inputs``
-    (repeated here so a report without --model does not import torch)."""
-    offset = np.asarray(preprocess.offset, dtype=np.float64)
-    scale = np.asarray(preprocess.scale, dtype=np.float64)
-    return ((obs - offset) / scale).astype(np.float32)
+    """Flat observations as policy.onnx takes them (the manifest's preprocessing)."""
+    return preprocess.model_inputs(obs)
 
 
 def ort_session(model: str | bytes) -> Any:

@@ -30,7 +30,7 @@ import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.postprocess import ARGMAX, PostProcessor
-from edgekit.quant import INT8_MAX, INT8_MIN
+from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
 
 SCALAR_LIMIT = 32  # features (and outputs) up to which Python scalars beat numpy
 NOT_FINITE = "observation contains NaN or infinity"
@@ -61,12 +61,19 @@ def lookup_table(post: PostProcessor, dequantize: Callable[[np.ndarray], np.ndar
 
 def make_step(interpreter: Any, in_index: int, out_index: int, a: np.ndarray, b: np.ndarray,
               post: PostProcessor, dequantize: Callable[[np.ndarray], np.ndarray],
-              observation_shape: tuple[int, ...], action_shape: tuple[int, ...]) -> StepFn:
-    """Build ``step(observation) -> action`` for one observation of ``observation_shape``."""
+              observation_shape: tuple[int, ...], action_shape: tuple[int, ...],
+              split: int = 0, zero_point: int = 0) -> StepFn:
+    """Build ``step(observation) -> action`` for one observation of ``observation_shape``.
+
+    With ``split`` the input holds a coarse and a fine part per feature (see
+    ``edgekit.bundle.manifest.Preprocess``), computed as ``quant.split_quantize`` does.
+    """
     invoke = interpreter._interpreter.Invoke
     in_view = interpreter.tensor(in_index)().reshape(-1)
     out_view = interpreter.tensor(out_index)().reshape(-1)
     table = None if post.kind == ARGMAX else lookup_table(post, dequantize, out_view.size)
+    if split:
+        return _split_step(invoke, in_view, out_view, a, b, table, post.start, action_shape, split, zero_point)
     if a.size <= SCALAR_LIMIT and out_view.size <= SCALAR_LIMIT:
         return _scalar_step(invoke, in_view, out_view, a, b, table, post.start, observation_shape, action_shape)
     return _vector_step(invoke, in_view, out_view, a, b, table, post.start, action_shape)
@@ -122,6 +129,50 @@ def _vector_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.n
             raise InputError(NOT_FINITE)
         clip(buf, INT8_MIN, INT8_MAX, out=buf)
         rint(buf, out=in_view, casting="unsafe")
+        invoke()
+        if table is None:
+            return np.array(int(out_view.argmax()) + start, dtype=np.int64)
+        return table[columns, out_view].reshape(action_shape)
+
+    return step
+
+
+def _split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
+                b: np.ndarray, table: np.ndarray | None, start: int, action_shape: tuple[int, ...], split: int,
+                zero_point: int) -> StepFn:
+    """Coarse + fine input parts per feature, with Python scalars for small inputs."""
+    n = a.size
+    if n > SCALAR_LIMIT:
+        def quantize(observation: np.ndarray) -> None:
+            q = observation.reshape(-1).astype(np.float64) * a + b
+            if not np.isfinite(q).all():
+                raise InputError(NOT_FINITE)
+            in_view[:] = split_quantize(q, zero_point, split)
+    else:
+        target = memoryview(in_view).cast("B").cast("b")
+        a_list, b_list = a.tolist(), b.tolist()
+        lo_c, hi_c = INT8_MIN - zero_point, INT8_MAX - zero_point
+
+        def quantize(observation: np.ndarray) -> None:
+            values = observation.reshape(-1).tolist()
+            if not math.isfinite(sum(values)):
+                raise InputError(NOT_FINITE)
+            i = 0
+            for v in values:
+                u = v * a_list[i] + b_list[i] - zero_point
+                c = round(u)
+                c = hi_c if c > hi_c else (lo_c if c < lo_c else c)
+                r = u - c
+                r = 0.5 if r > 0.5 else (-0.5 if r < -0.5 else r)
+                f = round(split * r) + zero_point
+                target[i] = c + zero_point
+                target[n + i] = INT8_MAX if f > INT8_MAX else (INT8_MIN if f < INT8_MIN else f)
+                i += 1  # noqa: SIM113
+
+    columns = np.arange(out_view.size)
+
+    def step(observation: np.ndarray) -> np.ndarray:
+        quantize(observation)
         invoke()
         if table is None:
             return np.array(int(out_view.argmax()) + start, dtype=np.int64)

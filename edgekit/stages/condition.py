@@ -26,11 +26,12 @@ and every rewrite is exact in float (or bounded, and then measured):
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from edgekit.actor import SplitInputLinear, replace_first_linear
 from edgekit.artifacts import ObservationSets, PolicyGraph
 from edgekit.bundle.manifest import Preprocess
 from edgekit.postprocess import ARGMAX, CLIP, UNSCALE
@@ -51,6 +52,7 @@ class ConditioningOptions:
     output_range: bool = True
     finetune: bool = True
     finetune_steps: int = 400
+    input_split: int = 254  # 0: one int8 part per feature; m: coarse + residual x m (about 16-bit input)
 
 
 @dataclass(frozen=True)
@@ -78,19 +80,24 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
             applied["input_scaling"] = "per-feature calibration range -> [-1, 1], folded into the first layer"
         if options.output_range:
             postprocess = _fold_output_range(actor, graph, sets, action_space, applied)
+    split = options.input_split if options.input_scaling else 0
     if options.finetune and finetune_supported(actor):
         inputs = model_inputs(sets.calibration, preprocess)
         with torch.no_grad():
             targets = actor(torch.as_tensor(inputs)).numpy()
-        result = finetune(actor, inputs, targets, steps=options.finetune_steps)
+        result = finetune(actor, inputs, targets, steps=options.finetune_steps, quantize_input=not split)
         actor = result.actor
         applied["finetune"] = (
             f"int8-aware distillation, {result.steps} steps: simulated output MSE "
             f"{result.error_before:.3g} -> {result.error_after:.3g} ({'kept' if result.kept else 'discarded'})"
         )
+    if split:
+        replace_first_linear(actor, SplitInputLinear(actor.first_linear(), split))
+        preprocess = replace(preprocess, split=split)
+        applied["input_split"] = f"each feature as coarse + residual x{split} int8 parts (about 16-bit input)"
     conditioned = PolicyGraph(
         module=actor,
-        input_size=graph.input_size,
+        input_size=graph.input_size * preprocess.input_factor,
         output_size=graph.output_size,
         output=graph.output,
         postprocess=postprocess,
@@ -100,9 +107,7 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
 
 def model_inputs(obs: np.ndarray, preprocess: Preprocess) -> np.ndarray:
     """Observations as the conditioned model takes them (float32)."""
-    offset = np.asarray(preprocess.offset, dtype=np.float64)
-    scale = np.asarray(preprocess.scale, dtype=np.float64)
-    return ((obs - offset) / scale).astype(np.float32)
+    return preprocess.model_inputs(obs)
 
 
 def _fold_input_scaling(actor: Any, calibration: np.ndarray) -> Preprocess:

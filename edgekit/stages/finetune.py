@@ -48,7 +48,7 @@ def supported(actor: DeterministicActor) -> bool:
 
 
 def finetune(actor: DeterministicActor, inputs: np.ndarray, targets: np.ndarray, steps: int = 400,
-             lr: float = 3e-4, seed: int = 0) -> FinetuneResult:
+             lr: float = 3e-4, seed: int = 0, quantize_input: bool = True) -> FinetuneResult:
     """Distil ``actor``'s quantized simulation towards ``targets`` (teacher outputs for ``inputs``)."""
     import torch
 
@@ -60,7 +60,7 @@ def finetune(actor: DeterministicActor, inputs: np.ndarray, targets: np.ndarray,
     x = torch.as_tensor(inputs, dtype=torch.float32)
     y = torch.as_tensor(targets, dtype=torch.float32)
     student = copy.deepcopy(actor).train(False)
-    sim = QuantSim(student)
+    sim = QuantSim(student, quantize_input=quantize_input)
     with torch.no_grad():
         sim.calibrate(x)
         before = float(((sim(x[val_idx]) - y[val_idx]) ** 2).mean())
@@ -88,10 +88,11 @@ def finetune(actor: DeterministicActor, inputs: np.ndarray, targets: np.ndarray,
 class QuantSim:
     """Forward pass of a DeterministicActor as TFLite's int8 kernels would compute it (approximately)."""
 
-    def __init__(self, actor: DeterministicActor) -> None:
+    def __init__(self, actor: DeterministicActor, quantize_input: bool = True) -> None:
         from torch import nn
 
         self.actor = actor
+        self.quantize_input = quantize_input  # False: the input is split (about 16-bit), treat it as exact
         self.layers = [m for m in actor.body if not isinstance(m, (nn.Identity, nn.Flatten))] + [actor.head]
         self.linears = [m for m in self.layers if isinstance(m, nn.Linear)]
         self.ranges: dict[int, tuple[float, float]] = {}
@@ -126,7 +127,7 @@ class QuantSim:
             lo, hi = self.ranges[key]
             return _fake_quant(t, lo, hi)
 
-        h = observe(x)
+        h = observe(x) if self.quantize_input else x
         layers = self.layers
         for i, layer in enumerate(layers):
             if isinstance(layer, nn.Linear):

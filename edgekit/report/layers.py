@@ -190,7 +190,11 @@ def _align(int8: list[np.ndarray], floats: list[np.ndarray]) -> list[int]:
             back[i, j] = k
         best = row
     if not np.isfinite(best).any():
-        raise ValueError("the int8 model's tensors do not match policy.onnx's shapes")
+        # the converter may order parallel branches (e.g. the split input's two layers) differently
+        # from the ONNX graph: match each int8 tensor to its closest float tensor independently
+        if not np.isfinite(cost).any(axis=1).all():
+            raise ValueError("the int8 model's tensors do not match policy.onnx's shapes")
+        return [int(np.argmin(cost[i])) for i in range(m)]
     path = [int(np.argmin(best))]
     for i in range(m - 1, 0, -1):
         path.append(int(back[i, path[-1]]))

@@ -205,7 +205,7 @@ def test_default_output_is_the_bundle_which_stays_verifiable(built_bundle, tmp_p
     built = built_bundle(DISCRETE)
     bundle = tmp_path / "bundle"
     shutil.copytree(built.bundle_dir, bundle)
-    build_report = json.loads((bundle / "report.json").read_text())
+    build_report = json.loads((bundle / "report.json").read_text())["build"]  # every build writes a full report
     proc = run_cli("report", str(bundle), "--episodes", "0")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((bundle / "report.json").read_text())

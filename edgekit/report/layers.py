@@ -47,13 +47,15 @@ class _Tensor:
 
 def layer_errors(bundle_dir: Path, manifest: Manifest, obs: np.ndarray) -> dict[str, Any]:
     """The report section for flat held-out observations ``obs`` (B, N)."""
-    x = conditioned_inputs(_subsample(obs), manifest.preprocess)
+    x = conditioned_inputs(_subsample(obs), manifest.preprocess, manifest.models["cpu"].input.quant.scale)
     interpreter, backend = _open(verify_file(bundle_dir, manifest, manifest.models["cpu"].file))
     tensors, aliases = _graph(interpreter)
     int8 = _run_int8(interpreter, tensors, x)
     onnx_model, candidates, float_acts = _float_activations(verify_file(bundle_dir, manifest, ONNX_MODEL), x)
     layers = [t for t in tensors if t.op != "INPUT"]
-    matched = _align([int8[t.index] for t in layers], [float_acts[c] for c in candidates])
+    op_of = {o: node.op_type for node in onnx_model.graph.node for o in node.output}
+    affinity = np.array([[_affinity(t.op, op_of.get(c, "")) for c in candidates] for t in layers])
+    matched = _align([int8[t.index] for t in layers], [float_acts[c] for c in candidates], affinity)
     names = {tensors[0].index: onnx_model.graph.input[0].name}
     names.update({t.index: candidates[j] for t, j in zip(layers, matched)})
     for alias, source in aliases.items():
@@ -167,9 +169,24 @@ def _float_activations(path: Path, x: np.ndarray) -> tuple[Any, list[str], dict[
     return model, candidates, acts
 
 
-def _align(int8: list[np.ndarray], floats: list[np.ndarray]) -> list[int]:
+# TFLite op -> ONNX op types that can produce the matching float tensor (activations fuse into their op).
+_COMPATIBLE = {
+    "FULLY_CONNECTED": {"Gemm", "MatMul", "Relu", "Clip", "Add"},
+    "ADD": {"Add", "Relu", "Clip"}, "MUL": {"Mul", "Relu", "Clip"}, "TANH": {"Tanh"}, "LOGISTIC": {"Sigmoid"}, "RELU": {"Relu"},
+    "STRIDED_SLICE": {"Slice", "Gather"}, "SLICE": {"Slice"},
+}
+_MISMATCH_PENALTY = 1.0  # relative error units: an op of another kind matches only when nothing else does
+
+
+def _affinity(tflite_op: str, onnx_op: str) -> float:
+    kinds = _COMPATIBLE.get(tflite_op)
+    return 0.0 if kinds is None or onnx_op in kinds else _MISMATCH_PENALTY
+
+
+def _align(int8: list[np.ndarray], floats: list[np.ndarray], affinity: np.ndarray | None = None) -> list[int]:
     """Order-preserving assignment of int8 tensors to float ones with the least total relative error
-    (dynamic programming over (int8 tensor, float tensor) pairs)."""
+    (dynamic programming over (int8 tensor, float tensor) pairs); ``affinity`` penalises op kinds
+    that cannot match."""
     m, n = len(int8), len(floats)
     if m == 0:
         return []
@@ -178,6 +195,8 @@ def _align(int8: list[np.ndarray], floats: list[np.ndarray]) -> list[int]:
         for j, b in enumerate(floats):
             if a.shape == b.shape:
                 cost[i, j] = _rmse(a, b) / max(_spread(b), 1e-12) - 1e-9 * j  # ties: the later (fused) tensor
+                if affinity is not None:
+                    cost[i, j] += affinity[i, j]
     strict = 1 if m <= n else 0  # a float tensor serves one int8 tensor, unless there are too few
     best, back = cost[0].copy(), np.zeros((m, n), dtype=int)
     for i in range(1, m):

@@ -20,9 +20,10 @@ from edgekit.errors import MissingDependencyError, UsageError
 ONNX_MODEL = "policy.onnx"
 
 
-def conditioned_inputs(obs: np.ndarray, preprocess: Preprocess) -> np.ndarray:
-    """Flat observations as policy.onnx takes them (the manifest's preprocessing)."""
-    return preprocess.model_inputs(obs)
+def conditioned_inputs(obs: np.ndarray, preprocess: Preprocess, step: float | None = None) -> np.ndarray:
+    """Flat observations as policy.onnx takes them (the manifest's preprocessing); ``step``: the int8
+    input step to split with, so that the float model sees exactly what the int8 model is fed."""
+    return preprocess.model_inputs(obs) if step is None else preprocess.model_inputs(obs, step)
 
 
 def ort_session(model: str | bytes) -> Any:

@@ -36,6 +36,13 @@ class ModelFileError(EdgekitError):
     default_hint = "pass the .zip written by SB3's model.save(...)"
 
 
+class UnsafePickleError(ModelFileError):
+    """A pickled field of the model refers to a class edgekit does not load without ``--trust-pickle``."""
+
+    default_hint = ("if you trust where the file comes from, pass --trust-pickle "
+                    "(SB3's own loader, which runs code stored in the file)")
+
+
 class UnsupportedModelError(EdgekitError):
     """A valid SB3 model that edgekit cannot deploy (algorithm, policy or space)."""
 

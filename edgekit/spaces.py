@@ -97,9 +97,7 @@ def _parse_bounds(raw: Any, size: int, name: str) -> tuple[float, ...]:
         raise BundleError(f"manifest: box {name} must be a list of {size} numbers")
     out = []
     for v in raw:
-        if v in ("inf", "-inf"):
-            out.append(float(v))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+        if v in ("inf", "-inf") or isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
             out.append(float(v))
         else:
             raise BundleError(f"manifest: box {name} holds a non-number {v!r}")

@@ -56,7 +56,8 @@ def test_build_runs_the_compiler_when_given_one(tmp_path):
     assert manifest.models["edgetpu"].file == "model_int8_edgetpu.tflite"
     assert manifest.versions["edgetpu_compiler"] == "0.0.0-standin"
     report = json.loads((out / "report.json").read_text())
-    assert report["build"]["edgetpu_compile"]["fully_mapped"] is True and report["build"]["edgetpu_compile"]["ops_on_cpu"] == 0
+    compiled = report["build"]["edgetpu_compile"]
+    assert compiled["fully_mapped"] is True and compiled["ops_on_cpu"] == 0
     assert report["build"]["edgetpu_check"]["fully_mappable"] is True
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")

@@ -60,9 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgekit.pipeline import STAGES, BuildOptions, CompileOptions, ReportOptions, build
+    from edgekit.progress import Progress
     from edgekit.report.summary import summary_lines
     from edgekit.report.thresholds import from_args
-    from edgekit.progress import Progress
     from edgekit.stages.condition import ConditioningOptions
     from edgekit.stages.rollouts import RolloutRecipe
 

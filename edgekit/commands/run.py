@@ -29,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=5, help="episodes to play with --env (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     p.add_argument("--render", action="store_true", help="render the env on screen (needs a display)")
+    p.add_argument("--on-bad-obs", choices=("error", "hold", "zero"), default=None,
+                   help="with --serve, answer a bad observation line with an error (default), the last good "
+                   "action (hold) or the neutral action: the Box centre, Discrete action 0 (zero); counted")
+    p.add_argument("--count-saturation", action="store_true",
+                   help="with --serve, count observations with features outside the int8 input range (far "
+                   "outside the calibration range) and mark their responses with \"saturated\": N")
     p.set_defaults(handler=run)
 
 
@@ -39,25 +45,30 @@ def run(args: argparse.Namespace) -> int:
         args.env_id = ""
     if args.episodes < 1:
         raise UsageError("--episodes must be at least 1")
+    if args.serve is None and (args.on_bad_obs is not None or args.count_saturation):
+        raise UsageError("--on-bad-obs and --count-saturation apply to --serve only")
     policy = EdgePolicy.load(args.bundle, device=args.device, interpreter=args.interpreter)
     print(f"{policy!r}", file=sys.stderr)
     if args.serve is not None:
-        return _serve(policy, args.serve)
+        return _serve(policy, args.serve, args.on_bad_obs or "error", args.count_saturation)
     return _episodes(policy, args.env_id or policy.manifest.env_id, args)
 
 
-def _serve(policy: object, address: str) -> int:
+def _serve(policy: object, address: str, on_bad_obs: str, count_saturation: bool) -> int:
     from edgekit.runtime import serve
 
+    guard = serve.BadObsGuard.for_space(policy.manifest.action_space, on_bad_obs,  # type: ignore[attr-defined]
+                                        count_saturation)
     if address == "stdio":
-        serve.serve_stdio(policy)  # type: ignore[arg-type]
+        answered = serve.serve_stdio(policy, guard)  # type: ignore[arg-type]
+        print(f"answered {answered} requests; {guard.summary()}", file=sys.stderr)
         return 0
     host, port = serve.parse_tcp_address(address)
-    server = serve.TCPServer(policy, host, port)  # type: ignore[arg-type]
+    server = serve.TCPServer(policy, host, port, guard)  # type: ignore[arg-type]
     server.install_signal_handlers()
     print(f"listening on tcp:{server.address[0]}:{server.address[1]}", file=sys.stderr, flush=True)
     answered = server.serve_forever()
-    print(f"stopped after {answered} requests", file=sys.stderr)
+    print(f"stopped after {answered} requests; {guard.summary()}", file=sys.stderr)
     return 0
 
 

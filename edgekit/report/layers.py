@@ -183,7 +183,8 @@ def _affinity(tflite_op: str, onnx_op: str) -> float:
     return 0.0 if kinds is None or onnx_op in kinds else _MISMATCH_PENALTY
 
 
-def _align(int8: list[np.ndarray], floats: list[np.ndarray], affinity: np.ndarray | None = None) -> list[int]:
+def _align(int8: list[np.ndarray], floats: list[np.ndarray],
+           affinity: np.ndarray | None = None) -> list[int]:
     """Order-preserving assignment of int8 tensors to float ones with the least total relative error
     (dynamic programming over (int8 tensor, float tensor) pairs); ``affinity`` penalises op kinds
     that cannot match."""

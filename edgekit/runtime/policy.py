@@ -19,9 +19,10 @@ from edgekit.bundle.manifest import Manifest, ModelEntry
 from edgekit.errors import BundleError, DeviceError, InputError
 from edgekit.native_io import quiet_native_stderr
 from edgekit.postprocess import PostProcessor
-from edgekit.quant import INT8_MAX, INT8_MIN
+from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
 from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend, load_edgetpu_delegate
 from edgekit.runtime.step import fast_path_available, make_step
+from edgekit.runtime.tflite_guard import check_tflite_structure
 
 
 class EdgeTPUFallbackWarning(UserWarning):
@@ -55,6 +56,8 @@ class EdgePolicy:
         scale = np.asarray(pre.scale, dtype=np.float64) * qin.scale
         self._a = 1.0 / scale
         self._b = qin.zero_point - np.asarray(pre.offset, dtype=np.float64) / scale
+        self._split = pre.split
+        self._zero = qin.zero_point
         self._out_scale = np.float32(entry.output.quant.scale)
         self._out_zero = np.float32(entry.output.quant.zero_point)
         self._post = PostProcessor(manifest.postprocess, manifest.action_space)
@@ -114,7 +117,8 @@ class EdgePolicy:
             if np.dtype(detail["dtype"]) != np.int8 or tuple(detail["shape"]) != spec.shape \
                     or not np.isclose(scale, spec.quant.scale, rtol=1e-6) or zero != spec.quant.zero_point:
                 raise BundleError(f"the model's {what} tensor does not match the manifest")
-        if self._in_shape[0] != 1 or int(np.prod(self._in_shape)) != self.manifest.observation_space.size:
+        expected = self.manifest.observation_space.size * self.manifest.preprocess.input_factor
+        if self._in_shape[0] != 1 or int(np.prod(self._in_shape)) != expected:
             raise BundleError("the model's input shape does not fit the observation space")
 
     # --- inference ----------------------------------------------------------------
@@ -136,7 +140,8 @@ class EdgePolicy:
     def _install_fast_predict(self) -> None:
         """Shadow ``predict`` with a closure that sends single ndarray observations down the fast step."""
         step = make_step(self._interpreter, self._in_index, self._out_index, self._a, self._b, self._post,
-                         self._dequantize, self.observation_shape, self.manifest.action_space.shape)
+                         self._dequantize, self.observation_shape, self.manifest.action_space.shape,
+                         split=self._split, zero_point=self._zero)
         self._invoke = self._interpreter._interpreter.Invoke  # invoke() refuses the step's held views
         general, shape, ndarray = self._predict_general, self.observation_shape, np.ndarray
 
@@ -163,9 +168,22 @@ class EdgePolicy:
         """Preprocess and quantize one flat float observation to the int8 input."""
         q = flat.astype(np.float64) * self._a
         q += self._b
+        if self._split:
+            return split_quantize(q, self._zero, self._split)
         np.rint(q, out=q)
         np.clip(q, INT8_MIN, INT8_MAX, out=q)
         return q.astype(np.int8)
+
+    def saturated_features(self, observation: Any) -> int:
+        """How many features of ``observation`` (one, or a batch) fall outside the int8 input range.
+
+        Such values are clipped to -128/127, i.e. far outside the calibration
+        range. Off the hot path: ``predict`` never calls it; the server does
+        when asked (``--count-saturation``).
+        """
+        obs, _ = self._as_batch(observation)
+        q = obs.astype(np.float64) * self._a + self._b  # the coarse part, split or not
+        return int(np.count_nonzero((q < INT8_MIN - 0.5) | (q > INT8_MAX + 0.5)))
 
     def _forward(self, flat: np.ndarray) -> np.ndarray:
         self._set(self._in_index, self.quantize(flat).reshape(self._in_shape))
@@ -178,7 +196,7 @@ class EdgePolicy:
     def _as_batch(self, observation: Any) -> tuple[np.ndarray, bool]:
         try:
             obs = np.asarray(observation, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int beyond any float
             raise InputError(f"observation is not numeric: {exc}") from None
         if obs.shape == self.observation_shape:
             single = True
@@ -200,6 +218,7 @@ class EdgePolicy:
 
 
 def _open(backend: Backend, path: Path, num_threads: int | None, delegates: list[Any] | None) -> Any:
+    check_tflite_structure(path)  # the interpreter trusts the flatbuffer; a bad one can crash the process
     try:
         with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
             interpreter = backend.interpreter(str(path), num_threads=num_threads, delegates=delegates)

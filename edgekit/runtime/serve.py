@@ -7,12 +7,18 @@ Protocol (stdio and TCP alike), one request per line:
     not json / wrong shape / NaN        -> {"error": "..."}            (the loop goes on)
 
 Discrete actions are integers (``{"action": 1}``). Every response line is
-flushed at once. Numpy and the interpreter only.
+flushed at once. With a ``BadObsGuard`` (``--on-bad-obs hold|zero``) a bad
+line is answered with a substitute action instead of an error
+(``{"action": ..., "substituted": "hold", "reason": "..."}``), see
+``edgekit.runtime.bad_obs``; bad lines are counted either way. Numpy and the
+interpreter only.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import signal
 import socket
 import sys
@@ -21,13 +27,17 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from edgekit.errors import EdgekitError, UsageError
+from edgekit.runtime.bad_obs import BadObsGuard
 from edgekit.runtime.policy import EdgePolicy
 
 MAX_LINE_BYTES = 1 << 20
 
 
-def handle_line(policy: EdgePolicy, line: str) -> str:
-    """Answer one request line with one response line (no trailing newline)."""
+def handle_line(policy: EdgePolicy, line: str, guard: BadObsGuard | None = None) -> str:
+    """Answer one request line with one response line (no trailing newline).
+
+    Without a ``guard`` a bad line is answered with an error and not counted.
+    """
     request_id: Any = None
     try:
         request = json.loads(line, parse_constant=_reject_constant)
@@ -40,37 +50,60 @@ def handle_line(policy: EdgePolicy, line: str) -> str:
             obs = request
         action = policy.predict(obs)
         response: dict[str, Any] = {"action": action.tolist()}
+        if guard is not None:
+            guard.accepted(action)
+            if guard.count_saturation:
+                _note_saturation(policy, obs, guard, response)
     except (ValueError, EdgekitError, RecursionError) as exc:
         message = exc.message if isinstance(exc, EdgekitError) else f"bad request: {exc}"
-        response = {"error": message}
-    if request_id is not None and isinstance(request_id, (str, int, float)) and not isinstance(request_id, bool):
+        response = guard.rejected(message) if guard is not None else {"error": message}
+    if _echoable(request_id):
         response = {"id": request_id, **response}
     return json.dumps(response, allow_nan=False)
+
+
+def _echoable(request_id: Any) -> bool:
+    """A scalar id that JSON can carry back (1e400 parses to inf, which it cannot)."""
+    if isinstance(request_id, float):
+        return math.isfinite(request_id)
+    return isinstance(request_id, (str, int)) and not isinstance(request_id, bool)
+
+
+def _note_saturation(policy: EdgePolicy, obs: Any, guard: BadObsGuard, response: dict[str, Any]) -> None:
+    """Count features outside the int8 input range: clipped, so far outside the calibration range."""
+    count = policy.saturated_features(obs)
+    if count:
+        guard.saturated += 1
+        response["saturated"] = count
 
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a valid observation value")
 
 
-def serve_lines(policy: EdgePolicy, lines: Iterable[str], out: IO[str]) -> int:
+def serve_lines(policy: EdgePolicy, lines: Iterable[str], out: IO[str], guard: BadObsGuard | None = None) -> int:
     """Answer each non-empty line; returns how many requests were answered."""
     count = 0
     for line in lines:
         if not line.strip():
             continue
-        if len(line) > MAX_LINE_BYTES:
-            reply = json.dumps({"error": f"request line longer than {MAX_LINE_BYTES} bytes"})
-        else:
-            reply = handle_line(policy, line)
+        reply = json.dumps(_too_long(guard)) if len(line) > MAX_LINE_BYTES else handle_line(policy, line, guard)
         out.write(reply + "\n")
         out.flush()
         count += 1
     return count
 
 
-def serve_stdio(policy: EdgePolicy) -> int:
-    """Serve on stdin/stdout until end of input."""
-    return serve_lines(policy, sys.stdin, sys.stdout)
+def _too_long(guard: BadObsGuard | None) -> dict[str, Any]:
+    message = f"request line longer than {MAX_LINE_BYTES} bytes"
+    return guard.rejected(message) if guard is not None else {"error": message}
+
+
+def serve_stdio(policy: EdgePolicy, guard: BadObsGuard | None = None) -> int:
+    """Serve on stdin/stdout until end of input (bytes that are not UTF-8 make a bad line, not a crash)."""
+    raw = getattr(sys.stdin, "buffer", None)
+    lines = io.TextIOWrapper(raw, encoding="utf-8", errors="replace") if raw is not None else sys.stdin
+    return serve_lines(policy, lines, sys.stdout, guard)
 
 
 def parse_tcp_address(spec: str) -> tuple[str, int]:
@@ -91,8 +124,9 @@ def parse_tcp_address(spec: str) -> tuple[str, int]:
 class TCPServer:
     """Sequential clients over TCP; SIGINT/SIGTERM stop it cleanly between requests."""
 
-    def __init__(self, policy: EdgePolicy, host: str, port: int) -> None:
+    def __init__(self, policy: EdgePolicy, host: str, port: int, guard: BadObsGuard | None = None) -> None:
         self.policy = policy
+        self.guard = guard
         self._stop = threading.Event()
         try:
             self.sock = socket.create_server((host, port), reuse_port=False)
@@ -120,6 +154,8 @@ class TCPServer:
                     continue
                 except OSError:
                     break
+                if self.guard is not None:
+                    self.guard.forget()
                 with conn:
                     answered += self._serve_client(conn)
         finally:
@@ -141,11 +177,12 @@ class TCPServer:
                 break
             buffer += chunk
             if len(buffer) > MAX_LINE_BYTES and b"\n" not in buffer:
-                conn.sendall(json.dumps({"error": "request line too long"}).encode() + b"\n")
+                conn.sendall(json.dumps(_too_long(self.guard)).encode() + b"\n")
                 buffer = b""
                 continue
             *lines, buffer = buffer.split(b"\n")
-            replies = [handle_line(self.policy, raw.decode("utf-8", "replace")) for raw in lines if raw.strip()]
+            replies = [handle_line(self.policy, raw.decode("utf-8", "replace"), self.guard)
+                       for raw in lines if raw.strip()]
             if replies:
                 try:
                     conn.sendall(("\n".join(replies) + "\n").encode())
@@ -155,4 +192,4 @@ class TCPServer:
         return answered
 
 
-__all__ = ["TCPServer", "handle_line", "parse_tcp_address", "serve_lines", "serve_stdio"]
+__all__ = ["BadObsGuard", "TCPServer", "handle_line", "parse_tcp_address", "serve_lines", "serve_stdio"]

@@ -1,0 +1,275 @@
+"""Rebuild an SB3 policy from its zip without running any code the file holds.
+
+SB3's ``load`` unpickles every field of the zip's ``data`` JSON, and a pickle
+can run anything. Inference needs only the spaces, the policy class and its
+``policy_kwargs``, and the weights, so this module decodes exactly those:
+
+* the pickled fields through ``restricted_unpickle`` (an allow-list of classes),
+* ``policy.pth`` with ``torch.load(weights_only=True)`` (tensors only),
+
+then builds the policy class as SB3's ``_setup_model`` does (spaces, a dummy
+learning-rate schedule, ``policy_kwargs``) and loads the weights strictly.
+Schedules, optimizer state, replay buffers and the rest stay unread.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import pickle
+import pickletools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import ModelFileError, UnsafePickleError
+from edgekit.loading.restricted_unpickle import restricted_loads, short_message
+from edgekit.loading.sb3_zip import ModelFileInfo, read_member
+
+MAX_CRITICS = 16  # SB3 uses 1 or 2; a larger count only multiplies memory
+
+# A pickled class reference is these opcodes and nothing else: no call, no object built.
+_REFERENCE_OPCODES = frozenset({"PROTO", "FRAME", "GLOBAL", "STACK_GLOBAL", "SHORT_BINUNICODE", "BINUNICODE",
+                                "UNICODE", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT", "STOP"})
+
+
+@dataclass
+class RestoredModel:
+    """The part of an SB3 model that edgekit uses: the policy and its spaces.
+
+    Stands in for the algorithm object downstream (``model.policy``,
+    ``model.predict``); it has no environment, schedules or training state.
+    """
+
+    policy: Any
+    observation_space: Any
+    action_space: Any
+    use_sde: bool = False
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[Any, Any]:
+        """``policy.predict``, as SB3's ``model.predict`` delegates (deterministic by default: edgekit
+        deploys the deterministic policy)."""
+        return self.policy.predict(observation, state, episode_start, deterministic)
+
+
+def restore_model(path: Path, info: ModelFileInfo,
+                  check_spaces: Callable[[Any, Any], None] | None = None) -> RestoredModel:
+    """Decode the fields inference needs and rebuild the policy with the zip's weights.
+
+    ``check_spaces(observation_space, action_space)`` runs before the network
+    is built, so an unsupported model is refused before any work.
+    """
+    name = Path(path).name
+    data = info.data
+    algorithm_class = info.algorithm.load_class()
+    obs_space = _decode(data, "observation_space", name, check=_check_space)
+    act_space = _decode(data, "action_space", name, check=_check_space)
+    if check_spaces is not None:
+        check_spaces(obs_space, act_space)
+    policy_kwargs = _policy_kwargs(data, name)
+    policy_class = _policy_class(data, name, algorithm_class)
+    params = _read_weights(path)
+    _check_network_size(policy_kwargs, obs_space, params, name)
+    use_sde = bool(data.get("use_sde", False))
+    # As SB3's _setup_model: on-policy algorithms pass use_sde, off-policy ones keep it in policy_kwargs.
+    kwargs = {"use_sde": use_sde, **policy_kwargs} if _is_on_policy(algorithm_class) else dict(policy_kwargs)
+    policy = _build_policy(policy_class, obs_space, act_space, kwargs, name)
+    _load_weights(policy, params, name)
+    policy.set_training_mode(False)
+    if use_sde:
+        _sample_noise(policy, name)
+    return RestoredModel(policy=policy, observation_space=obs_space, action_space=act_space, use_sde=use_sde)
+
+
+def _build_policy(policy_class: type, obs_space: Any, act_space: Any, kwargs: dict[str, Any], name: str) -> Any:
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]):  # initial weights are overwritten; keep the caller's RNG
+            return policy_class(obs_space, act_space, _no_schedule, **kwargs)
+    except Exception as exc:  # the constructor raises many types for kwargs that do not fit
+        raise ModelFileError(f"{name}: its policy_kwargs do not build a {policy_class.__name__} "
+                             f"({type(exc).__name__}: {short_message(exc)})") from None
+
+
+def _sample_noise(policy: Any, name: str) -> None:
+    """As SB3's load does for gSDE: sample the exploration matrix (deterministic predict ignores it)."""
+    import torch
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            policy.reset_noise()
+    except Exception as exc:  # e.g. use_sde set for a policy without a gSDE distribution
+        raise ModelFileError(f"{name}: use_sde is set but its policy has no gSDE noise to sample "
+                             f"({type(exc).__name__})") from None
+
+
+def _no_schedule(_progress: float) -> float:
+    """Learning-rate schedule for a policy that is never trained here (the optimizer needs one)."""
+    return 0.0
+
+
+# --- the pickled fields ---------------------------------------------------------------------------
+
+
+def _payload(data: Mapping[str, Any], key: str, name: str) -> bytes | None:
+    item = data.get(key)
+    if not isinstance(item, dict) or ":serialized:" not in item:
+        return None
+    try:
+        return base64.b64decode(str(item[":serialized:"]).encode(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ModelFileError(f"{name}: the pickled field {key} is not valid base64") from None
+
+
+def _decode(data: Mapping[str, Any], key: str, name: str, check: Callable[[Any], None] | None = None) -> Any:
+    payload = _payload(data, key, name)
+    if payload is None:
+        raise ModelFileError(f"{name} has no pickled {key} in its data (not a model saved by SB3's save)")
+    return restricted_loads(payload, f"{name}'s {key}", check=check)
+
+
+def _check_space(space: Any) -> None:
+    """The decoded object must be a consistent gymnasium space (its state came from the file)."""
+    from gymnasium import spaces
+
+    if not isinstance(space, spaces.Space):
+        raise ValueError(f"{type(space).__name__} is not a gymnasium space")
+    if isinstance(space, spaces.Box) and not _consistent_box(space):
+        raise ValueError("its Box bounds do not match its shape and dtype")
+    if isinstance(space, spaces.Discrete) and not (_integer(space.n) and space.n >= 1 and _integer(space.start)):
+        raise ValueError("its Discrete size is not a positive integer")
+
+
+def _consistent_box(space: Any) -> bool:
+    shape, arrays = space.shape, (space.low, space.high)
+    return (isinstance(shape, tuple) and all(_integer(v) and v > 0 for v in shape)
+            and isinstance(space.dtype, np.dtype) and space.dtype.kind in "biuf"
+            and all(isinstance(a, np.ndarray) and a.shape == shape and a.dtype.kind in "biuf"
+                    and not np.isnan(a.astype(np.float64)).any() for a in arrays))
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _policy_kwargs(data: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``policy_kwargs`` as SB3's ``load`` passes them: plain JSON, or the decoded pickle."""
+    payload = _payload(data, "policy_kwargs", name)
+    raw = data.get("policy_kwargs", {}) if payload is None else restricted_loads(payload, f"{name}'s policy_kwargs")
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise ModelFileError(f"{name}: its policy_kwargs are not a dict of keyword arguments")
+    kwargs = {k: v for k, v in raw.items() if k != "device"}  # SB3 drops the saved device too
+    net_arch = kwargs.get("net_arch")
+    if isinstance(net_arch, list) and net_arch and isinstance(net_arch[0], dict):
+        kwargs["net_arch"] = net_arch[0]  # SB3 < 1.8 wrote [dict(pi=..., vf=...)]
+    return kwargs
+
+
+def _policy_class(data: Mapping[str, Any], name: str, algorithm_class: type) -> type:
+    """The saved policy class, which must be one of the algorithm's own (MlpPolicy, CnnPolicy, ...)."""
+    payload = _payload(data, "policy_class", name)
+    if payload is None:
+        raise ModelFileError(f"{name} has no pickled policy_class in its data")
+    known = {(c.__module__, c.__qualname__): c for c in getattr(algorithm_class, "policy_aliases", {}).values()}
+    where = f"{name}'s policy_class"
+    try:
+        opcodes = {op.name for op, _arg, _pos in pickletools.genops(payload)}
+    except Exception:  # pickletools raises ValueError and others on damaged data
+        raise ModelFileError(f"{where} could not be decoded (damaged pickle)") from None
+    if not opcodes <= _REFERENCE_OPCODES:
+        raise UnsafePickleError(f"{where} is not a plain class reference (it builds or calls objects)")
+    value = restricted_loads(payload, where, extra=known)
+    if value not in known.values():
+        raise ModelFileError(f"{where} is {value!r}, not a policy of this algorithm")
+    return value
+
+
+def _is_on_policy(algorithm_class: type) -> bool:
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+    return issubclass(algorithm_class, OnPolicyAlgorithm)
+
+
+# --- the weights ----------------------------------------------------------------------------------
+
+
+def _read_weights(path: Path) -> dict[str, Any]:
+    """``policy.pth`` as a flat dict of tensors, read by torch's weights-only unpickler."""
+    import torch
+
+    name = Path(path).name
+    raw = read_member(path, "policy.pth")
+    try:
+        params = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise UnsafePickleError(f"{name}'s policy.pth refers to {found.group(1)}, which torch's weights-only "
+                                    "loader does not load") from None
+        raise ModelFileError(f"{name}'s policy.pth is damaged ({short_message(exc)})") from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, ValueError... for damaged files
+        raise ModelFileError(f"{name}'s policy.pth is damaged ({type(exc).__name__}: {short_message(exc)})") from None
+    if not isinstance(params, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                               for k, v in params.items()):
+        raise ModelFileError(f"{name}'s policy.pth is not a state dict of tensors")
+    return params
+
+
+def _check_network_size(policy_kwargs: Mapping[str, Any], obs_space: Any, params: Mapping[str, Any],
+                        name: str) -> None:
+    """Refuse a space and ``policy_kwargs`` that describe a far larger network than ``policy.pth`` holds.
+
+    The first layer of each ``net_arch`` list reads the flattened observation
+    and every consecutive pair of widths is a weight matrix the file must
+    hold, so their sum is a lower bound of its size: a few edited bytes must
+    not make edgekit allocate gigabytes before the weights are compared.
+    """
+    held = sum(int(t.numel()) for t in params.values())
+    widths = _width_lists(policy_kwargs.get("net_arch"))
+    features = int(np.prod(getattr(obs_space, "shape", None) or (1,), dtype=np.float64))
+    needed = features * max(1, sum(layers[0] for layers in widths if layers))
+    needed += sum(a * b for layers in widths for a, b in zip(layers, layers[1:]))
+    critics = policy_kwargs.get("n_critics", 1)
+    if not isinstance(critics, int) or not 1 <= critics <= MAX_CRITICS:
+        raise ModelFileError(f"{name}: its policy_kwargs ask for {critics!r} critics")
+    if any(w > held for layers in widths for w in layers) or needed * critics > held:
+        raise ModelFileError(f"{name}: its policy_kwargs describe a larger network than policy.pth holds",
+                             hint="the file was altered; save the model again with SB3")
+
+
+def _width_lists(net_arch: Any) -> list[list[int]]:
+    if isinstance(net_arch, dict):
+        return [layers for value in net_arch.values() for layers in _width_lists(value)]
+    if isinstance(net_arch, (list, tuple)):
+        ints = [v for v in net_arch if isinstance(v, int) and not isinstance(v, bool)]
+        nested = [layers for v in net_arch if isinstance(v, (dict, list, tuple)) for layers in _width_lists(v)]
+        return [ints, *nested] if ints else nested
+    return []
+
+
+def _load_weights(policy: Any, params: Mapping[str, Any], name: str) -> None:
+    """``load_state_dict(strict=True)``, with a one-line message naming the first mismatch."""
+    expected = policy.state_dict()
+    missing = sorted(set(expected) - set(params))
+    unexpected = sorted(set(params) - set(expected))
+    if missing or unexpected:
+        what = f"lacks {missing[0]!r}" if missing else f"has an unknown tensor {unexpected[0]!r}"
+        raise ModelFileError(f"{name}'s policy.pth does not fit its {type(policy).__name__}: it {what} "
+                             f"({len(missing)} missing, {len(unexpected)} unexpected)")
+    for key, tensor in expected.items():
+        if tuple(params[key].shape) != tuple(tensor.shape):
+            raise ModelFileError(f"{name}'s policy.pth does not fit its {type(policy).__name__}: tensor {key!r} "
+                                 f"has shape {tuple(params[key].shape)}, the network needs {tuple(tensor.shape)}")
+    try:
+        policy.load_state_dict(params, strict=True)
+    except Exception as exc:  # e.g. a dtype torch cannot copy
+        raise ModelFileError(f"{name}'s policy.pth could not be loaded ({type(exc).__name__}: {short_message(exc)})") \
+            from None
+

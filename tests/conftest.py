@@ -33,6 +33,8 @@ class AgentCase:
     env_id: str
     steps: int
     kwargs: dict[str, Any] = field(default_factory=dict)
+    conditioning: dict[str, Any] = field(default_factory=dict)  # ConditioningOptions for the build
+    trained_as: str = ""  # reuse another case's trained model
 
 
 # Every algorithm, both action kinds where the algorithm has them, and
@@ -57,6 +59,11 @@ AGENT_CASES = {
             "learning_starts": 100, "policy_kwargs": {"net_arch": [64, 64]}}),
         AgentCase("dqn-mountaincar", "DQN", "MountainCar-v0", 300, {
             "learning_starts": 100, "policy_kwargs": {"net_arch": [32]}}),
+        # the split int8 input (coarse + residual per feature), forced so that its path is always tested
+        AgentCase("td3-pendulum-split", "TD3", "Pendulum-v1", 0, conditioning={"force_split": True},
+                  trained_as="td3-pendulum"),
+        AgentCase("dqn-cartpole-split", "DQN", "CartPole-v1", 0, conditioning={"force_split": True},
+                  trained_as="dqn-cartpole"),
     )
 }
 
@@ -88,8 +95,11 @@ def trained_model(work_dir: Path) -> Callable[[str], Path]:
     cache: dict[str, Path] = {}
 
     def get(name: str) -> Path:
+        case = AGENT_CASES[name]
+        if case.trained_as:
+            return get(case.trained_as)
         if name not in cache:
-            cache[name] = _train(AGENT_CASES[name], work_dir / f"{name}.zip")
+            cache[name] = _train(case, work_dir / f"{name}.zip")
         return cache[name]
 
     return get
@@ -108,6 +118,7 @@ def built_bundle(work_dir: Path, trained_model: Callable[[str], Path]) -> Callab
     """``built_bundle(name)`` -> a bundle built in-process from that case, once per session."""
     from edgekit.pipeline import BuildOptions, ReportOptions, build
     from edgekit.progress import Progress
+    from edgekit.stages.condition import ConditioningOptions
     from edgekit.stages.rollouts import RolloutRecipe
 
     cache: dict[str, BuiltBundle] = {}
@@ -122,6 +133,7 @@ def built_bundle(work_dir: Path, trained_model: Callable[[str], Path]) -> Callab
                 output=work_dir / f"{name}.bundle",
                 recipe=RolloutRecipe(calibration_steps=600, held_out_steps=600, seed=1),
                 report=ReportOptions(episodes=2),
+                conditioning=ConditioningOptions(**case.conditioning),
             )
             result = build(options, Progress(quiet=True))
             cache[name] = BuiltBundle(case, model, options.output, result)

@@ -187,7 +187,8 @@ print("HEAVY", heavy)
     assert "HEAVY []" in proc.stdout, proc.stdout
 
 
-@pytest.mark.parametrize("name", ["ppo-pendulum", "ppo-cartpole", "td3-pendulum", "dqn-mountaincar"])
+@pytest.mark.parametrize("name", ["ppo-pendulum", "ppo-cartpole", "td3-pendulum", "dqn-mountaincar",
+                                  "td3-pendulum-split", "dqn-cartpole-split"])
 @pytest.mark.parametrize("scalar_limit", [32, 0])  # 0 forces the numpy variant of the fast step
 def test_fast_single_step_equals_the_general_path(built_bundle, name, scalar_limit, monkeypatch):
     import edgekit.runtime.step as step_module

@@ -172,7 +172,8 @@ def _float_activations(path: Path, x: np.ndarray) -> tuple[Any, list[str], dict[
 # TFLite op -> ONNX op types that can produce the matching float tensor (activations fuse into their op).
 _COMPATIBLE = {
     "FULLY_CONNECTED": {"Gemm", "MatMul", "Relu", "Clip", "Add"},
-    "ADD": {"Add", "Relu", "Clip"}, "MUL": {"Mul", "Relu", "Clip"}, "TANH": {"Tanh"}, "LOGISTIC": {"Sigmoid"}, "RELU": {"Relu"},
+    "ADD": {"Add", "Relu", "Clip"}, "MUL": {"Mul", "Relu", "Clip"},
+    "TANH": {"Tanh"}, "LOGISTIC": {"Sigmoid"}, "RELU": {"Relu"},
     "STRIDED_SLICE": {"Slice", "Gather"}, "SLICE": {"Slice"},
 }
 _MISMATCH_PENALTY = 1.0  # relative error units: an op of another kind matches only when nothing else does

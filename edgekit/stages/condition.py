@@ -36,10 +36,12 @@ from edgekit.artifacts import ObservationSets, PolicyGraph
 from edgekit.bundle.manifest import Preprocess
 from edgekit.postprocess import ARGMAX, CLIP, UNSCALE
 from edgekit.spaces import SpaceSpec
-from edgekit.stages.finetune import finetune
+from edgekit.stages.finetune import finetune, split_gain
 from edgekit.stages.finetune import supported as finetune_supported
 
 SQUASH_LIMIT = 4.0  # tanh(4) = 0.99933
+# Split the input only when the simulation says it lowers the int8 error by at least 10 %.
+SPLIT_WHEN_BETTER_BY = 0.9
 MIN_FEATURE_SPAN = 1e-6
 MAX_FINITE_BOUND = 1e6
 
@@ -53,6 +55,7 @@ class ConditioningOptions:
     finetune: bool = True
     finetune_steps: int = 400
     input_split: int = 254  # 0: one int8 part per feature; m: coarse + residual x m (about 16-bit input)
+    force_split: bool = False  # split even where the simulation sees no gain (tests, comparisons)
 
 
 @dataclass(frozen=True)
@@ -80,12 +83,17 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
             applied["input_scaling"] = "per-feature calibration range -> [-1, 1], folded into the first layer"
         if options.output_range:
             postprocess = _fold_output_range(actor, graph, sets, action_space, applied)
-    split = options.input_split if options.input_scaling else 0
+    split = 0
+    if options.input_split and options.input_scaling and finetune_supported(actor):
+        plain, with_split = split_gain(actor, model_inputs(sets.calibration, preprocess))
+        split = options.input_split if options.force_split or with_split < SPLIT_WHEN_BETTER_BY * plain else 0
+        applied["input_split_decision"] = (f"simulated int8 error {plain:.3g} plain vs {with_split:.3g} split: "
+                                           + ("split" if split else "not split"))
     if options.finetune and finetune_supported(actor):
         inputs = model_inputs(sets.calibration, preprocess)
         with torch.no_grad():
             targets = actor(torch.as_tensor(inputs)).numpy()
-        result = finetune(actor, inputs, targets, steps=options.finetune_steps, quantize_input=not split)
+        result = finetune(actor, inputs, targets, steps=options.finetune_steps, split_input=bool(split))
         actor = result.actor
         applied["finetune"] = (
             f"int8-aware distillation, {result.steps} steps: simulated output MSE "

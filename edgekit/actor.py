@@ -29,11 +29,14 @@ class DeterministicActor(nn.Module):
         self.body = body
         self.head = head
         self.squash = squash
+        self.pre_clip: float | None = None  # SAC with gSDE clips the mean (clip_mean) before the tanh
         self.clamp = False
         self.squash_gain = 1.0
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         z = self.head(self.body(self.features_extractor(obs)))
+        if self.pre_clip is not None:
+            z = torch.clamp(z, -self.pre_clip, self.pre_clip)
         if self.clamp:
             z = torch.clamp(z, -1.0, 1.0)
         if self.squash:

@@ -72,8 +72,18 @@ def _sac_actor(policy: Any) -> torch.nn.Module:
     """SACPolicy._predict -> actor(obs, deterministic=True) = tanh(mu(latent_pi(features)))."""
     from edgekit.actor import DeterministicActor
 
+    from torch import nn
+
     actor = policy.actor
-    return DeterministicActor(actor.features_extractor, actor.latent_pi, actor.mu, squash=True)
+    mu, clip = actor.mu, None
+    if isinstance(mu, nn.Sequential):  # gSDE: Sequential(Linear, Hardtanh(-clip_mean, clip_mean))
+        if len(mu) != 2 or not isinstance(mu[0], nn.Linear) or not isinstance(mu[1], nn.Hardtanh) \
+                or mu[1].min_val != -mu[1].max_val:
+            raise ValueError("unexpected SAC mean network")
+        mu, clip = mu[0], float(mu[1].max_val)
+    result = DeterministicActor(actor.features_extractor, actor.latent_pi, mu, squash=True)
+    result.pre_clip = clip
+    return result
 
 
 def _td3_actor(policy: Any) -> torch.nn.Module:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.algorithms import AlgorithmSpec
-from edgekit.bundle.manifest import Preprocess, TensorSpec
+from edgekit.bundle.manifest import ObsNormalization, Preprocess, TensorSpec
 from edgekit.spaces import SpaceSpec
 
 if TYPE_CHECKING:
@@ -47,11 +47,14 @@ class PolicyGraph:
     output_size: int
     output: str  # actions | squashed_actions | logits | q_values
     postprocess: str  # clip | unscale | argmax
+    normalize: ObsNormalization | None = None  # VecNormalize: applied to observations before the module
 
     def outputs(self, obs: np.ndarray) -> np.ndarray:
         """Run the float actor on a batch of flat observations."""
         import torch
 
+        if self.normalize is not None:
+            obs = self.normalize.apply(obs).astype(np.float32)
         with torch.no_grad():
             return self.module(torch.as_tensor(obs, dtype=torch.float32)).numpy()
 

@@ -16,6 +16,9 @@ from edgekit.errors import EnvironmentMismatchError, MissingDependencyError, Uns
 from edgekit.spaces import BOX, DISCRETE, SpaceSpec
 
 
+FLOAT32_MAX_ISH = 3.4e38  # older gym wrote np.finfo(np.float32).max where gymnasium writes inf
+
+
 def make_env(env_id: str, render_mode: str | None = None) -> Any:
     """``gymnasium.make`` with one-line errors for unknown ids and missing extras."""
     try:
@@ -75,7 +78,14 @@ def _same_space(a: SpaceSpec, b: SpaceSpec) -> bool:
         return False
     if a.kind == DISCRETE:
         return a.n == b.n and a.start == b.start
-    return bool(np.allclose(a.low, b.low, rtol=1e-6) and np.allclose(a.high, b.high, rtol=1e-6))
+    return bool(np.allclose(_bounds(a.low), _bounds(b.low), rtol=1e-6)
+                and np.allclose(_bounds(a.high), _bounds(b.high), rtol=1e-6))
+
+
+def _bounds(values: tuple[float, ...] | None) -> np.ndarray:
+    """Bounds with gym's old float32-max stand-ins for infinity read as infinity."""
+    arr = np.asarray(values, dtype=np.float64)
+    return np.where(np.abs(arr) >= FLOAT32_MAX_ISH, np.sign(arr) * np.inf, arr)
 
 
 def _long(space: SpaceSpec) -> str:

@@ -56,6 +56,8 @@ class BuildOptions:
     compile: CompileOptions = field(default_factory=CompileOptions)
     report: ReportOptions = field(default_factory=ReportOptions)
     force: bool = False
+    vecnormalize: Path | None = None  # statistics file; default: found beside the model (rl-zoo3 layout)
+    no_vecnormalize: bool = False
     trust_pickle: bool = False  # load the zip with SB3's own loader (runs pickled code)
 
 
@@ -111,8 +113,10 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
         note.detail = (f"{agent.algorithm.name} {agent.policy_class}, {agent.observation_space.describe()} -> "
                        f"{agent.action_space.describe()} (saved by SB3 {agent.sb3_version})")
     with progress.stage(STAGES[1]) as note:
-        graph = extract_policy(agent)
-        note.detail = f"{graph.input_size} -> {graph.output_size} {graph.output}, post-process {graph.postprocess}"
+        normalize, source = _vecnormalize(options, agent)
+        graph = extract_policy(agent, normalize)
+        note.detail = f"{graph.input_size} -> {graph.output_size} {graph.output}, post-process {graph.postprocess}" \
+            + (f"; VecNormalize from {source}" if normalize is not None else "")
     with progress.stage(STAGES[2]) as note:
         sets = collect_observations(agent, graph, options.env_id, options.recipe, progress)
         note.detail = f"{len(sets.calibration)} calibration + {len(sets.held_out)} held-out observations"
@@ -120,6 +124,18 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
         conditioned = condition(graph, sets, agent.action_space, options.conditioning)
         note.detail = ", ".join(k.replace("_", " ") for k in conditioned.applied) or "none (plain conversion)"
     return _Prepared(agent, graph, sets, conditioned)
+
+
+def _vecnormalize(options: BuildOptions, agent: LoadedAgent) -> tuple[Any, str]:
+    """The observation normalization the policy was trained with, if any (explicit, or beside the model)."""
+    from edgekit.loading.vecnormalize import find_vecnormalize, load_vecnormalize
+
+    if options.no_vecnormalize:
+        return None, ""
+    path = options.vecnormalize or find_vecnormalize(Path(options.model))
+    if path is None:
+        return None, ""
+    return load_vecnormalize(path, agent.observation_space.size), str(path)
 
 
 def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress) -> Int8Model:

@@ -17,7 +17,8 @@ Schema (format version 1)::
     action_space      SpaceSpec
     output            what the network emits: actions | squashed_actions | logits | q_values
     postprocess       clip | unscale | argmax (mirrors SB3's predict)
-    preprocess        {offset: [..], scale: [..]}: x' = (x - offset) / scale before quantizing
+    preprocess        {normalize, offset, scale, split}: VecNormalize's clip((x - mean) / std) if any,
+                      then x' = (x - offset) / scale, before quantizing (split: see Preprocess)
     models            {"cpu": ModelEntry, "edgetpu": ModelEntry (optional)}
     files             {relative path: sha256} of every file in the bundle but the manifest
     calibration       facts about the calibration and held-out sets
@@ -99,6 +100,36 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
+class ObsNormalization:
+    """SB3 VecNormalize's observation normalization: ``clip((x - mean) / std, -clip, clip)``."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]  # sqrt(var + epsilon)
+    clip: float
+
+    def apply(self, obs: np.ndarray) -> np.ndarray:
+        x = (np.asarray(obs, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
+        return np.clip(x, -self.clip, self.clip)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "clip": self.clip}
+
+    @classmethod
+    def from_dict(cls, data: Any, size: int) -> ObsNormalization | None:
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            raise BundleError("manifest: preprocess.normalize must be an object or null")
+        mean = _finite_list(data.get("mean"), size, "preprocess.normalize.mean")
+        std = _finite_list(data.get("std"), size, "preprocess.normalize.std")
+        clip = data.get("clip")
+        if any(v <= 0 for v in std) or not isinstance(clip, (int, float)) or isinstance(clip, bool) \
+                or not 0 < clip < 1e6:
+            raise BundleError("manifest: preprocess.normalize needs positive std and clip")
+        return cls(mean=mean, std=std, clip=float(clip))
+
+
+@dataclass(frozen=True)
 class Preprocess:
     """Per-feature affine map applied on the host side of the int8 input.
 
@@ -112,6 +143,7 @@ class Preprocess:
     offset: tuple[float, ...]
     scale: tuple[float, ...]
     split: int = 0
+    normalize: ObsNormalization | None = None  # VecNormalize, applied first
 
     NOMINAL_INPUT_STEP = 2.0 / 255.0  # int8 step of [-1, 1], what conditioned inputs span
 
@@ -130,7 +162,8 @@ class Preprocess:
         ``step`` is the int8 input step the split parts are computed with; the
         default is the nominal one used before the model (and its real step) exists.
         """
-        x = (np.asarray(obs, dtype=np.float64) - np.asarray(self.offset)) / np.asarray(self.scale)
+        x = self.normalize.apply(obs) if self.normalize is not None else np.asarray(obs, dtype=np.float64)
+        x = (x - np.asarray(self.offset)) / np.asarray(self.scale)
         if not self.split:
             return x.astype(np.float32)
         coarse = np.rint(x / step)
@@ -138,7 +171,8 @@ class Preprocess:
         return np.concatenate([coarse * step, fine * step], axis=-1).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"offset": list(self.offset), "scale": list(self.scale), "split": self.split}
+        return {"offset": list(self.offset), "scale": list(self.scale), "split": self.split,
+                "normalize": self.normalize.to_dict() if self.normalize is not None else None}
 
     @classmethod
     def from_dict(cls, data: Any, size: int) -> Preprocess:
@@ -151,7 +185,8 @@ class Preprocess:
         split = data.get("split", 0)
         if not isinstance(split, int) or isinstance(split, bool) or not (split == 0 or 2 <= split <= 254):
             raise BundleError("manifest: preprocess.split must be 0 or an integer in [2, 254]")
-        return cls(offset=offset, scale=scale, split=split)
+        return cls(offset=offset, scale=scale, split=split,
+                   normalize=ObsNormalization.from_dict(data.get("normalize"), size))
 
 
 @dataclass(frozen=True)

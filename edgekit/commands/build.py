@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-pickle", action="store_true",
                    help="load the model with SB3's own loader, which runs code pickled in the file; only for a "
                    "file you trust (default: a restricted loader that never runs pickled code)")
+    p.add_argument("--vecnormalize", type=Path, default=None, metavar="STATS.pkl",
+                   help="VecNormalize statistics the policy was trained with (default: vecnormalize.pkl found "
+                   "beside the model, as rl-zoo3 saves it)")
+    p.add_argument("--no-vecnormalize", action="store_true",
+                   help="ignore VecNormalize statistics found beside the model")
     p.add_argument("--calibration-steps", type=int, default=2000, metavar="N",
                    help="rollout observations used to calibrate int8 ranges (default: 2000)")
     p.add_argument("--validation-steps", type=int, default=2000, metavar="N",
@@ -85,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         output=output,
         force=args.force,
         trust_pickle=args.trust_pickle,
+        vecnormalize=args.vecnormalize,
+        no_vecnormalize=args.no_vecnormalize,
         recipe=RolloutRecipe(
             calibration_steps=args.calibration_steps,
             held_out_steps=args.validation_steps,

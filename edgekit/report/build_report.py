@@ -188,7 +188,7 @@ def _numeric(bundle_dir: Path, manifest: Manifest, policy: Any, model: Any, held
     space = manifest.action_space
     float_raw = onnx_outputs(bundle_dir, manifest, held_out)
     if model is not None:
-        float_actions = np.asarray(model.predict(obs, deterministic=True)[0])
+        float_actions = np.asarray(model.predict(_as_trained(manifest, obs), deterministic=True)[0])
     else:
         float_actions = PostProcessor(manifest.postprocess, space)(float_raw)
     int8_raw = policy.predict_outputs(obs)
@@ -198,6 +198,15 @@ def _numeric(bundle_dir: Path, manifest: Manifest, policy: Any, model: Any, held
     metrics["observation_set"] = "held_out"
     plots = PlotData(float_actions.reshape(len(obs), -1), int8_actions.reshape(len(obs), -1), float_raw, int8_raw)
     return metrics, plots
+
+
+def _as_trained(manifest: Manifest, obs: Any) -> np.ndarray:
+    """Observations as the SB3 model saw them in training (behind VecNormalize, if it was)."""
+    norm = manifest.preprocess.normalize
+    obs = np.asarray(obs, dtype=np.float32)
+    if norm is None:
+        return obs
+    return norm.apply(obs.reshape(-1, len(norm.mean))).reshape(obs.shape).astype(np.float32)
 
 
 def _closed_loop(env_id: str, manifest: Manifest, policy: Any, model: Any, episodes: int, seed: int,
@@ -210,7 +219,8 @@ def _closed_loop(env_id: str, manifest: Manifest, policy: Any, model: Any, episo
     env = make_env(env_id)
     try:
         check_env_fits(env_id, env, manifest.observation_space, manifest.action_space)
-        float_actor = None if model is None else (lambda obs: model.predict(obs, deterministic=True)[0])
+        float_actor = None if model is None else \
+            (lambda obs: model.predict(_as_trained(manifest, obs), deterministic=True)[0])
         return closed_loop.closed_loop(env, env_id, episodes, seed, policy.predict, float_actor)
     finally:
         env.close()

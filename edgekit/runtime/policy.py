@@ -58,6 +58,7 @@ class EdgePolicy:
         self._b = qin.zero_point - np.asarray(pre.offset, dtype=np.float64) / scale
         self._split = pre.split
         self._zero = qin.zero_point
+        self._normalize = pre.normalize  # VecNormalize statistics, applied before the affine map
         self._out_scale = np.float32(entry.output.quant.scale)
         self._out_zero = np.float32(entry.output.quant.zero_point)
         self._post = PostProcessor(manifest.postprocess, manifest.action_space)
@@ -143,12 +144,22 @@ class EdgePolicy:
                          self._dequantize, self.observation_shape, self.manifest.action_space.shape,
                          split=self._split, zero_point=self._zero)
         self._invoke = self._interpreter._interpreter.Invoke  # invoke() refuses the step's held views
-        general, shape, ndarray = self._predict_general, self.observation_shape, np.ndarray
+        general, shape, ndarray, norm = self._predict_general, self.observation_shape, np.ndarray, self._normalize
 
         def predict(observation: Any) -> np.ndarray:
             if type(observation) is ndarray and observation.shape == shape:
                 return step(observation)
             return general(observation)
+
+        def predict_normalized(observation: Any) -> np.ndarray:
+            if type(observation) is ndarray and observation.shape == shape:
+                if not np.isfinite(observation).all():  # clipping would hide an infinity
+                    raise InputError("observation contains NaN or infinity")
+                return step(norm.apply(observation.reshape(-1)).reshape(shape))
+            return general(observation)
+
+        if norm is not None:
+            predict = predict_normalized
 
         predict.__doc__ = EdgePolicy.predict.__doc__
         self.predict = predict  # type: ignore[method-assign]
@@ -181,7 +192,7 @@ class EdgePolicy:
         range. Off the hot path: ``predict`` never calls it; the server does
         when asked (``--count-saturation``).
         """
-        obs, _ = self._as_batch(observation)
+        obs, _ = self._as_batch(observation)  # VecNormalize already applied (and clipped) here
         q = obs.astype(np.float64) * self._a + self._b  # the coarse part, split or not
         return int(np.count_nonzero((q < INT8_MIN - 0.5) | (q > INT8_MAX + 0.5)))
 
@@ -210,6 +221,8 @@ class EdgePolicy:
         flat = obs.reshape(-1, self._size)
         if not np.isfinite(flat).all():
             raise InputError("observation contains NaN or infinity")
+        if self._normalize is not None:
+            flat = self._normalize.apply(flat)
         return flat, single
 
     def __repr__(self) -> str:

@@ -75,14 +75,17 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
     options = options or ConditioningOptions()
     actor = copy.deepcopy(graph.module).eval()
     applied: dict[str, Any] = {}
-    preprocess = Preprocess.identity(graph.input_size)
+    preprocess = replace(Preprocess.identity(graph.input_size), normalize=graph.normalize)
     postprocess = graph.postprocess
+    if graph.normalize is not None:
+        applied["vecnormalize"] = f"observations normalized as in training (clip ±{graph.normalize.clip:g}), on the host"
     with torch.no_grad():
         if options.input_scaling:
-            preprocess = _fold_input_scaling(actor, sets.calibration)
+            preprocess = _fold_input_scaling(actor, model_inputs(sets.calibration, preprocess), graph.normalize)
             applied["input_scaling"] = "per-feature calibration range -> [-1, 1], folded into the first layer"
         if options.output_range:
-            postprocess = _fold_output_range(actor, graph, sets, action_space, applied)
+            postprocess = _fold_output_range(actor, graph, model_inputs(sets.calibration, preprocess),
+                                             action_space, applied)
     split = 0
     if options.input_split and options.input_scaling and finetune_supported(actor):
         plain, with_split = split_gain(actor, model_inputs(sets.calibration, preprocess))
@@ -118,7 +121,7 @@ def model_inputs(obs: np.ndarray, preprocess: Preprocess) -> np.ndarray:
     return preprocess.model_inputs(obs)
 
 
-def _fold_input_scaling(actor: Any, calibration: np.ndarray) -> Preprocess:
+def _fold_input_scaling(actor: Any, calibration: np.ndarray, normalize: Any) -> Preprocess:
     import torch
 
     low, high = calibration.min(axis=0).astype(np.float64), calibration.max(axis=0).astype(np.float64)
@@ -130,11 +133,13 @@ def _fold_input_scaling(actor: Any, calibration: np.ndarray) -> Preprocess:
     o = torch.as_tensor(offset, dtype=torch.float64)
     first.bias.copy_((first.bias.double() + w @ o).float())
     first.weight.copy_((w * s[None, :]).float())
-    return Preprocess(offset=tuple(float(v) for v in offset), scale=tuple(float(v) for v in scale))
+    return Preprocess(offset=tuple(float(v) for v in offset), scale=tuple(float(v) for v in scale),
+                      normalize=normalize)
 
 
-def _fold_output_range(actor: Any, graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec,
+def _fold_output_range(actor: Any, graph: PolicyGraph, inputs: np.ndarray, action_space: SpaceSpec,
                        applied: dict[str, Any]) -> str:
+    """``inputs``: calibration observations as the (input-folded) actor takes them."""
     import torch
 
     head = actor.head
@@ -157,8 +162,11 @@ def _fold_output_range(actor: Any, graph: PolicyGraph, sets: ObservationSets, ac
         return UNSCALE
     # tanh-squashed: bound the pre-tanh range the last layer must represent
     with torch.no_grad():
-        z = actor.pre_squash(torch.as_tensor(sets.calibration)).abs()
+        z = actor.pre_squash(torch.as_tensor(inputs, dtype=torch.float32)).abs()
     k = float(min(max(float(z.max()), 1e-3) * 1.01, SQUASH_LIMIT))
+    if actor.pre_clip is not None:  # the trained clip (gSDE's clip_mean) bounds it too; ±k then implies it
+        k = min(k, actor.pre_clip)
+        actor.pre_clip = None
     head.weight.div_(k)
     head.bias.div_(k)
     actor.clamp = True

@@ -11,12 +11,17 @@ import numpy as np
 
 from edgekit.algorithms import POSTPROCESS_OF_OUTPUT
 from edgekit.artifacts import LoadedAgent, PolicyGraph
+from edgekit.bundle.manifest import ObsNormalization
 from edgekit.errors import ConversionError, UnsupportedModelError
 from edgekit.postprocess import PostProcessor
 
 
-def extract_policy(agent: LoadedAgent) -> PolicyGraph:
-    """Build the actor for ``agent`` and check it against ``model.predict``."""
+def extract_policy(agent: LoadedAgent, normalize: ObsNormalization | None = None) -> PolicyGraph:
+    """Build the actor for ``agent`` and check it against ``model.predict``.
+
+    ``normalize``: the VecNormalize statistics the policy was trained behind; the
+    graph then takes raw observations, as the env returns them.
+    """
     import torch
     from stable_baselines3.common.torch_layers import FlattenExtractor
 
@@ -40,6 +45,7 @@ def extract_policy(agent: LoadedAgent) -> PolicyGraph:
         output_size=out_size,
         output=output,
         postprocess=POSTPROCESS_OF_OUTPUT[output],
+        normalize=normalize,
     )
     _check_against_sb3(agent, graph)
     return graph
@@ -52,7 +58,8 @@ def _check_against_sb3(agent: LoadedAgent, graph: PolicyGraph, samples: int = 64
     low = np.clip(space.low_array(), -10, 10)
     high = np.clip(space.high_array(), -10, 10)
     obs = rng.uniform(low, high, size=(samples, *space.shape)).astype(np.float32)
-    expected = agent.model.predict(obs, deterministic=True)[0]
+    seen = obs if graph.normalize is None else graph.normalize.apply(obs.reshape(samples, -1)).reshape(obs.shape)
+    expected = agent.model.predict(seen.astype(np.float32), deterministic=True)[0]
     post = PostProcessor(graph.postprocess, agent.action_space)
     actual = post(graph.outputs(obs.reshape(samples, -1)))
     if graph.postprocess == "argmax":

@@ -161,6 +161,8 @@ class QuantSim:
                     h = observe(torch.relu(h), relu=True)
                 elif nxt is None and self.actor.clamp:
                     h = observe(torch.clamp(h, -1.0, 1.0))
+                elif nxt is None and self.actor.pre_clip is not None:
+                    h = observe(torch.clamp(h, -self.actor.pre_clip, self.actor.pre_clip))
                 else:
                     h = observe(h)
             elif isinstance(layer, nn.Tanh):

@@ -1,0 +1,69 @@
+"""Agents published by the RL Baselines3 Zoo (SB3 1.0, pickled under `gym`), deployed as they are.
+
+Test data: ../shared/legacy-agents (MIT). No `gym` is installed: the restricted loader maps the
+pickled `gym.spaces` onto gymnasium; the A2C agent was trained behind VecNormalize, whose statistics
+rl-zoo3 saved beside the model and the build finds there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from edgekit.bundle import Manifest
+
+LEGACY = REPO.parent / "shared" / "legacy-agents"
+AGENTS = [
+    ("a2c/Acrobot-v1_1/Acrobot-v1.zip", "Acrobot-v1", True),
+    ("ppo/CartPole-v1_1/CartPole-v1.zip", "CartPole-v1", False),
+    ("sac/MountainCarContinuous-v0_1/MountainCarContinuous-v0.zip", "MountainCarContinuous-v0", False),
+]
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not LEGACY.is_dir(), reason="../shared/legacy-agents absent")]
+
+
+@pytest.mark.parametrize("relative,env_id,vecnormalize", AGENTS)
+def test_published_agent_deploys_without_gym(relative, env_id, vecnormalize, tmp_path):
+    from edgekit.pipeline import BuildOptions, ReportOptions, build
+    from edgekit.progress import Progress
+    from edgekit.stages.rollouts import RolloutRecipe
+
+    assert importlib.util.find_spec("gym") is None  # the point: no gym needed
+    out = tmp_path / "bundle"
+    result = build(BuildOptions(model=LEGACY / relative, env_id=env_id, output=out,
+                                recipe=RolloutRecipe(calibration_steps=1000, held_out_steps=1000),
+                                report=ReportOptions(episodes=2)), Progress(quiet=True))
+    manifest = Manifest.read(out)
+    assert manifest.source["sb3_version"].startswith("1.")
+    assert (manifest.preprocess.normalize is not None) == vecnormalize
+    report = json.loads((out / "report.json").read_text())
+    assert report["closed_loop"]["normalized_score"] >= 0.95
+    metrics = result.validation.metrics
+    if "discrete" in metrics:
+        assert metrics["discrete"]["decisive_agreement"] >= 0.97
+    else:
+        assert metrics["continuous"]["mean_share_of_range"] <= 0.02
+
+
+def test_vecnormalize_statistics_are_read_without_running_code():
+    from edgekit.loading.vecnormalize import find_vecnormalize, load_vecnormalize
+
+    model = LEGACY / AGENTS[0][0]
+    path = find_vecnormalize(model)
+    assert path == model.parent / "Acrobot-v1" / "vecnormalize.pkl"
+    norm = load_vecnormalize(path, 6)
+    assert norm is not None and norm.clip == 10.0 and len(norm.mean) == 6 and min(norm.std) > 0
+
+
+def test_missing_vecnormalize_file_is_a_one_line_error(tmp_path):
+    from conftest import run_cli
+
+    proc = run_cli("build", str(LEGACY / AGENTS[0][0]), "--env", "Acrobot-v1", "-o", str(tmp_path / "b"),
+                   "--vecnormalize", str(tmp_path / "none.pkl"))
+    assert proc.returncode != 0 and "do not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+

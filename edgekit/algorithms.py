@@ -70,9 +70,9 @@ def _actor_critic_actor(policy: Any) -> torch.nn.Module:
 
 def _sac_actor(policy: Any) -> torch.nn.Module:
     """SACPolicy._predict -> actor(obs, deterministic=True) = tanh(mu(latent_pi(features)))."""
-    from edgekit.actor import DeterministicActor
-
     from torch import nn
+
+    from edgekit.actor import DeterministicActor
 
     actor = policy.actor
     mu, clip = actor.mu, None

@@ -15,7 +15,6 @@ import numpy as np
 from edgekit.errors import EnvironmentMismatchError, MissingDependencyError, UnsupportedModelError
 from edgekit.spaces import BOX, DISCRETE, SpaceSpec
 
-
 FLOAT32_MAX_ISH = 3.4e38  # older gym wrote np.finfo(np.float32).max where gymnasium writes inf
 
 

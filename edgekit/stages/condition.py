@@ -78,7 +78,8 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
     preprocess = replace(Preprocess.identity(graph.input_size), normalize=graph.normalize)
     postprocess = graph.postprocess
     if graph.normalize is not None:
-        applied["vecnormalize"] = f"observations normalized as in training (clip ±{graph.normalize.clip:g}), on the host"
+        applied["vecnormalize"] = (f"observations normalized as in training (clip ±{graph.normalize.clip:g}), "
+                                   "on the host")
     with torch.no_grad():
         if options.input_scaling:
             preprocess = _fold_input_scaling(actor, model_inputs(sets.calibration, preprocess), graph.normalize)

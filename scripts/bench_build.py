@@ -63,7 +63,9 @@ def progress_timings(output: str) -> dict[str, float]:
 
 
 def read_report(bundle: Path) -> dict[str, Any]:
-    return json.loads((bundle / "report.json").read_text())
+    """The build's own section of report.json (the full report keeps it under "build")."""
+    report = json.loads((bundle / "report.json").read_text())
+    return report.get("build") or report
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,10 +20,14 @@ VENV_DIR="/opt/edgekit/venv"
 LIBEDGETPU="libedgetpu1-std"
 WHEEL=""
 SOURCE=""
+DRY_RUN=0
+PYTHON_ARG=""
+EMULATOR=()
 
 usage() {
     cat <<'EOF'
 Usage: setup-pi.sh [--max] [--venv DIR] [--wheel PATH | --source DIR]
+                   [--dry-run [--python PATH] [--emulator CMD]]
 
 Install the Coral Edge TPU runtime and edgekit's device side on this machine:
   1. add Coral's apt repository (key under /usr/share/keyrings, signed-by)
@@ -39,6 +43,14 @@ Options:
   --wheel PATH   install edgekit from this wheel file instead of PyPI
   --source DIR   install edgekit from this source checkout instead of PyPI
                  (built into a wheel first, as the checkout's owner)
+  --dry-run      print each step; run only the Python and pip steps (venv,
+                 pip install, checks) and print the others (apt, Coral's
+                 repository, udev, groups) without running them; needs no root
+  --python PATH  with --dry-run: the Python to make the venv with
+                 (default: /usr/bin/python3)
+  --emulator CMD with --dry-run: run every Python command through CMD, e.g.
+                 'qemu-aarch64-static -L ROOT' with --python ROOT/usr/bin/python3
+                 for an emulated Raspberry Pi OS root (scripts/pi_emulated_check.py)
   -h, --help     show this help and exit
 
 Run it again at any time: steps already done are skipped or refreshed.
@@ -55,6 +67,13 @@ STEPS=7
 step() {
     STEP=$((STEP + 1))
     printf '\n==> [%d/%d] %s\n' "$STEP" "$STEPS" "$*"
+}
+
+# --dry-run: print a command that changes the system instead of running it.
+skipped() {
+    local quoted
+    printf -v quoted ' %q' "$@"
+    printf '    [dry-run] skipped:%s\n' "$quoted"
 }
 
 # --- arguments ---------------------------------------------------------------
@@ -75,12 +94,31 @@ while [[ $# -gt 0 ]]; do
             [[ $# -ge 2 && -n "$2" ]] || die "--source needs a directory"
             SOURCE="$2"; shift 2 ;;
         --source=*) SOURCE="${1#*=}"; shift ;;
+        --dry-run) DRY_RUN=1; shift ;;
+        --python)
+            [[ $# -ge 2 && -n "$2" ]] || die "--python needs a path to a Python executable"
+            PYTHON_ARG="$2"; shift 2 ;;
+        --python=*) PYTHON_ARG="${1#*=}"; [[ -n "$PYTHON_ARG" ]] || die "--python needs a path"; shift ;;
+        --emulator)
+            [[ $# -ge 2 && -n "$2" ]] || die "--emulator needs a command, e.g. 'qemu-aarch64-static -L ROOT'"
+            read -r -a EMULATOR <<<"$2"; shift 2 ;;
+        --emulator=*) read -r -a EMULATOR <<<"${1#*=}"; shift ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
 
 if [[ -n "$WHEEL" && -n "$SOURCE" ]]; then
     die "--wheel and --source are exclusive: give one of them"
+fi
+if [[ $DRY_RUN -eq 0 && ( -n "$PYTHON_ARG" || ${#EMULATOR[@]} -gt 0 ) ]]; then
+    die "--python and --emulator are for --dry-run only"
+fi
+if [[ ${#EMULATOR[@]} -gt 0 && -n "$SOURCE" ]]; then
+    # Building a wheel runs the interpreter in subprocesses, which the emulator cannot follow.
+    die "--emulator needs --wheel (build the wheel on the host)"
+fi
+if [[ -n "$PYTHON_ARG" && ! -x "$PYTHON_ARG" ]]; then
+    die "--python: not an executable: $PYTHON_ARG"
 fi
 if [[ -n "$WHEEL" ]]; then
     [[ -f "$WHEEL" ]] || die "no such wheel file: $WHEEL"
@@ -103,13 +141,18 @@ umask 022
 
 # --- privileges --------------------------------------------------------------
 
-if [[ $EUID -ne 0 ]] && ! command -v sudo >/dev/null 2>&1; then
+if [[ $DRY_RUN -eq 1 ]]; then
+    say "dry run: only the Python and pip steps run${EMULATOR[0]:+ (through ${EMULATOR[*]})}"
+elif [[ $EUID -ne 0 ]] && ! command -v sudo >/dev/null 2>&1; then
     die "not running as root and sudo is not installed: run this script as root"
 fi
 
 # Run a command as root: directly when we are root, through sudo otherwise.
+# A dry run prints it instead.
 as_root() {
-    if [[ $EUID -eq 0 ]]; then
+    if [[ $DRY_RUN -eq 1 ]]; then
+        skipped "$@"
+    elif [[ $EUID -eq 0 ]]; then
         "$@"
     else
         sudo "$@"
@@ -133,11 +176,25 @@ venv_needs_root() {
 }
 
 as_venv_owner() {
-    if venv_needs_root; then
+    if [[ $DRY_RUN -eq 1 ]]; then
+        ! venv_needs_root || die "--dry-run needs a --venv you can write to: $VENV_DIR"
+        py "$@"
+    elif venv_needs_root; then
         as_root "$@"
     else
         "$@"
     fi
+}
+
+# Run a Python command (the system's or the venv's Python). A dry run prints it
+# first and, emulated, runs it through the emulator.
+py() {
+    if [[ $DRY_RUN -eq 1 ]]; then
+        local quoted
+        printf -v quoted ' %q' "${EMULATOR[@]}" "$@"
+        printf '    $%s\n' "$quoted" >&2
+    fi
+    "${EMULATOR[@]}" "$@"
 }
 
 # --- 1. platform -------------------------------------------------------------
@@ -146,7 +203,10 @@ step "check the platform"
 KERNEL="$(uname -s)"
 MACHINE="$(uname -m)"
 DPKG_ARCH=""
-if command -v dpkg >/dev/null 2>&1; then
+if [[ ${#EMULATOR[@]} -gt 0 ]]; then
+    # The emulated machine, not the host's.
+    MACHINE="$(py "${PYTHON_ARG:-/usr/bin/python3}" -c 'import platform; print(platform.machine())')"
+elif command -v dpkg >/dev/null 2>&1; then
     DPKG_ARCH="$(dpkg --print-architecture)"
 fi
 info "kernel $KERNEL, machine $MACHINE${DPKG_ARCH:+, Debian architecture $DPKG_ARCH}"
@@ -161,7 +221,8 @@ if [[ "$DPKG_ARCH" == "armhf" || "$MACHINE" == "armv7l" ]]; then
     warn "32-bit userland: edgekit[device] targets 64-bit Raspberry Pi OS; the TFLite interpreter"
     warn "wheels it selects may not exist for armv7l. Prefer the 64-bit OS (Bookworm, arm64)."
 fi
-command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script needs a Debian-based system"
+[[ $DRY_RUN -eq 1 ]] || command -v apt-get >/dev/null 2>&1 \
+    || die "apt-get not found: this script needs a Debian-based system"
 
 # --- 2. Coral's apt repository -----------------------------------------------
 
@@ -176,10 +237,16 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     apt_get install -y "${missing[@]}"
 fi
 
-# Fetch the key every time: Coral has rotated it before, and a stale key makes
-# `apt-get update` fail with NO_PUBKEY / EXPKEYSIG.
 tmpdir="$(mktemp -d)"
 trap 'rm -rf "$tmpdir"' EXIT
+if [[ $DRY_RUN -eq 1 ]]; then
+    skipped curl -fsSL --retry 3 -o "$tmpdir/key.download" "$CORAL_KEY_URL"
+    skipped install -m 0644 "$tmpdir/key.gpg" "$CORAL_KEYRING"
+    skipped install -m 0644 "$tmpdir/coral.list" "$CORAL_SOURCES"
+    info "$CORAL_SOURCES would hold: deb [signed-by=$CORAL_KEYRING] $CORAL_REPO_URL $CORAL_REPO_SUITE main"
+else
+# Fetch the key every time: Coral has rotated it before, and a stale key makes
+# `apt-get update` fail with NO_PUBKEY / EXPKEYSIG.
 curl -fsSL --retry 3 -o "$tmpdir/key.download" "$CORAL_KEY_URL" \
     || die "cannot download Coral's signing key from $CORAL_KEY_URL (network? proxy?)"
 if head -c 64 "$tmpdir/key.download" | grep -q -- '-----BEGIN PGP'; then
@@ -210,6 +277,7 @@ for other in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sourc
         warn "$other also lists $CORAL_REPO_SUITE: remove that entry if apt-get update complains"
     fi
 done
+fi  # not a dry run
 
 # --- 3. system packages ------------------------------------------------------
 
@@ -227,7 +295,9 @@ else
     info "libedgetpu1-std replaces libedgetpu1-max if that is installed"
 fi
 apt_get install -y "$LIBEDGETPU" python3-venv usbutils
-if ! grep -rqsi '1a6e' /etc/udev/rules.d /lib/udev/rules.d /usr/lib/udev/rules.d; then
+if [[ $DRY_RUN -eq 1 ]]; then
+    :  # nothing was installed: the packaged udev rule cannot be there
+elif ! grep -rqsi '1a6e' /etc/udev/rules.d /lib/udev/rules.d /usr/lib/udev/rules.d; then
     warn "no udev rule for the accelerator (1a6e/18d1) found: see device/99-edgetpu-accelerator.rules"
 fi
 if command -v udevadm >/dev/null 2>&1; then
@@ -239,13 +309,15 @@ fi
 step "create the virtual environment $VENV_DIR"
 # Debian's own Python: python3-venv is for it, and the service user can run it
 # (a pyenv or conda python under a home directory would not be reachable).
-if [[ -x /usr/bin/python3 ]]; then
+if [[ -n "$PYTHON_ARG" ]]; then
+    PYTHON="$PYTHON_ARG"
+elif [[ -x /usr/bin/python3 ]]; then
     PYTHON="/usr/bin/python3"
 else
     PYTHON="$(command -v python3 || true)"
     [[ -n "$PYTHON" ]] || die "python3 not found"
 fi
-py_version="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+py_version="$(py "$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 py_minor="${py_version#3.}"
 info "system Python $py_version ($PYTHON)"
 if [[ "${py_version%%.*}" != "3" || "$py_minor" -lt 9 ]]; then
@@ -261,7 +333,7 @@ if [[ "$MACHINE" == "aarch64" ]]; then
 fi
 
 if [[ -x "$VENV_DIR/bin/python" ]]; then
-    venv_version="$("$VENV_DIR/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    venv_version="$(py "$VENV_DIR/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
     if [[ "$venv_version" != "$py_version" ]]; then
         die "$VENV_DIR uses Python $venv_version, the system has $py_version: remove $VENV_DIR and run again"
     fi
@@ -272,7 +344,17 @@ else
     else
         mkdir -p "$VENV_DIR"
     fi
-    as_venv_owner "$PYTHON" -m venv "$VENV_DIR"
+    if [[ ${#EMULATOR[@]} -gt 0 ]]; then
+        # venv's ensurepip re-executes the interpreter, which user-mode emulation
+        # without binfmt_misc cannot do: make the venv without pip and install pip
+        # into it with the system's own pip (python3-pip).
+        as_venv_owner "$PYTHON" -m venv --without-pip "$VENV_DIR"
+        system_pip="$(py "$PYTHON" -c 'import os, pip; print(os.path.dirname(os.path.dirname(pip.__file__)))')" \
+            || die "the system Python has no pip: install python3-pip"
+        PYTHONPATH="$system_pip" py "$VENV_DIR/bin/python" -m pip install --quiet --ignore-installed pip
+    else
+        as_venv_owner "$PYTHON" -m venv "$VENV_DIR"
+    fi
     info "created"
 fi
 as_venv_owner "$VENV_DIR/bin/python" -m pip install --quiet --upgrade pip
@@ -314,11 +396,16 @@ fi
 # --- 6. USB access -----------------------------------------------------------
 
 step "give $TARGET_USER access to the USB accelerator (group plugdev)"
-if ! getent group plugdev >/dev/null; then
+if [[ $DRY_RUN -eq 1 ]]; then
+    skipped groupadd --system plugdev
+    skipped usermod -aG plugdev "$TARGET_USER"
+elif ! getent group plugdev >/dev/null; then
     as_root groupadd --system plugdev
     info "created group plugdev"
 fi
-if [[ "$TARGET_USER" == "root" ]]; then
+if [[ $DRY_RUN -eq 1 ]]; then
+    :  # printed above
+elif [[ "$TARGET_USER" == "root" ]]; then
     info "running as root without sudo: no user to add (root needs no group)"
 elif id -nG "$TARGET_USER" | tr ' ' '\n' | grep -qx plugdev; then
     info "$TARGET_USER is already in plugdev"
@@ -330,13 +417,24 @@ fi
 # --- 7. checks ---------------------------------------------------------------
 
 step "check the installation"
-if "$VENV_DIR/bin/python" -c "import ctypes; ctypes.CDLL('$EDGETPU_LIBRARY')"; then
+if [[ $DRY_RUN -eq 1 ]]; then
+    if py "$VENV_DIR/bin/python" -c "import ctypes; ctypes.CDLL('$EDGETPU_LIBRARY')" 2>/dev/null; then
+        info "$EDGETPU_LIBRARY loads"
+    else
+        info "$EDGETPU_LIBRARY does not load (expected in a dry run: $LIBEDGETPU was not installed)"
+    fi
+elif "$VENV_DIR/bin/python" -c "import ctypes; ctypes.CDLL('$EDGETPU_LIBRARY')"; then
     info "$EDGETPU_LIBRARY loads"
 else
     die "$EDGETPU_LIBRARY does not load: is $LIBEDGETPU installed? (dpkg -L $LIBEDGETPU)"
 fi
-"$VENV_DIR/bin/edgekit" --version || die "$VENV_DIR/bin/edgekit --version failed"
-"$VENV_DIR/bin/python" - <<'PY' || true
+if [[ ${#EMULATOR[@]} -gt 0 ]]; then
+    # The console script's #! line names the emulated python: run it with that python.
+    py "$VENV_DIR/bin/python" "$VENV_DIR/bin/edgekit" --version || die "$VENV_DIR/bin/edgekit --version failed"
+else
+    "$VENV_DIR/bin/edgekit" --version || die "$VENV_DIR/bin/edgekit --version failed"
+fi
+py "$VENV_DIR/bin/python" - <<'PY' || true
 from importlib import metadata
 found = []
 for dist in ("tflite-runtime", "ai-edge-litert", "tensorflow", "numpy"):
@@ -347,10 +445,12 @@ for dist in ("tflite-runtime", "ai-edge-litert", "tensorflow", "numpy"):
 print("    installed: " + ", ".join(found))
 PY
 # A package of the same name that is not this edgekit would pass --version.
-"$VENV_DIR/bin/python" -c "import edgekit.runtime.interpreters" \
+py "$VENV_DIR/bin/python" -c "import edgekit.runtime.interpreters" \
     || die "the installed edgekit has no edgekit.runtime: install from --wheel or --source instead"
 
-if command -v lsusb >/dev/null 2>&1; then
+if [[ $DRY_RUN -eq 1 ]]; then
+    :  # the host's USB bus says nothing about the target's
+elif command -v lsusb >/dev/null 2>&1; then
     if lsusb -d 18d1:9302 >/dev/null 2>&1; then
         info "Coral USB Accelerator present (18d1:9302, runtime firmware loaded)"
     elif lsusb -d 1a6e:089a >/dev/null 2>&1; then
@@ -362,6 +462,10 @@ if command -v lsusb >/dev/null 2>&1; then
 fi
 
 printf '\n'
+if [[ $DRY_RUN -eq 1 ]]; then
+    say "dry run done: the Python and pip steps ran, the other steps were only printed"
+    exit 0
+fi
 say "done. Try:"
 info "$VENV_DIR/bin/edgekit bench BUNDLE --device usb"
 info "$VENV_DIR/bin/edgekit run BUNDLE --device usb --serve tcp:127.0.0.1:5555"

@@ -192,10 +192,20 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
             "timings_s": dict(progress.timings),
         }
         package.write_json(stage / package.REPORT_JSON, report)
-        package.save_verification(sets, validation.int8_outputs, stage / package.VERIFY)
+        package.save_verification(sets, validation.int8_outputs, stage / package.VERIFY,
+                                  _kernel_spread(stage, sets))
         package.refresh_hashes(stage)
         note.detail = str(options.output)
     return validation, notes
+
+
+def _kernel_spread(stage: Path, sets: ObservationSets) -> float:
+    from edgekit.runtime.policy import EdgePolicy
+    from edgekit.runtime.verify import kernel_spread_steps
+    from edgekit.stages.package import VERIFY_SAMPLES
+
+    policy = EdgePolicy.load(stage, device="cpu")
+    return kernel_spread_steps(policy, sets.held_out[:VERIFY_SAMPLES])
 
 
 def _report(options: BuildOptions, stage: Path, progress: Progress) -> ReportResult:

@@ -29,8 +29,20 @@ def test_verify_fails_when_outputs_differ_beyond_tolerance(built_bundle, tmp_pat
     np.savez_compressed(dst / "verify.npz", observations=obs, outputs=outputs)
     manifest["files"]["verify.npz"] = sha256_file(dst / "verify.npz")
     (dst / "manifest.json").write_text(json.dumps(manifest))
-    proc = run_cli("verify", str(dst), "--device", "cpu")
+    proc = run_cli("verify", str(dst), "--device", "cpu", "--tolerance-steps", "3")
     assert proc.returncode == 1 and "max 10 int8 steps" in proc.stdout and "✗" in proc.stdout
+
+
+def test_default_tolerance_covers_the_hosts_own_kernel_spread(built_bundle):
+    from edgekit.runtime import EdgePolicy
+    from edgekit.runtime.verify import default_tolerance, kernel_spread_steps
+
+    bundle = built_bundle("td3-pendulum").bundle_dir
+    with np.load(bundle / "verify.npz") as data:
+        recorded, obs = float(data["kernel_spread_steps"]), data["observations"]
+    assert recorded == kernel_spread_steps(EdgePolicy.load(bundle, device="cpu"), obs)
+    assert default_tolerance(recorded) == max(3.0, 2 * recorded)
+    assert default_tolerance(0.0) == 3.0 and default_tolerance(7.0) == 14.0
 
 
 def test_verify_refuses_a_tampered_file(built_bundle, tmp_path):

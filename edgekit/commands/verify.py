@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", type=Path, help="bundle directory written by `edgekit build`")
     p.add_argument("--device", default="auto", help="auto (default), cpu, usb, usb:N, pci or pci:N")
     p.add_argument("--interpreter", default=None, choices=("ai_edge_litert", "tflite_runtime", "tensorflow"))
-    p.add_argument("--tolerance-steps", type=float, default=3.0, metavar="N",
-                   help="largest allowed difference from the host, in int8 output steps (default: 3)")
+    p.add_argument("--tolerance-steps", type=float, default=None, metavar="N",
+                   help="largest allowed difference from the host, in int8 output steps (default: 3, or twice "
+                   "the spread between the build host's own TFLite kernels on this model if larger)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run)
 

@@ -79,10 +79,12 @@ def write_manifest(bundle_dir: Path, agent: LoadedAgent, graph: PolicyGraph, env
     return manifest
 
 
-def save_verification(sets: ObservationSets, int8_outputs: np.ndarray, path: Path) -> None:
-    """Held-out observations with the host's int8 outputs, for ``edgekit verify`` on the device."""
+def save_verification(sets: ObservationSets, int8_outputs: np.ndarray, path: Path, spread_steps: float) -> None:
+    """Held-out observations with the host's int8 outputs, for ``edgekit verify`` on the device, and
+    how far the host's own two kernel sets disagree on them (in output steps)."""
     n = min(VERIFY_SAMPLES, len(sets.held_out))
-    np.savez_compressed(path, observations=sets.held_out[:n], outputs=int8_outputs[:n].astype(np.float32))
+    np.savez_compressed(path, observations=sets.held_out[:n], outputs=int8_outputs[:n].astype(np.float32),
+                        kernel_spread_steps=np.float64(spread_steps))
 
 
 def refresh_hashes(bundle_dir: Path) -> Manifest:

@@ -1,0 +1,946 @@
+"""Prove edgekit's device side on a Raspberry Pi OS userland: Debian 12 arm64 under qemu user emulation.
+
+No Raspberry Pi is needed. Raspberry Pi OS Bookworm (64-bit) is Debian 12 "bookworm" for arm64 with
+Python 3.11; its userland runs here under ``qemu-aarch64-static`` (user-mode emulation, no binfmt_misc,
+no chroot, no root for anything but debootstrap). What runs:
+
+  1. tools      debootstrap, qemu-aarch64-static, dpkg-deb (``--install-tools``: apt-get them, as root)
+  2. root       ``debootstrap --foreign --arch=arm64 --variant=minbase --include=python3,python3-venv,
+                python3-pip,ca-certificates bookworm ROOT MIRROR``, then ``dpkg-deb -x`` of every .deb in
+                ROOT/var/cache/apt/archives into ROOT. Cached in CACHE/root (reused while the recipe holds).
+  3. wheel      edgekit built as a wheel on the host (from a copy of the source tree)
+  4. venv       ``qemu-aarch64-static -L ROOT ROOT/usr/bin/python3.11 -m venv --without-pip CACHE/venv``,
+                then ``pip install WHEEL[device]`` with Debian's pip (PYTHONPATH=ROOT/usr/lib/python3/
+                dist-packages). It must resolve to tflite-runtime 2.14 + numpy<2 and pull in no torch,
+                TensorFlow, ONNX, SB3 or gymnasium. Cached while the wheel's dependencies are unchanged
+                (edgekit itself is reinstalled every run).
+  5. bundles    built on the host with ``edgekit build ... -q``: the shipped example (PPO Pendulum-v1) and
+                a DQN CartPole-v1 trained here in seconds (cached in CACHE/bundles, keyed on the source);
+                or the bundles given with ``--bundle``.
+  6. per bundle, on aarch64 (``qemu-aarch64-static -cpu cortex-a72``, the Raspberry Pi 4's core; --qemu-cpu):
+       predict    scripts/pi_device_probe.py: EdgePolicy.predict on the bundle's held-out observations,
+                  compared with the host's (int8 inputs bit for bit, int8 outputs in steps, actions);
+                  the import-isolation check (no heavy module in sys.modules after predicting).
+                  Allowed: --tolerance-steps (3), or, where larger and without --strict, the host's own
+                  spread between TFLite's XNNPACK and reference kernels on the same model and inputs.
+                  And, where the bundle's model zip is on the host: the aarch64 actions are as close to
+                  the float SB3 policy's as the host's (mean error within 0.5 points of the action range,
+                  p99 within 1 point; argmax agreement within 1 point)
+       verify     ``edgekit verify BUNDLE --device cpu --tolerance-steps`` (the same allowance)
+       serve      ``edgekit run BUNDLE --serve stdio --device cpu`` driven line by line by a client,
+                  good and bad lines
+       bench      ``edgekit bench BUNDLE --iterations 200`` (emulated timings: not a Pi's)
+  7. setup-pi   ``device/setup-pi.sh --dry-run`` with the emulated Python (its Python and pip steps run
+                in CACHE/setup-pi-venv; apt and Coral's repository are printed only), and shellcheck
+
+Usage (from the repository root; the host venv has edgekit[host]):
+
+    scripts/pi_emulated_check.sh [--json report.json] [--cache-dir DIR] [--bundle DIR ...]
+
+The first run takes a few minutes (root, venv, bundles); later runs reuse them. Exit codes: 0 every check
+passed, 1 a check failed, 77 skipped (the tools are missing and cannot be installed: the reason is printed
+and written to --json), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+PROBE = REPO / "scripts" / "pi_device_probe.py"
+SETUP_PI = REPO / "device" / "setup-pi.sh"
+EXAMPLE_MODEL = REPO / "examples" / "ppo-Pendulum-v1.zip"
+
+SUITE = "bookworm"
+ARCH = "arm64"
+VARIANT = "minbase"
+INCLUDE = ("python3", "python3-venv", "python3-pip", "ca-certificates")
+ROOT_PYTHON = "usr/bin/python3.11"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgekit" / "pi-rootfs"
+
+HEAVY_DISTS = ("torch", "tensorflow", "tensorflow-cpu", "tf-keras", "keras", "onnx", "onnxruntime", "onnx2tf",
+               "stable-baselines3", "gymnasium", "jax")
+EXPECTED_INTERPRETER = ("tflite-runtime", "2.14.0")
+DEFAULT_TOLERANCE_STEPS = 3.0  # edgekit verify's default
+SKIP_EXIT = 77
+
+
+class Skip(Exception):
+    """The check cannot run here (a tool is missing): not a failure."""
+
+
+class Failure(Exception):
+    """A setup step failed: the checks cannot run."""
+
+
+# --- small helpers --------------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], *, timeout: float = 1800, env: dict[str, str] | None = None, cwd: Path | None = None,
+        input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing output; raise Failure with its output when it fails and ``check``."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, input=input)
+    if check and proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        raise Failure(f"`{' '.join(cmd[:6])}{' ...' if len(cmd) > 6 else ''}` exited {proc.returncode}:\n{tail}")
+    return proc
+
+
+def which(name: str) -> str | None:
+    # debootstrap lives in /usr/sbin, which is not on a normal user's PATH.
+    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(("/usr/sbin", "/sbin", "/usr/local/sbin"))
+    return shutil.which(name, path=path)
+
+
+def digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def tree_digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        h.update(str(path.relative_to(REPO)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """One check at a time per cache directory (a second run waits)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another check that holds {path}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@dataclass
+class Report:
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.checks.append({"name": name, "ok": bool(ok), "detail": detail})
+        log(f"  {'✓' if ok else '✗'} {name}{': ' + detail if detail else ''}")
+        return ok
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        log(f"== {name}")
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(time.monotonic() - start, 1)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c["ok"] for c in self.checks)
+
+
+# --- 1. tools ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tools:
+    debootstrap: str | None
+    qemu: str
+    dpkg_deb: str | None
+    shellcheck: str | None
+
+
+def find_tools(install: bool, need_root_tools: bool) -> Tools:
+    """The host tools; with ``install`` (as root), apt-get the missing ones. Raises Skip when missing."""
+    wanted = {"qemu-aarch64-static": "qemu-user-static"}
+    if need_root_tools:
+        wanted.update({"debootstrap": "debootstrap", "dpkg-deb": "dpkg"})
+    missing = sorted({pkg for tool, pkg in wanted.items() if not which(tool)})
+    if missing and install:
+        if os.geteuid() != 0:
+            raise Skip(f"{', '.join(missing)} missing and not root: cannot apt-get install them")
+        if not which("apt-get"):
+            raise Skip(f"{', '.join(missing)} missing and no apt-get on this host")
+    if install and os.geteuid() == 0 and which("apt-get") and not which("shellcheck"):
+        missing.append("shellcheck")  # optional: lints device/setup-pi.sh
+    if missing and install:
+        log(f"installing {' '.join(missing)} with apt-get")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        try:
+            run(["apt-get", "update", "-q"], env=env, timeout=900)
+            run(["apt-get", "install", "-y", "-q", *missing], env=env, timeout=900)
+        except (Failure, subprocess.TimeoutExpired) as exc:
+            raise Skip(f"cannot install {', '.join(missing)} with apt-get: {exc}") from None
+    qemu = which("qemu-aarch64-static")
+    if not qemu:
+        raise Skip("qemu-aarch64-static not found (apt-get install qemu-user-static, or pass --install-tools)")
+    if need_root_tools and not which("debootstrap"):
+        raise Skip("debootstrap not found (apt-get install debootstrap, or pass --install-tools)")
+    if need_root_tools and not which("dpkg-deb"):
+        raise Skip("dpkg-deb not found (a Debian-based host is needed to unpack the root)")
+    return Tools(which("debootstrap"), qemu, which("dpkg-deb"), which("shellcheck"))
+
+
+def debian_mirror() -> str:
+    """The host's Debian mirror (deb822 or one-line sources), else deb.debian.org."""
+    env = os.environ.get("EDGEKIT_DEBIAN_MIRROR")
+    if env:
+        return env
+    sources = Path("/etc/apt/sources.list.d")
+    for path in sorted(sources.glob("*.sources")) if sources.is_dir() else []:
+        for stanza in path.read_text(errors="replace").split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if ":" in line and not line.lstrip().startswith("#"):
+                    key, _, value = line.partition(":")
+                    fields[key.strip().lower()] = value.strip()
+            if SUITE in fields.get("suites", "").split() and "deb" in fields.get("types", "deb").split():
+                uris = fields.get("uris", "").split()
+                if uris:
+                    return uris[0]
+    for path in [Path("/etc/apt/sources.list"), *sorted(sources.glob("*.list"))] if sources.is_dir() else []:
+        if path.is_file():
+            for line in path.read_text(errors="replace").splitlines():
+                words = [w for w in line.split() if not w.startswith("[")]
+                if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
+                    return words[1]
+    return DEFAULT_MIRROR
+
+
+# --- 2. the emulated root ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Emulator:
+    qemu: str
+    root: Path
+    cpu: str | None = None
+
+    @property
+    def prefix(self) -> list[str]:
+        return [self.qemu, *(["-cpu", self.cpu] if self.cpu else []), "-L", str(self.root)]
+
+    def python(self, python: Path, *args: str) -> list[str]:
+        return [*self.prefix, str(python), *args]
+
+
+def root_recipe() -> dict[str, Any]:
+    return {"suite": SUITE, "arch": ARCH, "variant": VARIANT, "include": list(INCLUDE), "version": 1}
+
+
+def ensure_root(cache: Path, tools: Tools, mirror: str, report: Report, cpu: str | None = None) -> Emulator:
+    """CACHE/root: a bookworm arm64 minbase root, made once and reused while its recipe holds."""
+    root, marker = cache / "root", cache / "root.json"
+    recipe = root_recipe()
+    if marker.is_file() and (root / ROOT_PYTHON).is_file() and json.loads(marker.read_text()).get("recipe") == recipe:
+        report.data["root"] = {**json.loads(marker.read_text()), "path": str(root), "cached": True}
+        log(f"  reusing {root}")
+        return Emulator(tools.qemu, root, cpu)
+    if os.geteuid() != 0:
+        raise Skip("debootstrap needs root to make the emulated root (run as root once; later runs reuse it)")
+    if not tools.debootstrap or not tools.dpkg_deb:
+        raise Skip("debootstrap or dpkg-deb not found")
+    # The venvs point at the root by absolute path: they go with it.
+    for stale in (root, cache / "venv", cache / "venv.json", cache / "setup-pi-venv", marker):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    partial = cache / "root.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    log(f"  debootstrap --foreign {SUITE} {ARCH} from {mirror} (a couple of minutes)")
+    start = time.monotonic()
+    run([tools.debootstrap, "--foreign", f"--arch={ARCH}", f"--variant={VARIANT}",
+         f"--include={','.join(INCLUDE)}", SUITE, str(partial), mirror], timeout=1800)
+    debs = sorted((partial / "var" / "cache" / "apt" / "archives").glob("*.deb"))
+    if not debs:
+        raise Failure(f"debootstrap left no .deb in {partial}/var/cache/apt/archives")
+    for deb in debs:
+        run([tools.dpkg_deb, "-x", str(deb), str(partial)], timeout=300)
+    partial.rename(root)
+    emulator = Emulator(tools.qemu, root, cpu)
+    probe = run(emulator.python(root / ROOT_PYTHON, "-c",
+                                "import platform, sys; print(platform.machine(), platform.python_version())"),
+                timeout=300).stdout.split()
+    if probe[0] != "aarch64" or not probe[1].startswith("3.11"):
+        raise Failure(f"the emulated Python reports {probe}, expected aarch64 3.11")
+    info = {"recipe": recipe, "mirror": mirror, "packages": len(debs), "machine": probe[0], "python": probe[1],
+            "made_in_s": round(time.monotonic() - start, 1)}
+    marker.write_text(json.dumps(info, indent=2))
+    report.data["root"] = {**info, "path": str(root), "cached": False}
+    return emulator
+
+
+# --- 3. the wheel -----------------------------------------------------------------------------------------
+
+
+def build_wheel(dest: Path, python: str = sys.executable) -> Path:
+    """edgekit's wheel, built from a copy of the source tree (no build files land in the checkout)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="edgekit-src-") as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (REPO / name).exists():
+                shutil.copy2(REPO / name, src / name)
+        shutil.copytree(REPO / "edgekit", src / "edgekit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        base = [python, "-m", "pip", "wheel", "--no-deps", "-q", str(src), "-w", str(dest)]
+        proc = run([*base[:5], "--no-build-isolation", *base[5:]], check=False, timeout=600)
+        if proc.returncode != 0:  # no setuptools in this environment: let pip fetch the build backend
+            run(base, timeout=900)
+    wheels = sorted(dest.glob("edgekit-*.whl"), key=lambda p: p.stat().st_mtime)
+    if not wheels:
+        raise Failure(f"pip wheel produced no edgekit-*.whl in {dest}")
+    return wheels[-1]
+
+
+def wheel_requirements(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = zf.read(name).decode().splitlines()
+    return [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
+
+
+def device_requirements(wheel: Path) -> list[str]:
+    """The wheel's requirements for ``edgekit[device]``: the core ones and the device extra's."""
+    return [r for r in wheel_requirements(wheel) if "extra ==" not in r or 'extra == "device"' in r]
+
+
+# --- 4. the device venv -----------------------------------------------------------------------------------
+
+LIST_DISTS = "import json; from importlib import metadata as m; " \
+             "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
+
+
+def ensure_device_venv(cache: Path, emulator: Emulator, wheel: Path, report: Report) -> Path:
+    """CACHE/venv with edgekit[device] installed by Debian's pip; rebuilt when the dependencies change."""
+    venv, marker = cache / "venv", cache / "venv.json"
+    key = digest(device_requirements(wheel), root_recipe())
+    debian_pip = {**os.environ, "PYTHONPATH": str(emulator.root / "usr/lib/python3/dist-packages")}
+    python = venv / "bin" / "python"
+    cached = marker.is_file() and python.is_symlink() and json.loads(marker.read_text()).get("key") == key
+    start = time.monotonic()
+    if cached:
+        log(f"  reusing {venv}; reinstalling edgekit from {wheel.name}")
+        run(emulator.python(python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)),
+            env=debian_pip)
+    else:
+        shutil.rmtree(venv, ignore_errors=True)
+        marker.unlink(missing_ok=True)
+        log(f"  python3.11 -m venv --without-pip {venv}; pip install {wheel.name}[device] (about a minute)")
+        run(emulator.python(emulator.root / ROOT_PYTHON, "-m", "venv", "--without-pip", str(venv)))
+        run(emulator.python(python, "-m", "pip", "install", "-q", f"{wheel}[device]"), env=debian_pip)
+        marker.write_text(json.dumps({"key": key, "requirements": device_requirements(wheel)}, indent=2))
+    # Listed without Debian's pip on the path: what the venv itself holds.
+    dists = json.loads(run(emulator.python(python, "-c", LIST_DISTS)).stdout)
+    report.data["venv"] = {"path": str(venv), "cached": cached, "seconds": round(time.monotonic() - start, 1),
+                           "distributions": dists, "requirements": device_requirements(wheel)}
+    interpreter, version = EXPECTED_INTERPRETER
+    report.check("device extra resolves to tflite-runtime 2.14 + numpy<2 on aarch64/py3.11",
+                 dists.get(interpreter) == version and dists.get("numpy", "").startswith("1.")
+                 and "ai-edge-litert" not in dists,
+                 ", ".join(f"{k} {v}" for k, v in sorted(dists.items())))
+    heavy = sorted(d for d in dists if d in HEAVY_DISTS)
+    report.check("no torch/tensorflow/onnx/SB3/gymnasium installed", not heavy, ", ".join(heavy) or "none")
+    return python
+
+
+# --- 5. bundles -------------------------------------------------------------------------------------------
+
+TRAIN_DQN = """
+import sys, torch, stable_baselines3 as sb3
+torch.set_num_threads(1)
+model = sb3.DQN("MlpPolicy", "CartPole-v1", seed=0, device="cpu", learning_starts=100,
+                policy_kwargs={"net_arch": [64, 64]})
+model.learn(total_timesteps=2000)
+model.save(sys.argv[1])
+"""
+
+
+def host_edgekit() -> list[str]:
+    return [sys.executable, "-m", "edgekit"]
+
+
+def default_bundles(cache: Path, report: Report, example_only: bool = False) -> list[Path]:
+    """The shipped example (PPO Pendulum-v1) and a DQN CartPole-v1 trained here, built with the host's CLI.
+
+    Cached in CACHE/bundles under a key of edgekit's source and the model, so a later run with the same
+    source reuses them.
+    """
+    source = tree_digest([p for p in (REPO / "edgekit").rglob("*.py")])
+    out = cache / "bundles"
+    out.mkdir(parents=True, exist_ok=True)
+    bundles = []
+    dqn_zip = out / f"dqn-cartpole-{digest(TRAIN_DQN)}.zip"
+    if not dqn_zip.is_file() and not example_only:
+        log("  training a DQN on CartPole-v1 (2000 steps)")
+        tmp = out / f"partial-{dqn_zip.name}"
+        run([sys.executable, "-c", TRAIN_DQN, str(tmp)], timeout=900)
+        tmp.rename(dqn_zip)
+    cases = [("ppo-pendulum-example", EXAMPLE_MODEL, "Pendulum-v1"), ("dqn-cartpole", dqn_zip, "CartPole-v1")]
+    for name, model, env_id in cases[:1] if example_only else cases:
+        key = digest(source, hashlib.sha256(model.read_bytes()).hexdigest(), env_id)
+        bundle = out / f"{name}-{key}"
+        if not (bundle / "manifest.json").is_file():
+            for old in out.glob(f"{name}-*"):  # bundles of an older source
+                if old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+            log(f"  edgekit build {model.name} --env {env_id} -q")
+            run([*host_edgekit(), "build", str(model), "--env", env_id, "-o", str(bundle), "-q", "--force"],
+                timeout=1800, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        else:
+            log(f"  reusing {bundle}")
+        bundles.append(bundle)
+    report.data["bundles_cached_key"] = source
+    return bundles
+
+
+# --- 6. checks on aarch64 ---------------------------------------------------------------------------------
+
+
+def host_results(bundle: Path, obs: Any) -> dict[str, Any]:
+    """What the host computes for ``obs``: quantized inputs, raw int8 outputs, actions (and reference kernels)."""
+    import numpy as np
+
+    from edgekit.runtime import EdgePolicy
+
+    policy = EdgePolicy.load(bundle, device="cpu")
+    flat = obs.reshape(len(obs), -1)
+    quantized = np.stack([policy.quantize(row) for row in flat])
+    raw = np.stack([policy.invoke_int8(q).copy() for q in quantized])
+    # The host's own spread between kernels: its default (XNNPACK) and TFLite's reference kernels.
+    plain = policy.backend.interpreter(str(bundle / policy.model_file), num_threads=1, plain=True)
+    plain.allocate_tensors()
+    in_index, out_index = plain.get_input_details()[0]["index"], plain.get_output_details()[0]["index"]
+    reference = []
+    for q in quantized:
+        plain.set_tensor(in_index, q.reshape(plain.get_input_details()[0]["shape"]))
+        plain.invoke()
+        reference.append(plain.get_tensor(out_index)[0].copy())
+    return {"quantized": quantized, "raw": raw, "actions": policy.predict(obs), "reference_raw": np.stack(reference),
+            "interpreter": f"{policy.backend.name} {policy.backend.version}", "numpy": np.__version__,
+            "discrete": policy.manifest.postprocess == "argmax", "policy": policy}
+
+
+def float_fidelity(bundle: Path, obs: Any, runs: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+    """How close each run's actions are to the float policy's: SB3's ``predict(obs, deterministic=True)``
+    on the host, from the model zip the bundle was built from (named in its report.json).
+
+    ``runs`` maps a name to (raw int8 outputs, actions). Returns per run the build report's fidelity
+    metrics: action error as a share of the action range (mean, p99, max), or argmax agreement.
+    """
+    import numpy as np
+    import stable_baselines3
+
+    from edgekit.bundle.manifest import Manifest
+    from edgekit.report.metrics import fidelity_metrics
+
+    manifest = Manifest.read(bundle)
+    model_path = Path(json.loads((bundle / "report.json").read_text())["reference"]["model"])
+    if not model_path.is_file():
+        raise FileNotFoundError(f"the bundle's model {model_path} is not on this host")
+    model = getattr(stable_baselines3, manifest.algorithm).load(model_path, device="cpu")
+    float_actions = model.predict(obs, deterministic=True)[0]
+    scale, zero = manifest.models["cpu"].output.quant.scale, manifest.models["cpu"].output.quant.zero_point
+    out = {}
+    for run_name, (raw, actions) in runs.items():
+        dequantized = ((raw.astype(np.float32) - zero) * scale).reshape(len(obs), -1)
+        # raw-output metrics are not used here: the float side's raw outputs are not the int8 model's
+        m = fidelity_metrics(dequantized, dequantized, float_actions, actions, manifest.action_space, scale)
+        if "discrete" in m:
+            out[run_name] = {"argmax_agreement": round(m["discrete"]["agreement"], 5)}
+        else:
+            c = m["continuous"]
+            out[run_name] = {k: None if c[k] is None else round(c[k], 5)
+                             for k in ("mean_share_of_range", "p99_share_of_range", "max_share_of_range")}
+    return out
+
+
+# How much worse than the host's the aarch64 fidelity to the float policy may be, in percentage points.
+FIDELITY_MARGIN = {"mean_share_of_range": 0.005, "p99_share_of_range": 0.01, "argmax_agreement": 0.01}
+
+
+def fidelity_close(fidelity: dict[str, Any]) -> bool:
+    host, device = fidelity["host"], fidelity["aarch64"]
+    if "argmax_agreement" in host:
+        return device["argmax_agreement"] >= host["argmax_agreement"] - FIDELITY_MARGIN["argmax_agreement"]
+    return all(host[k] is None or device[k] <= host[k] + FIDELITY_MARGIN[k]
+               for k in ("mean_share_of_range", "p99_share_of_range"))
+
+
+def fidelity_text(fidelity: dict[str, Any]) -> str:
+    def one(m: dict[str, Any]) -> str:
+        if "argmax_agreement" in m:
+            return f"argmax agreement {m['argmax_agreement']:.2%}"
+        if m["mean_share_of_range"] is None:
+            return "unbounded actions"
+        return f"action error mean {m['mean_share_of_range']:.2%}, p99 {m['p99_share_of_range']:.2%} of range"
+    return "; ".join(f"{name}: {one(m)}" for name, m in fidelity.items())
+
+
+def steps_between(a: Any, b: Any) -> Any:
+    import numpy as np
+
+    return np.abs(a.astype(np.int32) - b.astype(np.int32))
+
+
+def compare(host: dict[str, Any], device: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    steps = steps_between(host["raw"], device["raw"])
+    kernels = steps_between(host["raw"], host["reference_raw"])
+    device_vs_reference = steps_between(host["reference_raw"], device["raw"])
+    n = len(steps)
+    if host["discrete"]:
+        action_diff = int(np.sum(host["actions"] != device["actions"]))
+        action_detail: dict[str, Any] = {"actions_differing": action_diff}
+    else:
+        diff = np.abs(host["actions"] - device["actions"]).reshape(n, -1)
+        action_detail = {"actions_differing": int(np.sum(np.any(diff > 0, axis=1))),
+                         "max_action_abs_diff": float(diff.max())}
+    return {
+        "observations": n,
+        "inputs_identical": bool(np.array_equal(host["quantized"], device["quantized"])),
+        "max_steps": int(steps.max()),
+        "mean_steps": round(float(steps.mean()), 4),
+        "observations_differing": int(np.sum(np.any(steps.reshape(n, -1) > 0, axis=1))),
+        "host_kernels_max_steps": int(kernels.max()),
+        "device_vs_host_reference_kernels_max_steps": int(device_vs_reference.max()),
+        **action_detail,
+    }
+
+
+class LineClient:
+    """Drive a JSON-lines server on a pipe: one request, then wait for its one response line."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, bufsize=1, env=env)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()  # type: ignore[arg-type]
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def send(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+
+    def receive(self, timeout: float) -> str | None:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self, timeout: float) -> int | None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+
+def serve_check(cmd: list[str], env: dict[str, str], obs: Any, expected: Any, discrete: bool) -> dict[str, Any]:
+    """Good and bad lines, one at a time; every non-empty line gets one line back and the loop goes on."""
+    import numpy as np
+
+    o = [[float(v) for v in np.asarray(row).reshape(-1)] for row in obs[:3]]
+    nan_line = "[" + ", ".join(["NaN"] + ["0.0"] * (len(o[0]) - 1)) + "]"
+    requests: list[tuple[str, str, Any]] = [  # (line, kind, expected action or None)
+        (json.dumps(o[0]), "action", expected[0]),
+        (json.dumps({"id": 7, "obs": o[1]}), "action", expected[1]),
+        ("not json", "error", None),
+        (json.dumps(o[0][:-1] or [1.0, 2.0]), "error", None),  # wrong shape
+        (nan_line, "error", None),
+        (json.dumps({"id": 8}), "error", None),  # no "obs"
+        ("", "none", None),  # blank lines are skipped, not answered
+        (json.dumps([o[2], o[2]]), "action", [expected[2], expected[2]]),  # a batch
+        (json.dumps({"id": "last", "obs": o[2]}), "action", expected[2]),
+    ]
+    client = LineClient(cmd, env)
+    results, problems = [], []
+    start = time.monotonic()
+    for line, kind, want in requests:
+        client.send(line)
+        if kind == "none":
+            continue
+        reply = client.receive(timeout=240 if not results else 60)  # the first waits for the emulated start-up
+        if reply is None:
+            problems.append(f"no response to {line!r}")
+            break
+        try:
+            answer = json.loads(reply)
+        except ValueError:
+            problems.append(f"not JSON: {reply!r}")
+            continue
+        results.append(answer)
+        if kind == "error" and "error" not in answer:
+            problems.append(f"{line!r} -> {reply.strip()} (expected an error)")
+        if kind == "action":
+            got = answer.get("action")
+            if got is None:
+                problems.append(f"{line!r} -> {reply.strip()} (expected an action)")
+            elif not np.array_equal(np.asarray(got, dtype=np.float32).reshape(-1),
+                                    np.asarray(want, dtype=np.float32).reshape(-1)):
+                problems.append(f"{line!r} -> {got}, predict gave {np.asarray(want).tolist()}")
+            elif discrete and not all(isinstance(v, int) for v in np.asarray(got, dtype=object).reshape(-1)):
+                problems.append(f"discrete action not an integer: {got}")
+        if line.startswith("{") and answer.get("id") != json.loads(line).get("id"):
+            problems.append(f"{line!r} -> {reply.strip()} (the id is not echoed)")
+    code = client.close(timeout=120)
+    if code != 0:
+        problems.append(f"exit code {code} after end of input; stderr: {''.join(client.stderr)[-500:]}")
+    answered = sum(1 for _, kind, _ in requests if kind != "none")
+    return {"requests": len(requests), "responses": len(results), "expected_responses": answered,
+            "errors_answered": sum(1 for r in results if "error" in r), "exit_code": code,
+            "problems": problems, "seconds": round(time.monotonic() - start, 1)}
+
+
+def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tolerance: float, strict: bool,
+                 iterations: int, report: Report) -> dict[str, Any]:
+    import numpy as np
+
+    name = bundle.name
+    edgekit_script = python.parent / "edgekit"  # the console script a Pi user runs
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "EDGEKIT_DEBUG")}
+    with np.load(bundle / "calibration.npz", allow_pickle=False) as data:
+        obs = np.asarray(data["held_out"], dtype=np.float32)
+    host = host_results(bundle, obs)
+    policy = host.pop("policy")
+    obs = obs.reshape(-1, *policy.observation_shape)
+    result: dict[str, Any] = {"bundle": str(bundle), "algorithm": policy.manifest.algorithm,
+                              "env_id": policy.manifest.env_id, "host_interpreter": host["interpreter"],
+                              "host_numpy": host["numpy"]}
+
+    # predict + import isolation
+    obs_file, out_file = work / f"{name}.obs.npz", work / f"{name}.aarch64.npz"
+    np.savez(obs_file, observations=obs)
+    start = time.monotonic()
+    proc = run(emulator.python(python, str(PROBE), str(bundle), "--obs", str(obs_file), "--out", str(out_file)),
+               env=env, check=False, timeout=1800)
+    if proc.returncode != 0:
+        report.check(f"{name}: EdgePolicy.predict on aarch64", False, proc.stderr.strip()[-800:])
+        result["probe_error"] = proc.stderr.strip()[-2000:]
+        return result
+    probe = json.loads(proc.stdout.strip().splitlines()[-1])
+    probe["seconds"] = round(time.monotonic() - start, 1)
+    with np.load(out_file) as data:
+        device = {k: data[k] for k in data.files}
+    comparison = compare(host, device)
+    try:
+        fidelity = float_fidelity(bundle, obs, {"host": (host["raw"], host["actions"]),
+                                                "aarch64": (device["raw"], device["actions"])})
+    except Exception as exc:  # needs SB3 and the bundle's model zip on the host
+        fidelity = {"error": f"{type(exc).__name__}: {exc}"}
+        log(f"  no comparison with the float policy: {fidelity['error']}")
+    result["fidelity_to_float_policy"] = fidelity
+    # TFLite's own kernels disagree by some steps on one model (the host's XNNPACK and reference kernels):
+    # unless --strict, the aarch64 result may differ from the host's as much as the host differs from itself.
+    bound = tolerance if strict else max(tolerance, comparison["host_kernels_max_steps"])
+    comparison["bound_steps"] = bound
+    result.update(device_platform=probe, comparison=comparison)
+    report.check(f"{name}: runs on {probe['machine']} with {probe['interpreter']} {probe['interpreter_version']}, "
+                 f"numpy {probe['numpy']}", probe["machine"] == "aarch64" and probe["numpy"].startswith("1.")
+                 and probe["interpreter"] == "tflite_runtime" and probe["single_equals_batch"],
+                 f"fast path {probe['fast_path']}, single-step predict equals batch: {probe['single_equals_batch']}")
+    report.check(f"{name}: int8 inputs bit-identical to the host's", comparison["inputs_identical"],
+                 f"{comparison['observations']} observations")
+    how = f"{tolerance:g}" if bound == tolerance else f"{bound:g} (the host's own kernel spread)"
+    report.check(f"{name}: aarch64 int8 outputs within {how} steps of the host's",
+                 comparison["max_steps"] <= bound,
+                 f"max {comparison['max_steps']}, mean {comparison['mean_steps']} steps, "
+                 f"{comparison['observations_differing']}/{comparison['observations']} observations differ, "
+                 f"{comparison['actions_differing']} actions differ (host's own XNNPACK vs reference kernels: "
+                 f"max {comparison['host_kernels_max_steps']}; aarch64 vs host reference kernels: "
+                 f"max {comparison['device_vs_host_reference_kernels_max_steps']})")
+    if "error" not in fidelity:
+        report.check(f"{name}: aarch64 as close to the float SB3 policy as the host", fidelity_close(fidelity),
+                     fidelity_text(fidelity))
+    report.check(f"{name}: import isolation on aarch64", not probe["heavy_modules"],
+                 "sys.modules holds " + (", ".join(probe["heavy_modules"]) or "no heavy module"))
+
+    # edgekit verify
+    proc = run(emulator.python(python, str(edgekit_script), "verify", str(bundle), "--device", "cpu", "--json",
+                               "--tolerance-steps", f"{bound:g}"), env=env, check=False)
+    try:
+        verify = json.loads(proc.stdout)
+    except ValueError:
+        verify = {"passed": False, "output": (proc.stdout + proc.stderr)[-800:]}
+    verify["exit_code"] = proc.returncode
+    if "max_steps" in verify:
+        verify["max_steps"] = round(float(verify["max_steps"]), 3)
+        verify["passes_default_tolerance"] = verify["max_steps"] <= DEFAULT_TOLERANCE_STEPS + 1e-3
+        detail = (f"exit {proc.returncode}, max {verify['max_steps']:g} steps, {verify.get('action_mismatches')} "
+                  f"of {verify.get('samples')} actions differ")
+        if not verify["passes_default_tolerance"]:
+            detail += f"; NOTE: fails at verify's default tolerance ({DEFAULT_TOLERANCE_STEPS:g})"
+    else:
+        detail = verify["output"]
+    result["verify"] = verify
+    report.check(f"{name}: edgekit verify --device cpu --tolerance-steps {bound:g}",
+                 proc.returncode == 0 and verify.get("passed") is True, detail)
+
+    # edgekit run --serve stdio
+    serve = serve_check(emulator.python(python, str(edgekit_script), "run", str(bundle), "--serve", "stdio",
+                                        "--device", "cpu"), env, obs, device["single_actions"], host["discrete"])
+    result["serve"] = serve
+    report.check(f"{name}: edgekit run --serve stdio answers and survives bad lines",
+                 not serve["problems"] and serve["responses"] == serve["expected_responses"],
+                 f"{serve['responses']}/{serve['expected_responses']} lines answered "
+                 f"({serve['errors_answered']} errors), exit {serve['exit_code']}"
+                 + ("; " + "; ".join(serve["problems"]) if serve["problems"] else ""))
+
+    # edgekit bench
+    proc = run(emulator.python(python, str(edgekit_script), "bench", str(bundle), "--iterations", str(iterations),
+                               "--json"), env=env, check=False)
+    try:
+        bench = json.loads(proc.stdout)
+        cpu = bench["results"][0]
+        detail = (f"emulated: predict p50 {cpu['predict']['p50_us']:.0f} us, "
+                  f"invoke p50 {cpu['invoke']['p50_us']:.0f} us (not a Pi's timings)")
+    except (ValueError, KeyError, IndexError):
+        bench, detail = {"output": (proc.stdout + proc.stderr)[-800:]}, (proc.stdout + proc.stderr)[-300:]
+    bench["exit_code"] = proc.returncode
+    result["bench"] = bench
+    report.check(f"{name}: edgekit bench --iterations {iterations}", proc.returncode == 0 and "results" in bench,
+                 detail)
+    return result
+
+
+# --- 7. setup-pi.sh ---------------------------------------------------------------------------------------
+
+
+def start_setup_pi(cache: Path, emulator: Emulator, wheel: Path, work: Path) -> tuple[subprocess.Popen, Path]:
+    """device/setup-pi.sh --dry-run in the emulated root (runs in the background)."""
+    out = work / "setup-pi.log"
+    cmd = ["bash", str(SETUP_PI), "--dry-run", "--emulator", " ".join(emulator.prefix),
+           "--python", str(emulator.root / "usr/bin/python3"), "--venv", str(cache / "setup-pi-venv"),
+           "--wheel", str(wheel)]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    handle = open(out, "w")  # noqa: SIM115 (closed with the process)
+    handle.write("$ " + " ".join(cmd) + "\n")
+    handle.flush()
+    proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, text=True)
+    proc.log_handle = handle  # type: ignore[attr-defined]
+    return proc, out
+
+
+def finish_setup_pi(proc: subprocess.Popen, log_path: Path, report: Report, timeout: float = 1800) -> None:
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    proc.log_handle.close()  # type: ignore[attr-defined]
+    text = log_path.read_text(errors="replace")
+    installed = next((line.strip() for line in text.splitlines() if line.strip().startswith("installed:")), "")
+    steps = [line.strip() for line in text.splitlines() if line.startswith("==> [")]
+    report.data["setup_pi"] = {"exit_code": code, "log": str(log_path), "steps": steps, "installed": installed,
+                               "skipped": [line.strip() for line in text.splitlines() if "[dry-run] skipped" in line]}
+    ok = code == 0 and "dry run done" in text and "tflite-runtime 2.14.0" in installed and len(steps) == 7
+    report.check("device/setup-pi.sh --dry-run in the emulated root (Python and pip steps)", ok,
+                 f"exit {code}, {len(steps)}/7 steps, {installed or 'no install line'}"
+                 + ("" if ok else "\n" + "\n".join(text.strip().splitlines()[-15:])))
+
+
+def shellcheck(tools: Tools, report: Report) -> None:
+    if not tools.shellcheck:
+        report.data["shellcheck"] = "not installed"
+        log("  shellcheck not installed: device/setup-pi.sh not linted")
+        return
+    proc = run([tools.shellcheck, str(SETUP_PI)], check=False, timeout=120)
+    report.check("shellcheck device/setup-pi.sh", proc.returncode == 0, (proc.stdout + proc.stderr).strip()[-800:])
+
+
+# --- main -------------------------------------------------------------------------------------------------
+
+
+def summary(report: Report, duration: float) -> str:
+    bundles = report.data.get("bundles", [])
+    diffs = [(b["comparison"]["max_steps"], Path(b["bundle"]).name) for b in bundles if "comparison" in b]
+    lines = ["", f"Raspberry Pi OS userland (Debian 12 {ARCH}, Python 3.11, qemu-aarch64-static, "
+             f"CPU {report.data.get('qemu_cpu')}) check: "
+             f"{'PASSED' if report.ok else 'FAILED'} in {duration:.0f} s"]
+    root, venv = report.data.get("root", {}), report.data.get("venv", {})
+    if root:
+        lines.append(f"  root: {root.get('path')} ({'cached' if root.get('cached') else 'made now'})")
+    if venv:
+        dists = venv.get("distributions", {})
+        lines.append(f"  venv: {', '.join(f'{k} {v}' for k, v in sorted(dists.items()))}"
+                     f" ({'cached' if venv.get('cached') else 'made now'})")
+    if diffs:
+        worst = max(diffs)
+        lines.append(f"  largest host/aarch64 difference: {worst[0]} int8 output steps ({worst[1]})")
+    for b in bundles:
+        c, v = b.get("comparison"), b.get("verify", {})
+        if c:
+            lines.append(f"    {Path(b['bundle']).name}: max {c['max_steps']} steps (mean {c['mean_steps']}) over "
+                         f"{c['observations']} observations, allowed {c['bound_steps']:g}; host XNNPACK vs "
+                         f"reference kernels: max {c['host_kernels_max_steps']}; verify: max {v.get('max_steps')}")
+        f = b.get("fidelity_to_float_policy", {})
+        if f and "error" not in f:
+            lines.append(f"      vs the float SB3 policy: {fidelity_text(f)}")
+        if v.get("passes_default_tolerance") is False:
+            lines.append(f"      note: `edgekit verify` fails on this bundle at its default tolerance "
+                         f"({DEFAULT_TOLERANCE_STEPS:g} steps) on aarch64")
+    lines.append("  phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.phases.items()))
+    failed = [c for c in report.checks if not c["ok"]]
+    lines.append(f"  checks: {len(report.checks) - len(failed)}/{len(report.checks)} passed")
+    for c in failed:
+        lines.append(f"  ✗ {c['name']}: {c['detail']}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Run edgekit's device side on an emulated Raspberry Pi OS (Debian 12 arm64) userland and "
+        "compare it with the host.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Exit codes: 0 passed, 1 a check failed, 77 skipped (tools missing), 2 usage.")
+    p.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("EDGEKIT_PI_ROOTFS") or DEFAULT_CACHE),
+                   help=f"root, venvs and bundles are kept here between runs (default: {DEFAULT_CACHE}, "
+                   "or $EDGEKIT_PI_ROOTFS)")
+    p.add_argument("--bundle", type=Path, action="append", dest="bundles", metavar="DIR",
+                   help="check this host-built bundle (repeatable; default: the shipped example and a DQN "
+                   "CartPole built here)")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write the full report as JSON")
+    p.add_argument("--install-tools", action="store_true",
+                   help="apt-get install debootstrap, qemu-user-static and shellcheck when missing (root only)")
+    p.add_argument("--mirror", default=None, help="Debian mirror for debootstrap (default: the host's)")
+    p.add_argument("--tolerance-steps", type=float, default=DEFAULT_TOLERANCE_STEPS, metavar="N",
+                   help="largest host/aarch64 difference allowed, in int8 output steps, or the host's own "
+                   "kernel spread on the bundle (XNNPACK vs reference kernels) where that is larger; also "
+                   "passed to `edgekit verify` (default: 3, verify's default)")
+    p.add_argument("--strict", action="store_true",
+                   help="allow exactly --tolerance-steps, however far the host's own kernels disagree")
+    p.add_argument("--with-example", action="store_true",
+                   help="with --bundle: check the shipped example (built here, cached) too")
+    p.add_argument("--qemu-cpu", default="cortex-a72", metavar="CPU",
+                   help="CPU model to emulate (default: cortex-a72, the Raspberry Pi 4's; cortex-a76 is the Pi 5's; "
+                   "'' for qemu's default, max)")
+    p.add_argument("--iterations", type=int, default=200, help="edgekit bench iterations (default: 200)")
+    p.add_argument("--skip-setup-pi", action="store_true", help="do not dry-run device/setup-pi.sh")
+    p.add_argument("--fresh", action="store_true", help="remake the venvs (the root is kept: remove it by hand)")
+    p.add_argument("--keep-work", action="store_true", help="keep the scratch directory (results, logs)")
+    args = p.parse_args(argv)
+    for bundle in args.bundles or []:
+        if not (bundle / "manifest.json").is_file():
+            p.error(f"{bundle} is not a bundle (no manifest.json)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    report = Report()
+    report.data["host"] = {"machine": platform.machine(), "python": platform.python_version()}
+    cache = args.cache_dir.expanduser().resolve()
+    work = Path(tempfile.mkdtemp(prefix="edgekit-pi-check-"))
+    report.data["work_dir"] = str(work)
+    code = 0
+    try:
+        with locked(cache / ".lock"):
+            code = checks(args, cache, work, report)
+    except Skip as exc:
+        report.data["skipped"] = str(exc)
+        log(f"skipped: {exc}")
+        code = SKIP_EXIT
+    except (Failure, subprocess.TimeoutExpired) as exc:
+        report.check("setup", False, str(exc))
+        code = 1
+    except Exception as exc:  # a bug here: still report what ran
+        import traceback
+
+        report.check("internal error", False, "".join(traceback.format_exception(exc)).strip())
+        code = 1
+    duration = time.monotonic() - started
+    report.data["duration_s"] = round(duration, 1)
+    if code != SKIP_EXIT:
+        print(summary(report, duration))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"ok": report.ok and code == 0, "exit_code": code, "checks": report.checks,
+                                         "phases_s": report.phases, **report.data}, indent=2, default=str))
+    if args.keep_work or code not in (0, SKIP_EXIT):
+        log(f"scratch directory kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return code
+
+
+def checks(args: argparse.Namespace, cache: Path, work: Path, report: Report) -> int:
+    with report.phase("tools"):
+        root_cached = (cache / "root.json").is_file() and (cache / "root" / ROOT_PYTHON).is_file()
+        tools = find_tools(args.install_tools, need_root_tools=not root_cached)
+        report.data["tools"] = {"qemu": run([tools.qemu, "--version"]).stdout.splitlines()[0],
+                                "debootstrap": tools.debootstrap, "shellcheck": tools.shellcheck}
+    if args.fresh:
+        for stale in (cache / "venv", cache / "venv.json", cache / "setup-pi-venv"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    with report.phase("root"):
+        emulator = ensure_root(cache, tools, args.mirror or debian_mirror(), report, args.qemu_cpu or None)
+        report.data["qemu_cpu"] = args.qemu_cpu or "qemu's default (max)"
+    with report.phase("wheel"):
+        wheel = build_wheel(work / "wheel")
+        report.data["wheel"] = {"file": wheel.name, "requires": wheel_requirements(wheel)}
+        log(f"  {wheel.name}")
+    setup_pi = None if args.skip_setup_pi else start_setup_pi(cache, emulator, wheel, work)
+    try:
+        with report.phase("venv"):
+            python = ensure_device_venv(cache, emulator, wheel, report)
+        with report.phase("bundles"):
+            bundles = [b.resolve() for b in args.bundles or []]
+            if not bundles or args.with_example:
+                bundles = [*default_bundles(cache, report, example_only=bool(bundles)), *bundles]
+        results = []
+        for bundle in bundles:
+            with report.phase(f"check {bundle.name}"):
+                results.append(check_bundle(bundle, emulator, python, work, args.tolerance_steps, args.strict,
+                                            args.iterations, report))
+        report.data["bundles"] = results
+        diffs = [r["comparison"]["max_steps"] for r in results if "comparison" in r]
+        report.data["largest_difference_steps"] = max(diffs) if diffs else None
+        report.data["tolerance_steps"] = args.tolerance_steps
+        report.data["strict"] = args.strict
+    finally:
+        if setup_pi is not None:
+            with report.phase("setup-pi.sh --dry-run (waiting)"):
+                finish_setup_pi(*setup_pi, report)
+    shellcheck(tools, report)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -88,3 +88,17 @@ def _discrete(float_out: np.ndarray, float_actions: np.ndarray, int8_actions: np
 
 def _nan_to_none(value: float) -> float | None:
     return None if not np.isfinite(value) else float(value)
+
+
+def describe(metrics: dict[str, Any], with_max: bool = False) -> str:
+    """The headline of a ``fidelity_metrics`` result, for terminals and summaries."""
+    if "discrete" in metrics:
+        d = metrics["discrete"]
+        decisive = d["decisive_agreement"]
+        tail = f", {decisive:.2%} on decisive states" if decisive is not None else ""
+        return f"argmax agreement {d['agreement']:.2%}{tail}"
+    c = metrics["continuous"]
+    if c["mean_share_of_range"] is None:
+        return f"max raw error {metrics['raw_output']['max_abs_error']:.3g}"
+    worst = f", max {c['max_share_of_range']:.2%}" if with_max else ""
+    return f"action error mean {c['mean_share_of_range']:.2%}, p99 {c['p99_share_of_range']:.2%}{worst} of the range"

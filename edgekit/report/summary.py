@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgekit.report.metrics import describe
+
 _MARK = {"pass": "✓", "fail": "✗", "n/a": "–", "undefined": "?"}
 
 
@@ -40,16 +42,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 def _numeric(v: dict[str, Any], reference: str) -> str:
     against = "SB3 predict" if reference == "sb3_predict" else "policy.onnx"
     head = f"numeric error, {v['samples']} held-out observations vs {against}: "
-    if "discrete" in v:
-        d = v["discrete"]
-        decisive = d["decisive_agreement"]
-        tail = f", {decisive:.2%} on decisive states" if decisive is not None else ""
-        return f"{head}argmax agreement {d['agreement']:.2%}{tail}"
-    c = v["continuous"]
-    if c["mean_share_of_range"] is None:
-        return f"{head}max raw error {v['raw_output']['max_abs_error']:.3g}"
-    return (f"{head}action error mean {c['mean_share_of_range']:.2%}, p99 {c['p99_share_of_range']:.2%}, "
-            f"max {c['max_share_of_range']:.2%} of the range")
+    return head + describe(v, with_max=True)
 
 
 def _check_line(c: dict[str, Any]) -> str:

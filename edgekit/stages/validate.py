@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgekit.artifacts import ObservationSets, PolicyGraph, Validation
 from edgekit.postprocess import PostProcessor
-from edgekit.report.metrics import fidelity_metrics
+from edgekit.report.metrics import describe, fidelity_metrics
 from edgekit.runtime.policy import EdgePolicy
 from edgekit.stages.condition import Conditioned, model_inputs
 
@@ -34,13 +34,4 @@ def validate_int8(bundle_dir: Path, reference: PolicyGraph, conditioned: Conditi
 
 def summary_line(validation: Validation) -> str:
     """One line for the terminal."""
-    m = validation.metrics
-    if "discrete" in m:
-        d = m["discrete"]
-        decisive = d["decisive_agreement"]
-        tail = f", {decisive:.1%} on decisive states" if decisive is not None else ""
-        return f"argmax agreement {d['agreement']:.1%}{tail}"
-    c = m["continuous"]
-    if c["mean_share_of_range"] is None:
-        return f"max raw error {m['raw_output']['max_abs_error']:.3g}"
-    return f"action error mean {c['mean_share_of_range']:.2%}, p99 {c['p99_share_of_range']:.2%} of range"
+    return describe(validation.metrics)

@@ -66,3 +66,22 @@ def test_missing_vecnormalize_file_is_a_one_line_error(tmp_path):
     assert proc.returncode != 0 and "do not exist" in proc.stderr and "Traceback" not in proc.stderr
 
 
+
+
+def test_zoo_run_folder_and_hub_file_names(tmp_path):
+    import shutil
+
+    from edgekit.commands.build import _model_in
+    from edgekit.errors import UsageError
+    from edgekit.loading.vecnormalize import find_vecnormalize
+
+    run_folder = LEGACY / "a2c" / "Acrobot-v1_1"
+    assert _model_in(run_folder) == run_folder / "Acrobot-v1.zip"
+    hub = tmp_path / "hub-snapshot"  # a Hugging Face sb3 repo keeps vec_normalize.pkl beside the zip
+    hub.mkdir()
+    shutil.copy(run_folder / "Acrobot-v1.zip", hub / "a2c-Acrobot-v1.zip")
+    shutil.copy(run_folder / "Acrobot-v1" / "vecnormalize.pkl", hub / "vec_normalize.pkl")
+    assert find_vecnormalize(_model_in(hub)) == hub / "vec_normalize.pkl"
+    shutil.copy(run_folder / "Acrobot-v1.zip", hub / "second.zip")
+    with pytest.raises(UsageError, match="2 .zip files"):
+        _model_in(hub)

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "deterministic policy, export it to ONNX, convert it with onnx2tf, quantize it to a fully int8 TFLite "
         "model calibrated on observations from rollouts in --env, validate it, and write a bundle directory.",
     )
-    p.add_argument("model", type=Path, help="the .zip written by SB3's model.save()")
+    p.add_argument("model", type=Path, help="the .zip written by SB3's model.save(), or an rl-zoo3 run folder "
+                   "holding one (ALGO/ENV_ID_1/)")
     p.add_argument("--env", dest="env_id", required=True, metavar="ENV_ID",
                    help="Gymnasium id of the environment the model was trained on, e.g. Pendulum-v1")
     p.add_argument("-o", "--output", type=Path, default=None,
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.stages.condition import ConditioningOptions
     from edgekit.stages.rollouts import RolloutRecipe
 
+    args.model = _model_in(args.model)
     if args.calibration_data is not None and not args.calibration_data.is_file():
         raise UsageError(f"calibration data {args.calibration_data} does not exist",
                          hint="pass a .npy file of recorded observations, shape (N, *obs_shape)")
@@ -111,3 +113,14 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         print(result.bundle_dir, file=sys.stdout)
     return result.report.exit_code
+
+
+def _model_in(path: Path) -> Path:
+    """The model zip itself, or the single one in an rl-zoo3 run folder."""
+    if not path.is_dir():
+        return path
+    zips = sorted(path.glob("*.zip"))
+    if len(zips) != 1:
+        raise UsageError(f"{path} is a folder with {len(zips)} .zip files; expected one model",
+                         hint="pass the model .zip itself")
+    return zips[0]

@@ -20,7 +20,7 @@ from edgekit.errors import ModelFileError
 from edgekit.loading.restricted_unpickle import restricted_loads
 
 MAX_BYTES = 16 * 1024 * 1024
-FILE_NAME = "vecnormalize.pkl"
+FILE_NAMES = ("vecnormalize.pkl", "vec_normalize.pkl")  # rl-zoo3 run folders; Hugging Face hub repos
 
 
 class _Holder:
@@ -34,10 +34,12 @@ _STAND_INS = {
 
 
 def find_vecnormalize(model_path: Path) -> Path | None:
-    """The statistics rl-zoo3 keeps next to a model: ``ENV/ENV.zip`` -> ``ENV/ENV/vecnormalize.pkl``."""
-    for candidate in (model_path.parent / model_path.stem / FILE_NAME, model_path.parent / FILE_NAME):
-        if candidate.is_file():
-            return candidate
+    """The statistics rl-zoo3 keeps next to a model (``ENV/ENV.zip`` -> ``ENV/ENV/vecnormalize.pkl``), or
+    a hub repo's ``vec_normalize.pkl`` beside the zip."""
+    for folder in (model_path.parent / model_path.stem, model_path.parent):
+        for name in FILE_NAMES:
+            if (folder / name).is_file():
+                return folder / name
     return None
 
 

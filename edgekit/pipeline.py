@@ -109,6 +109,7 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
     from edgekit.stages.rollouts import collect_observations
 
     with progress.stage(STAGES[0]) as note:
+        _check_zoo_config(Path(options.model))
         agent = load_agent(options.model, trust_pickle=options.trust_pickle)
         note.detail = (f"{agent.algorithm.name} {agent.policy_class}, {agent.observation_space.describe()} -> "
                        f"{agent.action_space.describe()} (saved by SB3 {agent.sb3_version})")
@@ -124,6 +125,15 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
         conditioned = condition(graph, sets, agent.action_space, options.conditioning)
         note.detail = ", ".join(k.replace("_", " ") for k in conditioned.applied) or "none (plain conversion)"
     return _Prepared(agent, graph, sets, conditioned)
+
+
+def _check_zoo_config(model: Path) -> None:
+    """An rl-zoo3 run folder's config.yml, when there is one, must not name unreproduced transforms."""
+    from edgekit.loading.zoo_config import check_zoo_config, find_zoo_config, read_zoo_config
+
+    path = find_zoo_config(model)
+    if path is not None:
+        check_zoo_config(read_zoo_config(path), path)
 
 
 def _vecnormalize(options: BuildOptions, agent: LoadedAgent) -> tuple[Any, str]:

@@ -85,3 +85,32 @@ def test_zoo_run_folder_and_hub_file_names(tmp_path):
     shutil.copy(run_folder / "Acrobot-v1.zip", hub / "second.zip")
     with pytest.raises(UsageError, match="2 .zip files"):
         _model_in(hub)
+
+
+@pytest.mark.parametrize("relative", [a[0] for a in AGENTS])
+def test_zoo_configs_are_read_safely(relative):
+    from edgekit.loading.zoo_config import check_zoo_config, find_zoo_config, read_zoo_config
+
+    path = find_zoo_config(LEGACY / relative)
+    config = read_zoo_config(path)
+    assert config["policy"] == "MlpPolicy" and "n_timesteps" in config
+    check_zoo_config(config, path)
+
+
+def test_zoo_config_with_code_or_wrappers_is_refused(tmp_path):
+    from edgekit.errors import ModelFileError, UnsupportedModelError
+    from edgekit.loading.zoo_config import check_zoo_config, read_zoo_config
+
+    marker = tmp_path / "ran"
+    hostile = tmp_path / "hostile.yml"
+    hostile.write_text(f"!!python/object/apply:os.system\n- touch {marker}\n")
+    with pytest.raises(ModelFileError, match="safely"):
+        read_zoo_config(hostile)
+    assert not marker.exists()
+    wrapped = tmp_path / "wrapped.yml"
+    wrapped.write_text("!!python/object/apply:collections.OrderedDict\n- - - env_wrapper\n"
+                       "    - sb3_contrib.common.wrappers.TimeFeatureWrapper\n  - - policy\n    - MlpPolicy\n")
+    config = read_zoo_config(wrapped)
+    assert config["env_wrapper"] == "sb3_contrib.common.wrappers.TimeFeatureWrapper"
+    with pytest.raises(UnsupportedModelError, match="env_wrapper"):
+        check_zoo_config(config, wrapped)

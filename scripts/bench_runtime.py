@@ -184,9 +184,9 @@ def bench_latency(bundle: Path, model_path: Path, iterations: int, warmup: int, 
     edge_inputs = list(obs)
 
     # (c) raw invoke on pre-quantized inputs, and a bare invoke() loop for reference
-    quantized = [policy.quantize(row) for row in flat]
+    quantized = list(policy.quantize_observations(obs))
     interp = policy._interpreter
-    interp.set_tensor(interp.get_input_details()[0]["index"], quantized[0].reshape(1, size))
+    interp.set_tensor(interp.get_input_details()[0]["index"], quantized[0].reshape(1, -1))
     bare_invoke, bare_method = bare_invoke_function(interp)
 
     # (b) ONNX Runtime, float policy.onnx
@@ -199,7 +199,8 @@ def bench_latency(bundle: Path, model_path: Path, iterations: int, warmup: int, 
     input_names = [i.name for i in session.get_inputs()]
     if "obs" not in input_names:
         sys.exit(f"policy.onnx has inputs {input_names}, expected 'obs'")
-    onnx_inputs = [np.ascontiguousarray(row.reshape(1, size)) for row in flat]
+    # policy.onnx is the conditioned actor: it takes preprocessed (possibly split) inputs
+    onnx_inputs = [np.ascontiguousarray(row[None]) for row in policy.manifest.preprocess.model_inputs(flat)]
     run = session.run
 
     # (a) SB3 model.predict(obs, deterministic=True)

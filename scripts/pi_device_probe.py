@@ -54,10 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         with np.load(f"{args.bundle}/calibration.npz", allow_pickle=False) as data:
             obs = np.asarray(data["held_out"], dtype=np.float32)
     obs = obs.reshape(-1, *policy.observation_shape)
-    flat = obs.reshape(len(obs), -1)
 
     start = time.perf_counter()
-    quantized = np.stack([policy.quantize(row) for row in flat])
+    quantized = policy.quantize_observations(obs)
     raw = np.stack([policy.invoke_int8(q).copy() for q in quantized])
     batch_actions = policy.predict(obs)
     single_actions = np.stack([policy.predict(row) for row in obs])  # the per-step fast path

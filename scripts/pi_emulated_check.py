@@ -431,8 +431,7 @@ def host_results(bundle: Path, obs: Any) -> dict[str, Any]:
     from edgekit.runtime import EdgePolicy
 
     policy = EdgePolicy.load(bundle, device="cpu")
-    flat = obs.reshape(len(obs), -1)
-    quantized = np.stack([policy.quantize(row) for row in flat])
+    quantized = policy.quantize_observations(obs)
     raw = np.stack([policy.invoke_int8(q).copy() for q in quantized])
     # The host's own spread between kernels: its default (XNNPACK) and TFLite's reference kernels.
     plain = policy.backend.interpreter(str(bundle / policy.model_file), num_threads=1, plain=True)

@@ -41,6 +41,24 @@ def test_published_agent_deploys_without_gym(relative, env_id, vecnormalize, tmp
     assert (manifest.preprocess.normalize is not None) == vecnormalize
     report = json.loads((out / "report.json").read_text())
     assert report["closed_loop"]["normalized_score"] >= 0.95
+    if vecnormalize:  # the fast single step folds VecNormalize (clamp + affine): same actions as the batch path
+        import numpy as np
+
+        import edgekit.runtime.step as step_module
+        from edgekit.runtime import EdgePolicy
+
+        with np.load(out / "calibration.npz") as data:
+            obs = np.concatenate([data["held_out"][:300], data["held_out"][:50] * 40.0]).astype(np.float32)
+        for limit in (step_module.SCALAR_LIMIT, 0):  # Python-scalar and numpy variants
+            step_module.SCALAR_LIMIT, saved = limit, step_module.SCALAR_LIMIT
+            try:
+                policy = EdgePolicy.load(out, device="cpu")
+            finally:
+                step_module.SCALAR_LIMIT = saved
+            for row in obs:
+                assert np.array_equal(policy.predict(row), policy._predict_general(row))
+            with pytest.raises(Exception, match="NaN or infinity"):
+                policy.predict(np.full_like(obs[0], np.inf))
     metrics = result.validation.metrics
     if "discrete" in metrics:
         assert metrics["discrete"]["decisive_agreement"] >= 0.97

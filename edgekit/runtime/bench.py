@@ -43,8 +43,7 @@ def bench_observations(policy: EdgePolicy, count: int) -> np.ndarray:
 def bench_policy(policy: EdgePolicy, iterations: int = 2000, warmup: int = 100) -> DeviceBench:
     """Time raw invoke (pre-quantized input) and full predict, one call per observation."""
     obs = bench_observations(policy, iterations)
-    flat = obs.reshape(len(obs), -1)
-    quantized = [policy.quantize(row) for row in flat]
+    quantized = list(policy.quantize_observations(obs))
     for i in range(min(warmup, iterations)):
         policy.predict(obs[i])
     clock = time.perf_counter

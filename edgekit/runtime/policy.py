@@ -51,14 +51,19 @@ class EdgePolicy:
         self._out_index = out_detail["index"]
         self._in_shape = tuple(int(v) for v in in_detail["shape"])
         self._check_interface(entry, in_detail, out_detail)
-        # obs -> int8 in one multiply-add: q = obs * a + b, with the preprocessing folded in.
+        # obs -> int8 in one multiply-add: q = obs * a + b, with the preprocessing folded in. VecNormalize's
+        # clip((x - mean) / std, -c, c) folds too: it is a clamp of x to mean ± c * std, then an affine map.
         qin, pre = entry.input.quant, manifest.preprocess
+        size = manifest.observation_space.size
+        mean, std = (np.zeros(size), np.ones(size)) if pre.normalize is None else \
+            (np.asarray(pre.normalize.mean), np.asarray(pre.normalize.std))
         scale = np.asarray(pre.scale, dtype=np.float64) * qin.scale
-        self._a = 1.0 / scale
-        self._b = qin.zero_point - np.asarray(pre.offset, dtype=np.float64) / scale
+        self._a = 1.0 / (std * scale)
+        self._b = qin.zero_point - (mean / std + np.asarray(pre.offset, dtype=np.float64)) / scale
+        self._clamp = None if pre.normalize is None else \
+            (mean - pre.normalize.clip * std, mean + pre.normalize.clip * std)
         self._split = pre.split
         self._zero = qin.zero_point
-        self._normalize = pre.normalize  # VecNormalize statistics, applied before the affine map
         self._out_scale = np.float32(entry.output.quant.scale)
         self._out_zero = np.float32(entry.output.quant.zero_point)
         self._post = PostProcessor(manifest.postprocess, manifest.action_space)
@@ -142,24 +147,14 @@ class EdgePolicy:
         """Shadow ``predict`` with a closure that sends single ndarray observations down the fast step."""
         step = make_step(self._interpreter, self._in_index, self._out_index, self._a, self._b, self._post,
                          self._dequantize, self.observation_shape, self.manifest.action_space.shape,
-                         split=self._split, zero_point=self._zero)
+                         split=self._split, zero_point=self._zero, clamp=self._clamp)
         self._invoke = self._interpreter._interpreter.Invoke  # invoke() refuses the step's held views
-        general, shape, ndarray, norm = self._predict_general, self.observation_shape, np.ndarray, self._normalize
+        general, shape, ndarray = self._predict_general, self.observation_shape, np.ndarray
 
         def predict(observation: Any) -> np.ndarray:
             if type(observation) is ndarray and observation.shape == shape:
                 return step(observation)
             return general(observation)
-
-        def predict_normalized(observation: Any) -> np.ndarray:
-            if type(observation) is ndarray and observation.shape == shape:
-                if not np.isfinite(observation).all():  # clipping would hide an infinity
-                    raise InputError("observation contains NaN or infinity")
-                return step(norm.apply(observation.reshape(-1)).reshape(shape))
-            return general(observation)
-
-        if norm is not None:
-            predict = predict_normalized
 
         predict.__doc__ = EdgePolicy.predict.__doc__
         self.predict = predict  # type: ignore[method-assign]
@@ -175,8 +170,14 @@ class EdgePolicy:
         self._invoke()
         return self._get(self._out_index)[0]
 
+    def quantize_observations(self, observation: Any) -> np.ndarray:
+        """The int8 model inputs (B, input size) for observations as the env returns them (one, or a batch):
+        checked, VecNormalize'd if the bundle says so, preprocessed and quantized as ``predict`` does."""
+        flat, _ = self._as_batch(observation)
+        return np.stack([self.quantize(row) for row in flat])
+
     def quantize(self, flat: np.ndarray) -> np.ndarray:
-        """Preprocess and quantize one flat float observation to the int8 input."""
+        """Preprocess and quantize one flat row that ``_as_batch`` has already checked and normalized."""
         q = flat.astype(np.float64) * self._a
         q += self._b
         if self._split:
@@ -192,7 +193,7 @@ class EdgePolicy:
         range. Off the hot path: ``predict`` never calls it; the server does
         when asked (``--count-saturation``).
         """
-        obs, _ = self._as_batch(observation)  # VecNormalize already applied (and clipped) here
+        obs, _ = self._as_batch(observation)  # VecNormalize's clip already applied here
         q = obs.astype(np.float64) * self._a + self._b  # the coarse part, split or not
         return int(np.count_nonzero((q < INT8_MIN - 0.5) | (q > INT8_MAX + 0.5)))
 
@@ -221,8 +222,8 @@ class EdgePolicy:
         flat = obs.reshape(-1, self._size)
         if not np.isfinite(flat).all():
             raise InputError("observation contains NaN or infinity")
-        if self._normalize is not None:
-            flat = self._normalize.apply(flat)
+        if self._clamp is not None:  # VecNormalize's clip, in raw units (its affine part is in a and b)
+            flat = np.clip(flat, self._clamp[0], self._clamp[1])
         return flat, single
 
     def __repr__(self) -> str:

@@ -62,26 +62,51 @@ def lookup_table(post: PostProcessor, dequantize: Callable[[np.ndarray], np.ndar
 def make_step(interpreter: Any, in_index: int, out_index: int, a: np.ndarray, b: np.ndarray,
               post: PostProcessor, dequantize: Callable[[np.ndarray], np.ndarray],
               observation_shape: tuple[int, ...], action_shape: tuple[int, ...],
-              split: int = 0, zero_point: int = 0) -> StepFn:
+              split: int = 0, zero_point: int = 0,
+              clamp: tuple[np.ndarray, np.ndarray] | None = None) -> StepFn:
     """Build ``step(observation) -> action`` for one observation of ``observation_shape``.
 
     With ``split`` the input holds a coarse and a fine part per feature (see
     ``edgekit.bundle.manifest.Preprocess``), computed as ``quant.split_quantize`` does.
+    ``clamp``: per-feature (low, high) applied to the raw observation first (VecNormalize's clip).
     """
     invoke = interpreter._interpreter.Invoke
     in_view = interpreter.tensor(in_index)().reshape(-1)
     out_view = interpreter.tensor(out_index)().reshape(-1)
     table = None if post.kind == ARGMAX else lookup_table(post, dequantize, out_view.size)
+    bounds = None if clamp is None else (clamp[0].tolist(), clamp[1].tolist())
     if split:
-        return _split_step(invoke, in_view, out_view, a, b, table, post.start, action_shape, split, zero_point)
+        return _split_step(invoke, in_view, out_view, a, b, table, post.start, action_shape, split, zero_point,
+                           bounds)
     if a.size <= SCALAR_LIMIT and out_view.size <= SCALAR_LIMIT:
-        return _scalar_step(invoke, in_view, out_view, a, b, table, post.start, observation_shape, action_shape)
-    return _vector_step(invoke, in_view, out_view, a, b, table, post.start, action_shape)
+        return _scalar_step(invoke, in_view, out_view, a, b, table, post.start, observation_shape, action_shape,
+                            bounds)
+    step = _vector_step(invoke, in_view, out_view, a, b, table, post.start, action_shape)
+    return step if clamp is None else _clamped(step, clamp[0], clamp[1], observation_shape)
+
+
+def _clamp_values(values: list[float], bounds: tuple[list[float], list[float]]) -> list[float]:
+    """Per-feature clamp of a short list of finite values (VecNormalize's clip, in raw units)."""
+    return [lo if v < lo else (hi if v > hi else v) for v, lo, hi in zip(values, bounds[0], bounds[1])]
+
+
+def _clamped(step: StepFn, low: np.ndarray, high: np.ndarray, observation_shape: tuple[int, ...]) -> StepFn:
+    """Clamp each feature to [low, high] before ``step`` (NaN and infinities still reach its check)."""
+    low = low.reshape(observation_shape)
+    high = high.reshape(observation_shape)
+
+    def clamped(observation: np.ndarray) -> np.ndarray:
+        inside = np.minimum(np.maximum(observation, low), high)
+        if not np.isfinite(observation).all():  # the clamp turns an infinity into a bound: keep it visible
+            raise InputError(NOT_FINITE)
+        return step(inside)
+
+    return clamped
 
 
 def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
                  b: np.ndarray, table: np.ndarray | None, start: int, observation_shape: tuple[int, ...],
-                 action_shape: tuple[int, ...]) -> StepFn:
+                 action_shape: tuple[int, ...], bounds: tuple[list[float], list[float]] | None = None) -> StepFn:
     target = memoryview(in_view).cast("B").cast("b")
     source = memoryview(out_view).cast("B").cast("b")
     a_list, b_list = a.tolist(), b.tolist()
@@ -99,6 +124,8 @@ def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.n
         values = observation.tolist() if flat_in else observation.reshape(-1).tolist()
         if not isfinite(sum(values)):  # NaN or inf anywhere (float32 values cannot overflow the sum)
             raise InputError(NOT_FINITE)
+        if bounds is not None:
+            values = _clamp_values(values, bounds)
         i = 0
         for v in values:  # an explicit index is faster here than enumerate/zip
             x = v * a_list[i] + b_list[i]
@@ -139,15 +166,20 @@ def _vector_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.n
 
 def _split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
                 b: np.ndarray, table: np.ndarray | None, start: int, action_shape: tuple[int, ...], split: int,
-                zero_point: int) -> StepFn:
+                zero_point: int, bounds: tuple[list[float], list[float]] | None = None) -> StepFn:
     """Coarse + fine input parts per feature, with Python scalars for small inputs."""
     n = a.size
     if n > SCALAR_LIMIT:
+        low = None if bounds is None else np.asarray(bounds[0])
+        high = None if bounds is None else np.asarray(bounds[1])
+
         def quantize(observation: np.ndarray) -> None:
-            q = observation.reshape(-1).astype(np.float64) * a + b
-            if not np.isfinite(q).all():
+            x = observation.reshape(-1).astype(np.float64)
+            if not np.isfinite(x).all():
                 raise InputError(NOT_FINITE)
-            in_view[:] = split_quantize(q, zero_point, split)
+            if low is not None:
+                x = np.clip(x, low, high)
+            in_view[:] = split_quantize(x * a + b, zero_point, split)
     else:
         target = memoryview(in_view).cast("B").cast("b")
         a_list, b_list = a.tolist(), b.tolist()
@@ -157,6 +189,8 @@ def _split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.nd
             values = observation.reshape(-1).tolist()
             if not math.isfinite(sum(values)):
                 raise InputError(NOT_FINITE)
+            if bounds is not None:
+                values = _clamp_values(values, bounds)
             i = 0
             for v in values:
                 u = v * a_list[i] + b_list[i] - zero_point

@@ -51,9 +51,7 @@ def kernel_spread_steps(policy: EdgePolicy, observations: np.ndarray) -> float:
     reference.allocate_tensors()
     in_detail, out_detail = reference.get_input_details()[0], reference.get_output_details()[0]
     worst = 0
-    for row in observations.reshape(len(observations), -1):
-        q = policy.quantize(row if policy.manifest.preprocess.normalize is None
-                            else policy.manifest.preprocess.normalize.apply(row))
+    for q in policy.quantize_observations(observations.reshape(-1, *policy.observation_shape)):
         reference.set_tensor(in_detail["index"], q.reshape(in_detail["shape"]))
         reference.invoke()
         ref = reference.get_tensor(out_detail["index"]).astype(np.int32).reshape(-1)

@@ -216,7 +216,9 @@ def bench_latency(bundle: Path, model_path: Path, iterations: int, warmup: int, 
 
     # sanity: does the int8 policy act like SB3's? (first 500 observations)
     n = min(500, iterations)
-    a_sb3 = np.stack([np.asarray(sb3_model.predict(o, deterministic=True)[0], dtype=np.float64) for o in obs[:n]])
+    norm = policy.manifest.preprocess.normalize  # SB3's model saw VecNormalize'd observations in training
+    seen = [o if norm is None else norm.apply(o.reshape(-1)).reshape(o.shape).astype(np.float32) for o in obs[:n]]
+    a_sb3 = np.stack([np.asarray(sb3_model.predict(o, deterministic=True)[0], dtype=np.float64) for o in seen])
     a_edge = np.stack([np.asarray(policy.predict(o), dtype=np.float64) for o in obs[:n]])
     agreement = {
         "n": n,

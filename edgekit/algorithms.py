@@ -48,12 +48,21 @@ class AlgorithmSpec:
     build_actor: Callable[[Any], torch.nn.Module]
     output_of: Callable[[Any, str], str]  # (policy, action kind) -> output meaning
     summary: str
+    policies: tuple[str, ...] = ("MlpPolicy",)  # SB3 policy aliases edgekit deploys (see edgekit.support)
 
     def load_class(self) -> type:
         """The SB3 algorithm class (imports SB3)."""
         import stable_baselines3
 
         return getattr(stable_baselines3, self.sb3_class)
+
+    def policy_alias(self, policy: Any) -> str:
+        """The alias (``MlpPolicy``, ``CnnPolicy``...) under which SB3 names this policy's class."""
+        aliases = getattr(self.load_class(), "policy_aliases", {})
+        for alias, cls in aliases.items():
+            if type(policy) is cls:
+                return alias
+        return type(policy).__name__
 
 
 # --- actors: each mirrors the deterministic branch of the policy's _predict ---

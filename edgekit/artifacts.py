@@ -36,6 +36,7 @@ class LoadedAgent:
     observation_space: SpaceSpec
     action_space: SpaceSpec
     model: Any  # the SB3 BaseAlgorithm instance (host only)
+    policy: str = "MlpPolicy"  # the SB3 policy alias (MlpPolicy, CnnPolicy, ...): see edgekit.support
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,13 @@ class SpaceSpec:
         return cls(kind=BOX, shape=tuple(int(v) for v in shape), dtype=dtype, low=low, high=high)
 
 
+def observation_kind(space: SpaceSpec) -> str:
+    """The observation kind the support matrix names (``edgekit.support``): ``box`` is a float Box."""
+    if space.kind == BOX and space.dtype.startswith("float"):
+        return BOX
+    return space.kind if space.kind != BOX else f"{space.dtype} box"
+
+
 def _is_small_int(value: Any, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and minimum <= value < 2**31
 

@@ -35,10 +35,13 @@ class AgentCase:
     kwargs: dict[str, Any] = field(default_factory=dict)
     conditioning: dict[str, Any] = field(default_factory=dict)  # ConditioningOptions for the build
     trained_as: str = ""  # reuse another case's trained model
+    policy: str = "MlpPolicy"  # SB3 policy alias
 
 
-# Every algorithm, both action kinds where the algorithm has them, and
-# non-default net_arch / activation_fn (including separate pi/vf nets).
+# Every supported combination of edgekit.support (tests/test_coverage.py fails
+# when one has no case here), and non-default net_arch / activation_fn
+# (including separate pi/vf nets). Each case is built and checked against SB3's
+# predict end to end (tests/test_build_e2e.py).
 AGENT_CASES = {
     case.name: case
     for case in (
@@ -78,7 +81,7 @@ def _train(case: AgentCase, path: Path) -> Path:
     if isinstance(policy_kwargs.get("activation_fn"), str):
         policy_kwargs["activation_fn"] = getattr(torch.nn, policy_kwargs["activation_fn"])
     cls = getattr(stable_baselines3, case.algo)
-    model = cls("MlpPolicy", case.env_id, seed=0, device="cpu", policy_kwargs=policy_kwargs or None, **kwargs)
+    model = cls(case.policy, case.env_id, seed=0, device="cpu", policy_kwargs=policy_kwargs or None, **kwargs)
     model.learn(total_timesteps=case.steps)
     model.save(path)
     return path

@@ -25,7 +25,7 @@ from edgekit.artifacts import LoadedAgent
 from edgekit.bundle.files import sha256_file
 from edgekit.envs import space_spec
 from edgekit.errors import ModelFileError, UnsupportedModelError
-from edgekit.spaces import BOX, SpaceSpec
+from edgekit.spaces import SpaceSpec, observation_kind
 
 MAX_DATA_BYTES = 64 * 1024 * 1024  # the data JSON of a real model is well under 1 MiB
 MAX_POLICY_BYTES = 2 * 1024 * 1024 * 1024
@@ -151,12 +151,14 @@ def load_agent(path: Path, trust_pickle: bool = False) -> LoadedAgent:
         model = restore_model(path, info, check_spaces)
     obs_space = space_spec(model.observation_space, "observation")
     act_space = space_spec(model.action_space, "action")
-    _check_supported(info, obs_space, act_space)
+    policy = info.algorithm.policy_alias(model.policy)
+    _check_supported(info, obs_space, act_space, policy)
     return LoadedAgent(
         path=path,
         sha256=sha256_file(path),
         algorithm=info.algorithm,
         policy_class=info.policy_class,
+        policy=policy,
         sb3_version=info.sb3_version,
         observation_space=obs_space,
         action_space=act_space,
@@ -178,14 +180,21 @@ def _load_with_sb3(path: Path, info: ModelFileInfo) -> Any:
         raise ModelFileError(f"stable-baselines3 could not load {path}: {type(exc).__name__}: {exc}") from None
 
 
-def _check_supported(info: ModelFileInfo, obs_space: SpaceSpec, act_space: SpaceSpec) -> None:
-    name = info.algorithm.name
-    if act_space.kind not in info.algorithm.action_kinds:
-        raise UnsupportedModelError(f"{name} with {act_space.describe()} actions is not supported")
-    if obs_space.kind != BOX or not obs_space.dtype.startswith("float"):
-        raise UnsupportedModelError(
-            f"{obs_space.describe()} {obs_space.dtype} observations are not supported yet (float Box observations are)",
-            hint="see the README's support table",
-        )
+def _check_supported(info: ModelFileInfo, obs_space: SpaceSpec, act_space: SpaceSpec,
+                     policy: str | None = None) -> None:
+    """The support matrix (``edgekit.support``) decides; ``policy=None``: before the policy class is known,
+    accept the spaces if any of the algorithm's policies takes them."""
+    from edgekit.support import Combination, check_supported
+
     if act_space.kind == "discrete" and act_space.start != 0:
         raise UnsupportedModelError("Discrete action spaces with a non-zero start are not supported (nor by SB3)")
+    observation = observation_kind(obs_space)
+    candidates = (policy,) if policy is not None else info.algorithm.policies
+    errors: list[UnsupportedModelError] = []
+    for alias in candidates:
+        try:
+            check_supported(Combination(info.algorithm.name, alias, observation, act_space.kind))
+            return
+        except UnsupportedModelError as exc:
+            errors.append(exc)
+    raise errors[0]

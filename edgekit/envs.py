@@ -12,31 +12,91 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.env_spec import EnvSpec
 from edgekit.errors import EnvironmentMismatchError, MissingDependencyError, UnsupportedModelError
 from edgekit.spaces import BOX, DISCRETE, SpaceSpec
 
 FLOAT32_MAX_ISH = 3.4e38  # older gym wrote np.finfo(np.float32).max where gymnasium writes inf
 
 
-def make_env(env_id: str, render_mode: str | None = None) -> Any:
-    """``gymnasium.make`` with one-line errors for unknown ids and missing extras."""
+def make_env(env: EnvSpec | str, render_mode: str | None = None) -> Any:
+    """``gymnasium.make`` for a registered id, ``module:Id`` or ``module:Class``, with one-line errors.
+
+    A class is made through a gymnasium ``EnvSpec`` (so it gets gymnasium's
+    checks and wrappers, and no time limit unless it registers one).
+    """
+    spec = env if isinstance(env, EnvSpec) else EnvSpec(env)
+    gym = _gymnasium()
+    if spec.module is not None:
+        _import(spec.module, "--env-module")
+    target = _resolve(spec, gym)
+    extra = {"render_mode": render_mode} if render_mode is not None else {}
+    try:
+        return gym.make(target, **extra, **spec.kwargs)
+    except gym.error.DependencyNotInstalled as exc:
+        raise MissingDependencyError(
+            f"{spec.id} needs a package that is not installed: {exc}",
+            hint="install the gymnasium extra it names, e.g. pip install 'gymnasium[box2d]'",
+        ) from None
+    except TypeError as exc:
+        if not spec.kwargs:
+            raise
+        raise EnvironmentMismatchError(f"{spec.describe()} does not take these kwargs ({exc})",
+                                       hint="check --env-kwargs (or the env_kwargs.yml beside the model)") from None
+
+
+def _gymnasium() -> Any:
     try:
         import gymnasium as gym
     except ImportError:
         raise MissingDependencyError(
             "gymnasium is not installed", hint="pip install gymnasium (or edgekit[host])"
         ) from None
-    if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
-        suggestion = f"did you mean {', '.join(close)}?" if close else "see gymnasium.registry for the ids"
-        raise EnvironmentMismatchError(f"unknown Gymnasium environment id {env_id!r}", hint=suggestion)
+    return gym
+
+
+def _resolve(spec: EnvSpec, gym: Any) -> Any:
+    """What ``gymnasium.make`` takes: a registered id, or an ``EnvSpec`` whose entry point is the class."""
+    if ":" not in spec.id:
+        if spec.id not in gym.registry:
+            raise _unknown_id(spec.id, gym)
+        return spec.id
+    module_name, name = spec.id.split(":", 1)
+    module = _import(module_name, "--env")
+    value = getattr(module, name, None)
+    if isinstance(value, type) or (callable(value) and not isinstance(value, str)):
+        from gymnasium.envs.registration import EnvSpec as GymEnvSpec
+
+        return GymEnvSpec(id=f"edgekit-custom/{name}", entry_point=value)
+    if name in gym.registry:  # gymnasium's own "module:Id" form: importing the module registered it
+        return name
+    raise EnvironmentMismatchError(f"{module_name} has no env class {name!r} and did not register an id {name!r}",
+                                   hint="pass --env module:EnvClass, or a registered id with --env-module MODULE")
+
+
+def _import(module: str, option: str) -> Any:
+    import importlib
+
     try:
-        return gym.make(env_id, render_mode=render_mode)
-    except gym.error.DependencyNotInstalled as exc:
-        raise MissingDependencyError(
-            f"{env_id} needs a package that is not installed: {exc}",
-            hint="install the gymnasium extra it names, e.g. pip install 'gymnasium[box2d]'",
-        ) from None
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EnvironmentMismatchError(f"{option}: cannot import {module} ({type(exc).__name__}: {exc})",
+                                       hint="install the package that defines the environment, or fix the "
+                                       "module path") from None
+
+
+def _unknown_id(env_id: str, gym: Any) -> EnvironmentMismatchError:
+    """Unknown id: name the current version when only the version changed (LunarLander-v2 -> -v3)."""
+    name = env_id.rsplit("-v", 1)[0]
+    versions = sorted(i for i in gym.registry if i.rsplit("-v", 1)[0] == name and i != env_id)
+    if versions:
+        newest = versions[-1]
+        return EnvironmentMismatchError(
+            f"Gymnasium has no {env_id!r}: this gymnasium registers {', '.join(versions)} instead",
+            hint=f"pass --env {newest} (check its changelog: versions can differ in dynamics or spaces)")
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    suggestion = f"did you mean {', '.join(close)}?" if close else "see gymnasium.registry for the ids"
+    return EnvironmentMismatchError(f"unknown Gymnasium environment id {env_id!r}", hint=suggestion)
 
 
 def space_spec(space: Any, what: str) -> SpaceSpec:

@@ -18,6 +18,8 @@ from typing import Any
 from edgekit.artifacts import Int8Model, LoadedAgent, ObservationSets, PolicyGraph, Validation
 from edgekit.bundle.files import staged_directory
 from edgekit.bundle.manifest import Manifest
+from edgekit.env_spec import EnvSpec
+from edgekit.loading.source import ModelSource
 from edgekit.progress import Progress
 from edgekit.report.build_report import ReportResult
 from edgekit.report.thresholds import Thresholds
@@ -48,8 +50,8 @@ class ReportOptions:
 class BuildOptions:
     """What ``edgekit build`` was asked to do."""
 
-    model: Path
-    env_id: str
+    model: Path | str  # a zip, an rl-zoo3 run folder, a hub snapshot folder, or hf://ORG/REPO
+    env_id: str | None  # None: the id the zoo/hub layout names
     output: Path
     recipe: RolloutRecipe = field(default_factory=RolloutRecipe)
     conditioning: ConditioningOptions = field(default_factory=ConditioningOptions)
@@ -59,6 +61,8 @@ class BuildOptions:
     vecnormalize: Path | None = None  # statistics file; default: found beside the model (rl-zoo3 layout)
     no_vecnormalize: bool = False
     trust_pickle: bool = False  # load the zip with SB3's own loader (runs pickled code)
+    env_module: str | None = None  # imported before making the env (it registers env_id)
+    env_kwargs: dict[str, Any] | None = None  # None: env_kwargs.yml beside the model, if any
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ STAGES = ("load model", "extract policy", "roll out observations", "condition fo
 
 @dataclass(frozen=True)
 class _Prepared:
+    source: ModelSource
+    env: EnvSpec
     agent: LoadedAgent
     graph: PolicyGraph
     sets: ObservationSets
@@ -95,7 +101,7 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
         prepared = _prepare(options, progress)
         int8 = _convert(prepared, stage, Path(scratch), progress)
         validation, notes = _package(options, prepared, int8, stage, progress)
-        report = _report(options, stage, progress)
+        report = _report(options, prepared, stage, progress)
         manifest = Manifest.read(stage)
     return BuildResult(bundle_dir=Path(options.output), manifest=manifest, validation=validation,
                        timings=dict(progress.timings), report=report, notes=tuple(notes))
@@ -104,46 +110,76 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
 def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
     """load -> extract -> rollouts -> condition."""
     from edgekit.loading import load_agent
+    from edgekit.loading.source import resolve_source
     from edgekit.stages.condition import condition
     from edgekit.stages.extract import extract_policy
     from edgekit.stages.rollouts import collect_observations
 
     with progress.stage(STAGES[0]) as note:
-        _check_zoo_config(Path(options.model))
-        agent = load_agent(options.model, trust_pickle=options.trust_pickle)
+        source = resolve_source(options.model)
+        config = _zoo_config(source)
+        env = _env_spec(options, source)
+        agent = load_agent(source.model, trust_pickle=options.trust_pickle)
         note.detail = (f"{agent.algorithm.name} {agent.policy_class}, {agent.observation_space.describe()} -> "
-                       f"{agent.action_space.describe()} (saved by SB3 {agent.sb3_version})")
+                       f"{agent.action_space.describe()} (saved by SB3 {agent.sb3_version})"
+                       + ("" if source.layout == "zip" else f"; {source.describe()}")
+                       + (f"; env {env.describe()}" if options.env_id is None or env.kwargs else ""))
     with progress.stage(STAGES[1]) as note:
-        normalize, source = _vecnormalize(options, agent)
+        normalize, used = _vecnormalize(options, source, config, agent)
         graph = extract_policy(agent, normalize)
         note.detail = f"{graph.input_size} -> {graph.output_size} {graph.output}, post-process {graph.postprocess}" \
-            + (f"; VecNormalize from {source}" if normalize is not None else "")
+            + (f"; VecNormalize from {used}" if normalize is not None else "")
     with progress.stage(STAGES[2]) as note:
-        sets = collect_observations(agent, graph, options.env_id, options.recipe, progress)
+        sets = collect_observations(agent, graph, env, options.recipe, progress)
         note.detail = f"{len(sets.calibration)} calibration + {len(sets.held_out)} held-out observations"
     with progress.stage(STAGES[3]) as note:
         conditioned = condition(graph, sets, agent.action_space, options.conditioning)
         note.detail = ", ".join(k.replace("_", " ") for k in conditioned.applied) or "none (plain conversion)"
-    return _Prepared(agent, graph, sets, conditioned)
+    return _Prepared(source, env, agent, graph, sets, conditioned)
 
 
-def _check_zoo_config(model: Path) -> None:
-    """An rl-zoo3 run folder's config.yml, when there is one, must not name unreproduced transforms."""
-    from edgekit.loading.zoo_config import check_zoo_config, find_zoo_config, read_zoo_config
+def _zoo_config(source: ModelSource) -> dict[str, Any]:
+    """An rl-zoo3 / hub config.yml, when there is one; it must not name unreproduced transforms."""
+    from edgekit.loading.zoo_config import check_zoo_config, read_zoo_config
 
-    path = find_zoo_config(model)
-    if path is not None:
-        check_zoo_config(read_zoo_config(path), path)
+    if source.config is None:
+        return {}
+    config = read_zoo_config(source.config)
+    check_zoo_config(config, source.config)
+    return config
 
 
-def _vecnormalize(options: BuildOptions, agent: LoadedAgent) -> tuple[Any, str]:
-    """The observation normalization the policy was trained with, if any (explicit, or beside the model)."""
-    from edgekit.loading.vecnormalize import find_vecnormalize, load_vecnormalize
+def _env_spec(options: BuildOptions, source: ModelSource) -> EnvSpec:
+    """``--env`` (or the id the layout names), ``--env-module``, and ``--env-kwargs`` or env_kwargs.yml."""
+    from edgekit.errors import UsageError
+    from edgekit.loading.zoo_config import read_env_kwargs
+
+    env_id = options.env_id or source.env_id
+    if not env_id:
+        raise UsageError(f"which environment was {source.model.name} trained on?",
+                         hint="pass --env ENV_ID, e.g. --env Pendulum-v1")
+    if options.env_kwargs is not None:
+        kwargs = options.env_kwargs
+    else:
+        kwargs = read_env_kwargs(source.env_kwargs) if source.env_kwargs is not None else {}
+    return EnvSpec(env_id, options.env_module, kwargs)
+
+
+def _vecnormalize(options: BuildOptions, source: ModelSource, config: dict[str, Any],
+                  agent: LoadedAgent) -> tuple[Any, str]:
+    """The observation normalization the policy was trained with, if any (explicit, or in its layout)."""
+    from edgekit.errors import ModelFileError
+    from edgekit.loading.vecnormalize import load_vecnormalize
 
     if options.no_vecnormalize:
         return None, ""
-    path = options.vecnormalize or find_vecnormalize(Path(options.model))
+    path = options.vecnormalize or source.vecnormalize
     if path is None:
+        if config.get("normalize") not in (None, False, "false", "False"):
+            raise ModelFileError(f"{source.config} says the agent was trained behind VecNormalize "
+                                 f"(normalize: {config['normalize']!r}) but no vecnormalize.pkl is beside the model",
+                                 hint="pass --vecnormalize STATS.pkl (the policy needs the training statistics), "
+                                 "or --no-vecnormalize if you know better")
         return None, ""
     return load_vecnormalize(path, agent.observation_space.size), str(path)
 
@@ -181,7 +217,7 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
     agent, conditioned, sets = prepared.agent, prepared.conditioned, prepared.sets
     with progress.stage(STAGES[7]) as note:
         package.save_observations(sets, stage / package.CALIBRATION)
-        package.write_manifest(stage, agent, conditioned.graph, options.env_id, int8, sets, conditioned.applied)
+        package.write_manifest(stage, agent, conditioned.graph, prepared.env, int8, sets, conditioned.applied)
         validation = validate_int8(stage, prepared.graph, conditioned, sets)
         note.detail = summary_line(validation)
     with progress.stage(STAGES[8]) as note:
@@ -218,12 +254,12 @@ def _kernel_spread(stage: Path, sets: ObservationSets) -> float:
     return kernel_spread_steps(policy, sets.held_out[:VERIFY_SAMPLES])
 
 
-def _report(options: BuildOptions, stage: Path, progress: Progress) -> ReportResult:
+def _report(options: BuildOptions, prepared: _Prepared, stage: Path, progress: Progress) -> ReportResult:
     """The full quantization-error report (closed loop included) into the staged bundle."""
     from edgekit.report.build_report import write_report
 
     with progress.stage(STAGES[11]) as note:
-        result = write_report(stage, options.model, options.env_id, options.report.episodes,
+        result = write_report(stage, prepared.source.model, prepared.env, options.report.episodes,
                               options.recipe.seed, options.report.thresholds, out_dir=None)
         loop = result.report.get("closed_loop") or {}
         score = loop.get("normalized_score") if isinstance(loop, dict) else None

@@ -55,8 +55,15 @@ def test_unknown_algorithm_lists_supported(tmp_path):
 
 
 def test_unknown_env_id_suggests(tmp_path):
-    proc = run_cli("build", str(EXAMPLE_MODEL), "--env", "Pendulum-v9", "-o", str(tmp_path / "b"))
-    _assert_one_line_error(proc, "unknown Gymnasium environment", "Pendulum-v1")
+    proc = run_cli("build", str(EXAMPLE_MODEL), "--env", "Pendulm-v1", "-o", str(tmp_path / "b"))
+    _assert_one_line_error(proc, "unknown Gymnasium environment", "did you mean Pendulum-v1")
+    assert not (tmp_path / "b").exists()
+
+
+def test_renamed_env_version_names_the_current_one(tmp_path):
+    """Published agents name ids gymnasium has since bumped (LunarLander-v2 is -v3 now)."""
+    proc = run_cli("build", str(EXAMPLE_MODEL), "--env", "Pendulum-v0", "-o", str(tmp_path / "b"))
+    _assert_one_line_error(proc, "Gymnasium has no 'Pendulum-v0'", "registers Pendulum-v1", "--env Pendulum-v1")
     assert not (tmp_path / "b").exists()
 
 

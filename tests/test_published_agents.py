@@ -67,10 +67,11 @@ def test_published_agent_deploys_without_gym(relative, env_id, vecnormalize, tmp
 
 
 def test_vecnormalize_statistics_are_read_without_running_code():
-    from edgekit.loading.vecnormalize import find_vecnormalize, load_vecnormalize
+    from edgekit.loading.source import resolve_source
+    from edgekit.loading.vecnormalize import load_vecnormalize
 
     model = LEGACY / AGENTS[0][0]
-    path = find_vecnormalize(model)
+    path = resolve_source(model).vecnormalize
     assert path == model.parent / "Acrobot-v1" / "vecnormalize.pkl"
     norm = load_vecnormalize(path, 6)
     assert norm is not None and norm.clip == 10.0 and len(norm.mean) == 6 and min(norm.std) > 0
@@ -89,27 +90,33 @@ def test_missing_vecnormalize_file_is_a_one_line_error(tmp_path):
 def test_zoo_run_folder_and_hub_file_names(tmp_path):
     import shutil
 
-    from edgekit.commands.build import _model_in
     from edgekit.errors import UsageError
-    from edgekit.loading.vecnormalize import find_vecnormalize
+    from edgekit.loading.source import resolve_source
 
     run_folder = LEGACY / "a2c" / "Acrobot-v1_1"
-    assert _model_in(run_folder) == run_folder / "Acrobot-v1.zip"
-    hub = tmp_path / "hub-snapshot"  # a Hugging Face sb3 repo keeps vec_normalize.pkl beside the zip
+    source = resolve_source(run_folder)
+    assert source.model == run_folder / "Acrobot-v1.zip" and source.layout == "rl-zoo3 run folder"
+    assert source.env_id == "Acrobot-v1" and source.config == run_folder / "Acrobot-v1" / "config.yml"
+    hub = tmp_path / "hub-snapshot"  # a Hugging Face sb3 repo keeps its files beside the zip
     hub.mkdir()
     shutil.copy(run_folder / "Acrobot-v1.zip", hub / "a2c-Acrobot-v1.zip")
     shutil.copy(run_folder / "Acrobot-v1" / "vecnormalize.pkl", hub / "vec_normalize.pkl")
-    assert find_vecnormalize(_model_in(hub)) == hub / "vec_normalize.pkl"
+    shutil.copy(run_folder / "Acrobot-v1" / "config.yml", hub / "config.yml")
+    (hub / "train_eval_metrics.zip").write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: not a model
+    source = resolve_source(hub)
+    assert source.model == hub / "a2c-Acrobot-v1.zip" and source.layout == "hub snapshot"
+    assert source.vecnormalize == hub / "vec_normalize.pkl" and source.env_id == "Acrobot-v1"
     shutil.copy(run_folder / "Acrobot-v1.zip", hub / "second.zip")
-    with pytest.raises(UsageError, match="2 .zip files"):
-        _model_in(hub)
+    with pytest.raises(UsageError, match="2 SB3 model zips"):
+        resolve_source(hub)
 
 
 @pytest.mark.parametrize("relative", [a[0] for a in AGENTS])
 def test_zoo_configs_are_read_safely(relative):
-    from edgekit.loading.zoo_config import check_zoo_config, find_zoo_config, read_zoo_config
+    from edgekit.loading.source import resolve_source
+    from edgekit.loading.zoo_config import check_zoo_config, read_zoo_config
 
-    path = find_zoo_config(LEGACY / relative)
+    path = resolve_source(LEGACY / relative).config
     config = read_zoo_config(path)
     assert config["policy"] == "MlpPolicy" and "n_timesteps" in config
     check_zoo_config(config, path)

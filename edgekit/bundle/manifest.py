@@ -12,7 +12,8 @@ Schema (format version 1)::
     created           ISO-8601 UTC time of the build
     versions          {package: version} of the build host's stack
     source            {file, sha256, algorithm, policy_class, sb3_version}
-    env_id            Gymnasium id the policy was calibrated in
+    env_id            Gymnasium id the policy was calibrated in (or module:Class)
+    env               {id, module, kwargs}: how to make that env (see edgekit.env_spec); optional
     observation_space SpaceSpec (see edgekit.spaces)
     action_space      SpaceSpec
     output            what the network emits: actions | squashed_actions | logits | q_values
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.env_spec import EnvSpec
 from edgekit.errors import BundleError
 from edgekit.postprocess import POSTPROCESS_KINDS, expected_kinds
 from edgekit.quant import QuantParams
@@ -208,6 +210,12 @@ class Manifest:
     conditioning: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     format_version: int = FORMAT_VERSION
+    env: EnvSpec | None = None  # id, module and kwargs; None in bundles written before it (env_id only)
+
+    @property
+    def environment(self) -> EnvSpec:
+        """The env the bundle was calibrated in (``env_id`` alone for older bundles)."""
+        return self.env if self.env is not None else EnvSpec(self.env_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -217,6 +225,7 @@ class Manifest:
             "versions": self.versions,
             "source": self.source,
             "env_id": self.env_id,
+            "env": self.environment.to_dict(),
             "algorithm": self.algorithm,
             "observation_space": self.observation_space.to_dict(),
             "action_space": self.action_space.to_dict(),
@@ -263,8 +272,13 @@ class Manifest:
         for name, entry in models.items():
             if entry.file not in files:
                 raise BundleError(f"manifest: the {name} model {entry.file} has no sha256 in files")
+        env_id = _str_field(data, "env_id")
+        env = EnvSpec.from_dict(data.get("env"), env_id)
+        if env.id != env_id:
+            raise BundleError("manifest: env.id differs from env_id")
         return cls(
-            env_id=_str_field(data, "env_id"),
+            env_id=env_id,
+            env=env,
             algorithm=_str_field(data, "algorithm"),
             observation_space=obs_space,
             action_space=act_space,

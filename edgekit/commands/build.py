@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgekit.commands.env_options import add_env_arguments
 from edgekit.errors import UsageError
 from edgekit.report.thresholds import add_arguments as add_threshold_arguments
 
@@ -18,10 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "deterministic policy, export it to ONNX, convert it with onnx2tf, quantize it to a fully int8 TFLite "
         "model calibrated on observations from rollouts in --env, validate it, and write a bundle directory.",
     )
-    p.add_argument("model", type=Path, help="the .zip written by SB3's model.save(), or an rl-zoo3 run folder "
-                   "holding one (ALGO/ENV_ID_1/)")
-    p.add_argument("--env", dest="env_id", required=True, metavar="ENV_ID",
-                   help="Gymnasium id of the environment the model was trained on, e.g. Pendulum-v1")
+    p.add_argument("model", help="the .zip written by SB3's model.save(), an rl-zoo3 run folder (ALGO/ENV_ID_1/) "
+                   "or Hugging Face hub snapshot folder holding one, or hf://ORG/REPO (needs edgekit[hub])")
+    add_env_arguments(p, "the environment the model was trained on: a Gymnasium id (Pendulum-v1), module:Id, "
+                      "or module:EnvClass (default: the id a zoo folder or hub repo names)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="bundle directory to write (default: <model name>.bundle next to the model)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle directory")
@@ -65,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgekit.env_spec import parse_env_kwargs
     from edgekit.pipeline import STAGES, BuildOptions, CompileOptions, ReportOptions, build
     from edgekit.progress import Progress
     from edgekit.report.summary import summary_lines
@@ -72,13 +74,12 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.stages.condition import ConditioningOptions
     from edgekit.stages.rollouts import RolloutRecipe
 
-    args.model = _model_in(args.model)
     if args.calibration_data is not None and not args.calibration_data.is_file():
         raise UsageError(f"calibration data {args.calibration_data} does not exist",
                          hint="pass a .npy file of recorded observations, shape (N, *obs_shape)")
     if args.calibration_steps > 1_000_000 or args.validation_steps > 1_000_000:
         raise UsageError("--calibration-steps and --validation-steps are limited to 1,000,000")
-    output = args.output or args.model.with_suffix(".bundle")
+    output = args.output or _default_output(args.model)
     if args.report_episodes < 0:
         raise UsageError("--report-episodes must be 0 or more")
     options = BuildOptions(
@@ -89,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
                                          output_range=not args.no_output_range),
         model=args.model,
         env_id=args.env_id,
+        env_module=args.env_module,
+        env_kwargs=parse_env_kwargs(args.env_kwargs) if args.env_kwargs is not None else None,
         output=output,
         force=args.force,
         trust_pickle=args.trust_pickle,
@@ -115,12 +118,9 @@ def run(args: argparse.Namespace) -> int:
     return result.report.exit_code
 
 
-def _model_in(path: Path) -> Path:
-    """The model zip itself, or the single one in an rl-zoo3 run folder."""
-    if not path.is_dir():
-        return path
-    zips = sorted(path.glob("*.zip"))
-    if len(zips) != 1:
-        raise UsageError(f"{path} is a folder with {len(zips)} .zip files; expected one model",
-                         hint="pass the model .zip itself")
-    return zips[0]
+def _default_output(model: str) -> Path:
+    """``MODEL.bundle`` beside a zip; ``NAME.bundle`` here for a folder or a hub repository."""
+    if model.startswith("hf://"):
+        return Path(model[len("hf://"):].partition("@")[0].rsplit("/", 1)[-1] + ".bundle")
+    path = Path(model)
+    return path.with_suffix(".bundle") if path.suffix == ".zip" else path.parent / (path.name + ".bundle")

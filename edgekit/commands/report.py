@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgekit.commands.env_options import add_env_arguments, given_env
 from edgekit.report.thresholds import EXIT_THRESHOLD_FAILED, add_arguments
 
 
@@ -22,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, default=None, metavar="MODEL.zip",
                    help="the SB3 model the bundle was built from: the float reference for actions and the closed "
                    "loop (without it, the bundle's policy.onnx is the reference and the float policy does not play)")
-    p.add_argument("--env", dest="env_id", default=None, metavar="ENV_ID",
-                   help="Gymnasium env of the closed loop (default: the bundle's)")
+    add_env_arguments(p, "env of the closed loop: a Gymnasium id, module:Id or module:EnvClass (default: the "
+                      "bundle's; one that needs a module imported must be named here)")
     p.add_argument("--episodes", type=int, default=10, metavar="N",
                    help="closed-loop episodes per policy; 0 skips the closed loop (default: 10)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="episode i is reset with seed S + i (default: 0)")
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.report.thresholds import from_args
 
     thresholds = from_args(args)
-    result = write_report(args.bundle, args.model, args.env_id, args.episodes, args.seed, thresholds, args.output,
+    result = write_report(args.bundle, args.model, given_env(args), args.episodes, args.seed, thresholds, args.output,
                           log=lambda msg: print(f"... {msg}", file=sys.stderr, flush=True))
     for line in summary_lines(result.report):
         print(line)

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from edgekit.commands.env_options import add_env_arguments, given_env
 from edgekit.errors import UsageError
+
+if TYPE_CHECKING:
+    from edgekit.env_spec import EnvSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,11 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, usb, usb:N, pci or pci:N")
     p.add_argument("--interpreter", default=None, choices=("ai_edge_litert", "tflite_runtime", "tensorflow"),
                    help="force one TFLite interpreter package (default: the first installed)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--env", dest="env_id", nargs="?", const="", default=None, metavar="ENV_ID",
-                      help="play episodes in this Gymnasium env (default: the bundle's env); needs gymnasium")
-    mode.add_argument("--serve", metavar="ADDRESS",
-                      help="stdio, tcp:PORT or tcp:HOST:PORT (host defaults to 127.0.0.1)")
+    add_env_arguments(p, "play episodes in this env: a Gymnasium id, module:Id or module:EnvClass (default, or "
+                      "--env alone: the bundle's env; one that needs a module imported must be named); needs "
+                      "gymnasium", optional_value=True)
+    p.add_argument("--serve", metavar="ADDRESS",
+                   help="stdio, tcp:PORT or tcp:HOST:PORT (host defaults to 127.0.0.1); not with --env")
     p.add_argument("--episodes", type=int, default=5, help="episodes to play with --env (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     p.add_argument("--render", action="store_true", help="render the env on screen (needs a display)")
@@ -41,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgekit.runtime import EdgePolicy
 
-    if args.serve is None and args.env_id is None:
-        args.env_id = ""
+    if args.serve is not None and (args.env_id is not None or args.env_module or args.env_kwargs):
+        raise UsageError("--serve and --env are exclusive: a server answers observations, it plays no env")
     if args.episodes < 1:
         raise UsageError("--episodes must be at least 1")
     if args.serve is None and (args.on_bad_obs is not None or args.count_saturation):
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{policy!r}", file=sys.stderr)
     if args.serve is not None:
         return _serve(policy, args.serve, args.on_bad_obs or "error", args.count_saturation)
-    return _episodes(policy, args.env_id or policy.manifest.env_id, args)
+    return _episodes(policy, given_env(args).apply(policy.manifest.environment), args)
 
 
 def _serve(policy: object, address: str, on_bad_obs: str, count_saturation: bool) -> int:
@@ -72,11 +77,14 @@ def _serve(policy: object, address: str, on_bad_obs: str, count_saturation: bool
     return 0
 
 
-def _episodes(policy: object, env_id: str, args: argparse.Namespace) -> int:
-    from edgekit.envs import make_env
+def _episodes(policy: object, spec: EnvSpec, args: argparse.Namespace) -> int:
+    from edgekit.envs import check_env_fits, make_env
     from edgekit.runtime.episodes import EpisodeResult, run_episodes, summarize
 
-    env = make_env(env_id, render_mode="human" if args.render else None)
+    env_id = spec.id
+    env = make_env(spec, render_mode="human" if args.render else None)
+    manifest = policy.manifest  # type: ignore[attr-defined]
+    check_env_fits(env_id, env, manifest.observation_space, manifest.action_space)
 
     def show(r: EpisodeResult) -> None:
         print(f"episode {r.index + 1:3d}  seed {r.seed:<6d} return {r.episode_return:10.2f}  steps {r.length:5d}  "

@@ -33,16 +33,6 @@ _STAND_INS = {
 }
 
 
-def find_vecnormalize(model_path: Path) -> Path | None:
-    """The statistics rl-zoo3 keeps next to a model (``ENV/ENV.zip`` -> ``ENV/ENV/vecnormalize.pkl``), or
-    a hub repo's ``vec_normalize.pkl`` beside the zip."""
-    for folder in (model_path.parent / model_path.stem, model_path.parent):
-        for name in FILE_NAMES:
-            if (folder / name).is_file():
-                return folder / name
-    return None
-
-
 def load_vecnormalize(path: Path, obs_size: int) -> ObsNormalization | None:
     """Decode the statistics; None when the wrapper did not normalize observations."""
     path = Path(path)

@@ -14,20 +14,34 @@ from typing import Any
 
 from edgekit.errors import MissingDependencyError, ModelFileError, UnsupportedModelError
 
-FILE_NAME = "config.yml"
 MAX_BYTES = 1024 * 1024
 _ORDERED_DICT_TAG = "tag:yaml.org,2002:python/object/apply:collections.OrderedDict"
 UNREPRODUCED = ("env_wrapper", "frame_stack")
 
 
-def find_zoo_config(model_path: Path) -> Path | None:
-    """``ENV/ENV.zip`` -> ``ENV/ENV/config.yml`` (the zoo's run-folder layout)."""
-    candidate = model_path.parent / model_path.stem / FILE_NAME
-    return candidate if candidate.is_file() else None
-
-
 def read_zoo_config(path: Path) -> dict[str, Any]:
     """The hyper-parameters as a plain dict; any Python tag but OrderedDict is refused."""
+    data = _load_yaml(path)
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path} does not hold a mapping of hyper-parameters")
+    return data
+
+
+def read_env_kwargs(path: Path) -> dict[str, Any]:
+    """``env_kwargs.yml``: the kwargs the agent's env was made with (empty file: none)."""
+    from edgekit.env_spec import json_safe
+
+    data = _load_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not json_safe(data):
+        raise ModelFileError(f"{path} does not hold a mapping of plain env kwargs",
+                             hint="pass --env-kwargs JSON to override it")
+    return data
+
+
+def _load_yaml(path: Path) -> Any:
+    """The zoo's YAML with the safe loader plus its OrderedDict tag (built as a plain dict)."""
     try:
         import yaml
     except ImportError:
@@ -50,9 +64,7 @@ def read_zoo_config(path: Path) -> dict[str, Any]:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=ZooLoader)  # noqa: S506 - a SafeLoader
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{path} is not a zoo config edgekit can read safely ({first})") from None
-    if not isinstance(data, dict):
-        raise ModelFileError(f"{path} does not hold a mapping of hyper-parameters")
+        raise ModelFileError(f"{path} is not a zoo file edgekit can read safely ({first})") from None
     return data
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgekit.bundle.files import sha256_file, verify_file
 from edgekit.bundle.manifest import Manifest
+from edgekit.env_spec import EnvOverride, EnvSpec
 from edgekit.errors import BundleError, UsageError
 from edgekit.postprocess import PostProcessor
 from edgekit.report import closed_loop, coverage, layers
@@ -66,7 +67,8 @@ class ReportResult:
         return 0 if self.passed else EXIT_THRESHOLD_FAILED
 
 
-def write_report(bundle_dir: Path, model_path: Path | None, env_id: str | None, episodes: int, seed: int,
+def write_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOverride | None, episodes: int,
+                 seed: int,
                  thresholds: Thresholds, out_dir: Path | None, log: Log | None = None) -> ReportResult:
     """Measure, then write ``report.json`` and ``report.html`` into ``out_dir`` (default: the bundle).
 
@@ -75,7 +77,7 @@ def write_report(bundle_dir: Path, model_path: Path | None, env_id: str | None, 
     """
     bundle_dir = Path(bundle_dir)
     out_dir = Path(out_dir) if out_dir is not None else bundle_dir
-    report, plots = build_report(bundle_dir, model_path, env_id, episodes, seed, thresholds, log)
+    report, plots = build_report(bundle_dir, model_path, env, episodes, seed, thresholds, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     in_bundle = out_dir.resolve() == bundle_dir.resolve()
     previous = _build_section(out_dir / REPORT_JSON) if in_bundle else None
@@ -92,9 +94,12 @@ def write_report(bundle_dir: Path, model_path: Path | None, env_id: str | None, 
     return ReportResult(report=report, json_path=json_path, html_path=html_path, checks=checks)
 
 
-def build_report(bundle_dir: Path, model_path: Path | None, env_id: str | None, episodes: int, seed: int,
-                 thresholds: Thresholds, log: Log | None = None) -> tuple[dict[str, Any], PlotData]:
-    """The report dict (schema in ``edgekit.report.schema``) and the arrays for its plots."""
+def build_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOverride | None, episodes: int,
+                 seed: int, thresholds: Thresholds, log: Log | None = None) -> tuple[dict[str, Any], PlotData]:
+    """The report dict (schema in ``edgekit.report.schema``) and the arrays for its plots.
+
+    ``env``: the env of the closed loop (the build's own), or a command line's override of the bundle's.
+    """
     from edgekit.runtime import EdgePolicy
     from edgekit.stages.package import stack_versions
 
@@ -116,7 +121,9 @@ def build_report(bundle_dir: Path, model_path: Path | None, env_id: str | None, 
     timings["numeric error"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    loop = _closed_loop(env_id or manifest.env_id, manifest, policy, model, episodes, seed, say)
+    spec = env if isinstance(env, EnvSpec) else (env or EnvOverride()).apply(manifest.environment)
+    loop = _closed_loop(spec, manifest, policy, model, episodes, seed, say) if episodes else \
+        closed_loop.skipped("--episodes 0: no episode was played")
     timings["closed loop"] = time.perf_counter() - start
 
     say("per-layer error")
@@ -209,14 +216,13 @@ def _as_trained(manifest: Manifest, obs: Any) -> np.ndarray:
     return norm.apply(obs.reshape(-1, len(norm.mean))).reshape(obs.shape).astype(np.float32)
 
 
-def _closed_loop(env_id: str, manifest: Manifest, policy: Any, model: Any, episodes: int, seed: int,
+def _closed_loop(spec: EnvSpec, manifest: Manifest, policy: Any, model: Any, episodes: int, seed: int,
                  say: Log) -> dict[str, Any]:
     from edgekit.envs import check_env_fits, make_env
 
-    if episodes == 0:
-        return closed_loop.skipped("--episodes 0: no episode was played")
-    say(f"closed loop: {episodes} episodes of {env_id} per policy")
-    env = make_env(env_id)
+    env_id = spec.id
+    say(f"closed loop: {episodes} episodes of {spec.describe()} per policy")
+    env = make_env(spec)
     try:
         check_env_fits(env_id, env, manifest.observation_space, manifest.action_space)
         float_actor = None if model is None else \

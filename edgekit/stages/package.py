@@ -19,6 +19,7 @@ from edgekit import __version__
 from edgekit.artifacts import Int8Model, LoadedAgent, ObservationSets, PolicyGraph
 from edgekit.bundle.files import hash_tree
 from edgekit.bundle.manifest import MANIFEST_NAME, Manifest, ModelEntry
+from edgekit.env_spec import EnvSpec
 
 CPU_MODEL = "model_int8.tflite"
 EDGETPU_MODEL = "model_int8_edgetpu.tflite"
@@ -48,13 +49,15 @@ def save_observations(sets: ObservationSets, path: Path) -> None:
     np.savez_compressed(path, calibration=sets.calibration, held_out=sets.held_out)
 
 
-def write_manifest(bundle_dir: Path, agent: LoadedAgent, graph: PolicyGraph, env_id: str,
+def write_manifest(bundle_dir: Path, agent: LoadedAgent, graph: PolicyGraph, env: EnvSpec | str,
                    int8: Int8Model, sets: ObservationSets, conditioning: dict[str, Any] | None = None,
                    created: str | None = None) -> Manifest:
     """Hash every file in ``bundle_dir`` and write ``manifest.json``."""
     models = {"cpu": ModelEntry(file=CPU_MODEL, input=int8.input, output=int8.output)}
+    spec = env if isinstance(env, EnvSpec) else EnvSpec(env)
     manifest = Manifest(
-        env_id=env_id,
+        env_id=spec.id,
+        env=spec,
         algorithm=agent.algorithm.name,
         observation_space=agent.observation_space,
         action_space=agent.action_space,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.artifacts import LoadedAgent, ObservationSets, PolicyGraph
+from edgekit.env_spec import EnvSpec
 from edgekit.envs import check_env_fits, make_env
 from edgekit.errors import UsageError
 from edgekit.postprocess import PostProcessor
@@ -42,13 +43,14 @@ class RolloutRecipe:
 
 
 def collect_observations(
-    agent: LoadedAgent, graph: PolicyGraph, env_id: str, recipe: RolloutRecipe, progress: Progress
+    agent: LoadedAgent, graph: PolicyGraph, env_spec: EnvSpec | str, recipe: RolloutRecipe, progress: Progress
 ) -> ObservationSets:
-    """Roll out in ``env_id`` twice (calibration, held-out) with distinct seeds."""
+    """Roll out in the env twice (calibration, held-out) with distinct seeds."""
     recipe.check()
-    env = make_env(env_id)
+    spec = env_spec if isinstance(env_spec, EnvSpec) else EnvSpec(env_spec)
+    env = make_env(spec)
     try:
-        check_env_fits(env_id, env, agent.observation_space, agent.action_space)
+        check_env_fits(spec.id, env, agent.observation_space, agent.action_space)
         post = PostProcessor(graph.postprocess, agent.action_space)
         if recipe.calibration_file is not None:
             calib, calib_eps = load_observations(recipe.calibration_file, agent.observation_space.shape), 0
@@ -59,7 +61,7 @@ def collect_observations(
         env.close()
     facts = {
         "source": str(recipe.calibration_file.name) if recipe.calibration_file else "policy rollouts",
-        "env_id": env_id,
+        "env_id": spec.id,
         "seed": recipe.seed,
         "random_action_share": recipe.random_action_share,
         "calibration_steps": int(len(calib)),

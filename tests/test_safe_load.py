@@ -19,7 +19,7 @@ from conftest import AGENT_CASES, EXAMPLE_MODEL, REPO, run_cli
 from edgekit.errors import ModelFileError, UnsafePickleError
 from edgekit.loading import load_agent
 
-LEGACY = REPO.parent / "shared" / "legacy-agents"
+LEGACY = REPO / "tests" / "data" / "rl-zoo-agents"
 LEGACY_AGENTS = [
     ("ppo/CartPole-v1_1/CartPole-v1.zip", "CartPole-v1"),
     ("a2c/Acrobot-v1_1/Acrobot-v1.zip", "Acrobot-v1"),

@@ -18,6 +18,7 @@ from typing import Any
 from edgekit.artifacts import Int8Model, LoadedAgent, ObservationSets, PolicyGraph, Validation
 from edgekit.bundle.files import staged_directory
 from edgekit.bundle.manifest import Manifest
+from edgekit.errors import UnsupportedModelError
 from edgekit.progress import Progress
 from edgekit.report.build_report import ReportResult
 from edgekit.report.thresholds import Thresholds
@@ -106,6 +107,7 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
     from edgekit.loading import load_agent
     from edgekit.stages.condition import condition
     from edgekit.stages.extract import extract_policy
+    from edgekit.stages.image_input import image_input_for
     from edgekit.stages.rollouts import collect_observations
 
     with progress.stage(STAGES[0]) as note:
@@ -114,10 +116,14 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
         note.detail = (f"{agent.algorithm.name} {agent.policy_class}, {agent.observation_space.describe()} -> "
                        f"{agent.action_space.describe()} (saved by SB3 {agent.sb3_version})")
     with progress.stage(STAGES[1]) as note:
+        image = image_input_for(agent, options.env_id)
         normalize, source = _vecnormalize(options, agent)
-        graph = extract_policy(agent, normalize)
+        if image is not None and normalize is not None:
+            raise UnsupportedModelError("VecNormalize'd image observations are not supported",
+                                        hint="pass --no-vecnormalize if it normalized rewards only")
+        graph = extract_policy(agent, normalize, image)
         note.detail = f"{graph.input_size} -> {graph.output_size} {graph.output}, post-process {graph.postprocess}" \
-            + (f"; VecNormalize from {source}" if normalize is not None else "")
+            + (f"; VecNormalize from {source}" if normalize is not None else "") + _image_note(image)
     with progress.stage(STAGES[2]) as note:
         sets = collect_observations(agent, graph, options.env_id, options.recipe, progress)
         note.detail = f"{len(sets.calibration)} calibration + {len(sets.held_out)} held-out observations"
@@ -125,6 +131,14 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
         conditioned = condition(graph, sets, agent.action_space, options.conditioning)
         note.detail = ", ".join(k.replace("_", " ") for k in conditioned.applied) or "none (plain conversion)"
     return _Prepared(agent, graph, sets, conditioned)
+
+
+def _image_note(image: Any) -> str:
+    if image is None:
+        return ""
+    return (f"; {image.layout} {'x'.join(map(str, image.shape))} images"
+            + (" (SB3 transposed them to CHW)" if image.transposed else "")
+            + f", x/{image.divisor:g} folded into the int8 input, NHWC model")
 
 
 def _check_zoo_config(model: Path) -> None:

@@ -6,6 +6,10 @@ rewrite, exact in float: NatureCNN's ``Flatten`` reads the last feature map in
 (C, H, W) order, which in NHWC TFLite costs a TRANSPOSE before the RESHAPE. Reading
 it in (H, W, C) order and permuting the columns of the Linear layer after it
 gives the same features; onnx2tf then emits CONV_2D x3, RESHAPE, FULLY_CONNECTED.
+A 1x1 last feature map (36x36 to 43x43 images) is read with a mean over its one
+pixel instead (exact; a MEAN op with the same int8 scale in and out): the TFLite
+converter drops a flattening RESHAPE of size-1 dimensions and would feed the
+FULLY_CONNECTED a rank-4 tensor, which the Edge TPU wants as [1, N].
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ class ChannelsLastFlatten(nn.Module):
     """Flatten (B, C, H, W) in (H, W, C) order: NHWC's own memory order, so no transpose in TFLite."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[2] == 1 and x.shape[3] == 1:  # one pixel: keep the FULLY_CONNECTED input rank 2
+            return x.mean(dim=(2, 3))
         return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
 
 

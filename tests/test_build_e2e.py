@@ -48,7 +48,7 @@ def test_bundle_is_complete_and_fully_int8(built_bundle, name):
     info.require_fully_int8()
     assert info.problems == []
     assert set(info.op_names) <= {"FULLY_CONNECTED", "TANH", "RELU", "MUL", "RESHAPE", "STRIDED_SLICE", "ADD",
-                                  "CONV_2D"}
+                                  "CONV_2D", "MEAN"}
     # with a split input, a coarse and a fine int8 part per observation feature
     if built.case.conditioning.get("force_split"):
         assert manifest.preprocess.split == 254

@@ -185,7 +185,7 @@ _COMPATIBLE = {
     "ADD": {"Add", "Relu", "Clip"}, "MUL": {"Mul", "Relu", "Clip"},
     "TANH": {"Tanh"}, "LOGISTIC": {"Sigmoid"}, "RELU": {"Relu"},
     "STRIDED_SLICE": {"Slice", "Gather"}, "SLICE": {"Slice"},
-    "CONV_2D": {"Conv", "Relu", "Clip"}, "DEPTHWISE_CONV_2D": {"Conv", "Relu", "Clip"},
+    "CONV_2D": {"Conv", "Relu", "Clip"}, "DEPTHWISE_CONV_2D": {"Conv", "Relu", "Clip"}, "MEAN": {"ReduceMean"},
 }
 _MISMATCH_PENALTY = 1.0  # relative error units: an op of another kind matches only when nothing else does
 

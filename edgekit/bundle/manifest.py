@@ -13,7 +13,8 @@ Schema (format version 1)::
     versions          {package: version} of the build host's stack
     source            {file, sha256, algorithm, policy_class, sb3_version}
     env_id            Gymnasium id the policy was calibrated in
-    observation_space SpaceSpec (see edgekit.spaces)
+    observation_space SpaceSpec (see edgekit.spaces); images: (C, H, W) as SB3 stores it, the env's own
+                      layout and shape in preprocess.image
     action_space      SpaceSpec
     output            what the network emits: actions | squashed_actions | logits | q_values
     postprocess       clip | unscale | argmax (mirrors SB3's predict)

@@ -3,7 +3,8 @@
 ``predict`` does what SB3's ``model.predict(obs, deterministic=True)[0]``
 does, on the int8 model: preprocess and quantize the observation, invoke,
 dequantize, post-process (clip / unscale / argmax). Every constant comes from
-the manifest. Imports numpy and one TFLite interpreter, nothing heavier.
+the manifest. Image bundles take uint8 images in the env's own layout
+(``runtime.image_input``). Imports numpy and one TFLite interpreter, nothing heavier.
 """
 
 from __future__ import annotations

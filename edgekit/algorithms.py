@@ -123,21 +123,23 @@ def _always(output: str) -> Callable[[Any, str], str]:
     return lambda _policy, _kind: output
 
 
+_SB3_POLICIES = ("MlpPolicy", "CnnPolicy")  # every SB3 algorithm here has both (MultiInputPolicy: not yet)
+
 ALGORITHMS: Mapping[str, AlgorithmSpec] = {
     spec.name: spec
     for spec in (
         AlgorithmSpec("PPO", "PPO", ("box", "discrete"), _actor_critic_actor, _actor_critic_output,
-                      "on-policy actor-critic; Gaussian mean (clipped) or categorical argmax"),
+                      "on-policy actor-critic; Gaussian mean (clipped) or categorical argmax", _SB3_POLICIES),
         AlgorithmSpec("A2C", "A2C", ("box", "discrete"), _actor_critic_actor, _actor_critic_output,
-                      "on-policy actor-critic; Gaussian mean (clipped) or categorical argmax"),
+                      "on-policy actor-critic; Gaussian mean (clipped) or categorical argmax", _SB3_POLICIES),
         AlgorithmSpec("SAC", "SAC", ("box",), _sac_actor, _always(SQUASHED_ACTIONS),
-                      "off-policy; tanh-squashed Gaussian mean, unscaled to the bounds"),
+                      "off-policy; tanh-squashed Gaussian mean, unscaled to the bounds", _SB3_POLICIES),
         AlgorithmSpec("TD3", "TD3", ("box",), _td3_actor, _always(SQUASHED_ACTIONS),
-                      "off-policy; deterministic tanh actor, unscaled to the bounds"),
+                      "off-policy; deterministic tanh actor, unscaled to the bounds", _SB3_POLICIES),
         AlgorithmSpec("DDPG", "DDPG", ("box",), _td3_actor, _always(SQUASHED_ACTIONS),
-                      "off-policy; deterministic tanh actor, unscaled to the bounds"),
+                      "off-policy; deterministic tanh actor, unscaled to the bounds", _SB3_POLICIES),
         AlgorithmSpec("DQN", "DQN", ("discrete",), _dqn_actor, _always(Q_VALUES),
-                      "off-policy; greedy argmax of the Q-values"),
+                      "off-policy; greedy argmax of the Q-values", _SB3_POLICIES),
     )
 }
 

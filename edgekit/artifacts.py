@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.algorithms import AlgorithmSpec
+from edgekit.bundle.image import ImageInput
 from edgekit.bundle.manifest import ObsNormalization, Preprocess, TensorSpec
 from edgekit.spaces import SpaceSpec
 
@@ -39,6 +40,9 @@ class LoadedAgent:
     policy: str = "MlpPolicy"  # the SB3 policy alias (MlpPolicy, CnnPolicy, ...): see edgekit.support
 
 
+IMAGE_CHUNK = 256  # images per torch call
+
+
 @dataclass(frozen=True)
 class PolicyGraph:
     """The deterministic actor as a torch module: flat float obs (B, N) -> outputs (B, K)."""
@@ -49,20 +53,29 @@ class PolicyGraph:
     output: str  # actions | squashed_actions | logits | q_values
     postprocess: str  # clip | unscale | argmax
     normalize: ObsNormalization | None = None  # VecNormalize: applied to observations before the module
+    image: ImageInput | None = None  # image observations in the env's layout -> the module's NCHW x / divisor
 
     def outputs(self, obs: np.ndarray) -> np.ndarray:
         """Run the float actor on a batch of flat observations."""
-        import torch
 
         if self.normalize is not None:
             obs = self.normalize.apply(obs).astype(np.float32)
+        if self.image is not None:  # in chunks: a batch of images as float32 is large
+            return np.concatenate([self._run(self.image.policy_input(obs[i:i + IMAGE_CHUNK]))
+                                   for i in range(0, len(obs), IMAGE_CHUNK)])
+        return self._run(obs)
+
+    def _run(self, inputs: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.no_grad():
-            return self.module(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+            return self.module(torch.as_tensor(inputs, dtype=torch.float32)).numpy()
 
 
 @dataclass(frozen=True)
 class ObservationSets:
-    """Calibration and held-out observations, flat float32 (N, input_size)."""
+    """Calibration and held-out observations, flat float32 (N, input_size); images: flat uint8, in the
+    env's layout (a quarter of the memory)."""
 
     calibration: np.ndarray
     held_out: np.ndarray

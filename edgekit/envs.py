@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.image import env_layout
 from edgekit.env_spec import EnvSpec
 from edgekit.errors import EnvironmentMismatchError, MissingDependencyError, UnsupportedModelError
-from edgekit.spaces import BOX, DISCRETE, SpaceSpec
+from edgekit.spaces import BOX, DISCRETE, SpaceSpec, is_image
 
 FLOAT32_MAX_ISH = 3.4e38  # older gym wrote np.finfo(np.float32).max where gymnasium writes inf
 
@@ -133,6 +134,8 @@ def check_env_fits(env_id: str, env: Any, observation_space: SpaceSpec, action_s
 
 
 def _same_space(a: SpaceSpec, b: SpaceSpec) -> bool:
+    if a.kind == b.kind == BOX and is_image(a) and is_image(b) and env_layout(a.shape, b.shape) is not None:
+        return True  # the same image, channel-first as SB3 stores it or channel-last (VecTransposeImage)
     if a.kind != b.kind or a.shape != b.shape:
         return False
     if a.kind == DISCRETE:

@@ -19,6 +19,7 @@ from edgekit.artifacts import Int8Model, LoadedAgent, ObservationSets, PolicyGra
 from edgekit.bundle.files import staged_directory
 from edgekit.bundle.manifest import Manifest
 from edgekit.env_spec import EnvSpec
+from edgekit.errors import UnsupportedModelError
 from edgekit.loading.source import ModelSource
 from edgekit.progress import Progress
 from edgekit.report.build_report import ReportResult
@@ -113,6 +114,7 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
     from edgekit.loading.source import resolve_source
     from edgekit.stages.condition import condition
     from edgekit.stages.extract import extract_policy
+    from edgekit.stages.image_input import image_input_for
     from edgekit.stages.rollouts import collect_observations
 
     with progress.stage(STAGES[0]) as note:
@@ -125,10 +127,14 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
                        + ("" if source.layout == "zip" else f"; {source.describe()}")
                        + (f"; env {env.describe()}" if options.env_id is None or env.kwargs else ""))
     with progress.stage(STAGES[1]) as note:
+        image = image_input_for(agent, env)
         normalize, used = _vecnormalize(options, source, config, agent)
-        graph = extract_policy(agent, normalize)
+        if image is not None and normalize is not None:
+            raise UnsupportedModelError("VecNormalize'd image observations are not supported",
+                                        hint="pass --no-vecnormalize if it normalized rewards only")
+        graph = extract_policy(agent, normalize, image)
         note.detail = f"{graph.input_size} -> {graph.output_size} {graph.output}, post-process {graph.postprocess}" \
-            + (f"; VecNormalize from {used}" if normalize is not None else "")
+            + (f"; VecNormalize from {used}" if normalize is not None else "") + _image_note(image)
     with progress.stage(STAGES[2]) as note:
         sets = collect_observations(agent, graph, env, options.recipe, progress)
         note.detail = f"{len(sets.calibration)} calibration + {len(sets.held_out)} held-out observations"
@@ -136,6 +142,14 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
         conditioned = condition(graph, sets, agent.action_space, options.conditioning)
         note.detail = ", ".join(k.replace("_", " ") for k in conditioned.applied) or "none (plain conversion)"
     return _Prepared(source, env, agent, graph, sets, conditioned)
+
+
+def _image_note(image: Any) -> str:
+    if image is None:
+        return ""
+    return (f"; {image.layout} {'x'.join(map(str, image.shape))} images"
+            + (" (SB3 transposed them to CHW)" if image.transposed else "")
+            + f", x/{image.divisor:g} folded into the int8 input, NHWC model")
 
 
 def _zoo_config(source: ModelSource) -> dict[str, Any]:

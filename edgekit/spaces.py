@@ -6,6 +6,7 @@ observations and post-process actions without gymnasium. Light: numpy only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,9 @@ from edgekit.errors import BundleError
 BOX = "box"
 DISCRETE = "discrete"
 SPACE_KINDS = (BOX, DISCRETE)
+IMAGE = "image"  # observation kind: a uint8 (C, H, W) or (H, W, C) Box over 0..255, as SB3's is_image_space
+UNIFORM_BOUNDS_MIN = 64  # a larger Box whose bounds are all equal writes each bound as one number (images)
+MAX_UNIFORM_ELEMENTS = 1 << 22  # a bound written as one number expands to at most this many elements
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,8 @@ class SpaceSpec:
         """JSON form for the manifest (infinite bounds become strings)."""
         out: dict[str, Any] = {"kind": self.kind, "shape": list(self.shape), "dtype": self.dtype}
         if self.kind == BOX:
-            out["low"] = [_json_float(v) for v in (self.low or ())]
-            out["high"] = [_json_float(v) for v in (self.high or ())]
+            out["low"] = _json_bounds(self.low or ())
+            out["high"] = _json_bounds(self.high or ())
         else:
             out["n"] = self.n
             out["start"] = self.start
@@ -76,7 +80,7 @@ class SpaceSpec:
             if not _is_small_int(n, 1) or not _is_small_int(start, -(2**31)):
                 raise BundleError("manifest: discrete space needs a positive integer n")
             return cls(kind=DISCRETE, shape=(), dtype=dtype, n=int(n), start=int(start))
-        size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        size = math.prod(int(v) for v in shape)  # Python ints: a hostile shape cannot wrap around
         low, high = (_parse_bounds(data.get(k), size, k) for k in ("low", "high"))
         return cls(kind=BOX, shape=tuple(int(v) for v in shape), dtype=dtype, low=low, high=high)
 
@@ -85,7 +89,15 @@ def observation_kind(space: SpaceSpec) -> str:
     """The observation kind the support matrix names (``edgekit.support``): ``box`` is a float Box."""
     if space.kind == BOX and space.dtype.startswith("float"):
         return BOX
+    if is_image(space):
+        return IMAGE
     return space.kind if space.kind != BOX else f"{space.dtype} box"
+
+
+def is_image(space: SpaceSpec) -> bool:
+    """SB3's ``is_image_space``: a rank-3 uint8 Box with bounds 0 and 255 (either channel order)."""
+    return (space.kind == BOX and space.dtype == "uint8" and len(space.shape) == 3
+            and all(v == 0 for v in space.low or (1,)) and all(v == 255 for v in space.high or (0,)))
 
 
 def _is_small_int(value: Any, minimum: int) -> bool:
@@ -99,7 +111,19 @@ def _json_float(value: float) -> float | str:
     return "inf" if value > 0 else "-inf"
 
 
+def _json_bounds(values: tuple[float, ...]) -> list[float | str] | float | str:
+    """A list of bounds, or one number for a large Box whose bounds are all equal (an image's 0 and 255:
+    per-pixel lists would make the manifest megabytes)."""
+    if len(values) >= UNIFORM_BOUNDS_MIN and len(set(values)) == 1:
+        return _json_float(values[0])
+    return [_json_float(v) for v in values]
+
+
 def _parse_bounds(raw: Any, size: int, name: str) -> tuple[float, ...]:
+    if size >= UNIFORM_BOUNDS_MIN and not isinstance(raw, list):
+        if size > MAX_UNIFORM_ELEMENTS:
+            raise BundleError(f"manifest: box {name} for {size} elements is too large")
+        return _parse_bounds([raw], 1, name) * size
     if not isinstance(raw, list) or len(raw) != size:
         raise BundleError(f"manifest: box {name} must be a list of {size} numbers")
     out = []

@@ -18,18 +18,21 @@ from dataclasses import dataclass
 
 from edgekit.algorithms import ALGORITHMS
 from edgekit.errors import UnsupportedModelError
-from edgekit.spaces import BOX
+from edgekit.spaces import BOX, IMAGE
 
 MLP = "MlpPolicy"
+CNN = "CnnPolicy"  # SB3's NatureCNN features extractor on image observations
 
 # Observation kinds each SB3 policy alias takes (see edgekit.spaces for the kinds).
 POLICY_OBSERVATIONS: Mapping[str, tuple[str, ...]] = {
     MLP: (BOX,),
+    CNN: (IMAGE,),
 }
 
 # Why the rest is refused: keyed by policy alias or observation/action kind.
 NOT_SUPPORTED: Mapping[str, str] = {
-    "CnnPolicy": "image policies are not supported yet",
+    IMAGE: "image observations are deployed with CnnPolicy (SB3's NatureCNN); MlpPolicy on images is not "
+           "supported (train with CnnPolicy, or flatten the images into a float Box)",
     "MultiInputPolicy": "Dict observations are not supported yet",
 }
 

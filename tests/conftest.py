@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import coverage_envs_images  # noqa: F401  (registers the edgekit-test/ image envs)
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,6 +38,31 @@ class AgentCase:
     trained_as: str = ""  # reuse another case's trained model
     policy: str = "MlpPolicy"  # SB3 policy alias
 
+
+# CnnPolicy on the image envs of coverage_envs_images: HWC envs (SB3 transposes them) and CHW ones, 1 and 3
+# channels, 36 and 48 pixels (48: NatureCNN's last feature map is 2x2, so the flatten order matters),
+# normalize_images on and off; a NatureCNN with 32 features and small replay buffers keep them quick.
+_CNN = {"features_extractor_kwargs": {"features_dim": 32}}
+_OFF_POLICY_IMAGES = {"learning_starts": 100, "buffer_size": 500, "batch_size": 32}
+IMAGE_CASES = (
+    AgentCase("ppo-image-hwc3", "PPO", "edgekit-test/DotHWC3x48-v0", 128, {
+        "n_steps": 64, "batch_size": 32, "n_epochs": 2, "policy_kwargs": _CNN}, policy="CnnPolicy"),
+    AgentCase("ppo-image-chw3-box", "PPO", "edgekit-test/DotCHW3Box-v0", 128, {
+        "n_steps": 64, "batch_size": 32, "n_epochs": 2, "policy_kwargs": _CNN}, policy="CnnPolicy"),
+    AgentCase("a2c-image-chw1-raw", "A2C", "edgekit-test/DotCHW1x48-v0", 128, {
+        "n_steps": 8, "policy_kwargs": {**_CNN, "normalize_images": False}}, policy="CnnPolicy"),
+    AgentCase("a2c-image-hwc1-box", "A2C", "edgekit-test/DotHWC1Box-v0", 128, {
+        "n_steps": 8, "policy_kwargs": _CNN}, policy="CnnPolicy"),
+    AgentCase("sac-image-hwc3", "SAC", "edgekit-test/DotHWC3x48Box-v0", 150, {
+        **_OFF_POLICY_IMAGES, "policy_kwargs": {**_CNN, "net_arch": [32]}}, policy="CnnPolicy"),
+    AgentCase("td3-image-chw3-raw", "TD3", "edgekit-test/DotCHW3Box-v0", 150, {
+        **_OFF_POLICY_IMAGES, "policy_kwargs": {**_CNN, "net_arch": [32], "normalize_images": False}},
+        policy="CnnPolicy"),
+    AgentCase("ddpg-image-hwc1", "DDPG", "edgekit-test/DotHWC1Box-v0", 150, {
+        **_OFF_POLICY_IMAGES, "policy_kwargs": {**_CNN, "net_arch": [32]}}, policy="CnnPolicy"),
+    AgentCase("dqn-image-hwc1", "DQN", "edgekit-test/DotHWC1-v0", 150, {
+        **_OFF_POLICY_IMAGES, "policy_kwargs": {**_CNN, "net_arch": [32]}}, policy="CnnPolicy"),
+)
 
 # Every supported combination of edgekit.support (tests/test_coverage.py fails
 # when one has no case here), and non-default net_arch / activation_fn
@@ -67,6 +93,7 @@ AGENT_CASES = {
                   trained_as="td3-pendulum"),
         AgentCase("dqn-cartpole-split", "DQN", "CartPole-v1", 0, conditioning={"force_split": True},
                   trained_as="dqn-cartpole"),
+        *IMAGE_CASES,
     )
 }
 

@@ -47,11 +47,17 @@ def test_bundle_is_complete_and_fully_int8(built_bundle, name):
     info = inspect_int8_model(built.bundle_dir / "model_int8.tflite")
     info.require_fully_int8()
     assert info.problems == []
-    assert set(info.op_names) <= {"FULLY_CONNECTED", "TANH", "RELU", "MUL", "RESHAPE", "STRIDED_SLICE", "ADD"}
+    assert set(info.op_names) <= {"FULLY_CONNECTED", "TANH", "RELU", "MUL", "RESHAPE", "STRIDED_SLICE", "ADD",
+                                  "CONV_2D", "MEAN"}
     # with a split input, a coarse and a fine int8 part per observation feature
     if built.case.conditioning.get("force_split"):
         assert manifest.preprocess.split == 254
-    assert info.input.shape == (1, manifest.preprocess.input_factor * manifest.observation_space.size)
+    image = manifest.preprocess.image
+    if image is not None:  # NHWC int8 images straight into the first convolution, q = pixel - 128
+        assert info.input.shape == (1, *image.hwc) and info.op_names[0] == "CONV_2D"
+        assert info.input.quant.zero_point == -128 and info.input.quant.scale == pytest.approx(1 / image.divisor)
+    else:
+        assert info.input.shape == (1, manifest.preprocess.input_factor * manifest.observation_space.size)
     cpu = manifest.models["cpu"]
     assert cpu.input.quant == info.input.quant and cpu.output.quant == info.output.quant
 

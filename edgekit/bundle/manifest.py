@@ -14,12 +14,15 @@ Schema (format version 1)::
     source            {file, sha256, algorithm, policy_class, sb3_version}
     env_id            Gymnasium id the policy was calibrated in (or module:Class)
     env               {id, module, kwargs}: how to make that env (see edgekit.env_spec); optional
-    observation_space SpaceSpec (see edgekit.spaces)
+    observation_space SpaceSpec (see edgekit.spaces); images: (C, H, W) as SB3 stores it, the env's own
+                      layout and shape in preprocess.image
     action_space      SpaceSpec
     output            what the network emits: actions | squashed_actions | logits | q_values
     postprocess       clip | unscale | argmax (mirrors SB3's predict)
     preprocess        {normalize, offset, scale, split}: VecNormalize's clip((x - mean) / std) if any,
-                      then x' = (x - offset) / scale, before quantizing (split: see Preprocess)
+                      then x' = (x - offset) / scale, before quantizing (split: see Preprocess);
+                      image observations: {image: ImageInput (env layout, NHWC model, divisor)} instead
+                      of per-feature offset and scale (both empty lists), see edgekit.bundle.image
     models            {"cpu": ModelEntry, "edgetpu": ModelEntry (optional)}
     files             {relative path: sha256} of every file in the bundle but the manifest
     calibration       facts about the calibration and held-out sets
@@ -37,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.bundle.image import ImageInput
 from edgekit.env_spec import EnvSpec
 from edgekit.errors import BundleError
 from edgekit.postprocess import POSTPROCESS_KINDS, expected_kinds
@@ -146,6 +150,7 @@ class Preprocess:
     scale: tuple[float, ...]
     split: int = 0
     normalize: ObsNormalization | None = None  # VecNormalize, applied first
+    image: ImageInput | None = None  # image observations: layout and /255 instead of offset and scale
 
     NOMINAL_INPUT_STEP = 2.0 / 255.0  # int8 step of [-1, 1], what conditioned inputs span
 
@@ -163,7 +168,10 @@ class Preprocess:
 
         ``step`` is the int8 input step the split parts are computed with; the
         default is the nominal one used before the model (and its real step) exists.
+        Image observations become the float policy's NCHW input x / divisor instead (see ``ImageInput``).
         """
+        if self.image is not None:
+            return self.image.policy_input(obs)
         x = self.normalize.apply(obs) if self.normalize is not None else np.asarray(obs, dtype=np.float64)
         x = (x - np.asarray(self.offset)) / np.asarray(self.scale)
         if not self.split:
@@ -173,22 +181,29 @@ class Preprocess:
         return np.concatenate([coarse * step, fine * step], axis=-1).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"offset": list(self.offset), "scale": list(self.scale), "split": self.split,
-                "normalize": self.normalize.to_dict() if self.normalize is not None else None}
+        out = {"offset": list(self.offset), "scale": list(self.scale), "split": self.split,
+               "normalize": self.normalize.to_dict() if self.normalize is not None else None}
+        if self.image is not None:
+            out["image"] = self.image.to_dict()
+        return out
 
     @classmethod
-    def from_dict(cls, data: Any, size: int) -> Preprocess:
+    def from_dict(cls, data: Any, size: int, policy_shape: tuple[int, ...] = ()) -> Preprocess:
         if not isinstance(data, dict):
             raise BundleError("manifest: preprocess must be an object")
-        offset = _finite_list(data.get("offset"), size, "preprocess.offset")
-        scale = _finite_list(data.get("scale"), size, "preprocess.scale")
+        image = None if data.get("image") is None else ImageInput.from_dict(data["image"], policy_shape)
+        if image is not None and (data.get("split", 0) or data.get("normalize") is not None):
+            raise BundleError("manifest: image observations take no split input and no VecNormalize")
+        per_feature = 0 if image is not None else size
+        offset = _finite_list(data.get("offset"), per_feature, "preprocess.offset")
+        scale = _finite_list(data.get("scale"), per_feature, "preprocess.scale")
         if any(s <= 0 for s in scale):
             raise BundleError("manifest: preprocess.scale must be positive")
         split = data.get("split", 0)
         if not isinstance(split, int) or isinstance(split, bool) or not (split == 0 or 2 <= split <= 254):
             raise BundleError("manifest: preprocess.split must be 0 or an integer in [2, 254]")
         return cls(offset=offset, scale=scale, split=split,
-                   normalize=ObsNormalization.from_dict(data.get("normalize"), size))
+                   normalize=ObsNormalization.from_dict(data.get("normalize"), size), image=image)
 
 
 @dataclass(frozen=True)
@@ -284,7 +299,7 @@ class Manifest:
             action_space=act_space,
             output=output,
             postprocess=post,
-            preprocess=Preprocess.from_dict(data.get("preprocess"), obs_space.size),
+            preprocess=Preprocess.from_dict(data.get("preprocess"), obs_space.size, obs_space.shape),
             models=models,
             files=files,
             source=_dict_field(data, "source"),

@@ -34,10 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "beside the model, as rl-zoo3 saves it)")
     p.add_argument("--no-vecnormalize", action="store_true",
                    help="ignore VecNormalize statistics found beside the model")
-    p.add_argument("--calibration-steps", type=int, default=2000, metavar="N",
-                   help="rollout observations used to calibrate int8 ranges (default: 2000)")
-    p.add_argument("--validation-steps", type=int, default=2000, metavar="N",
-                   help="held-out rollout observations used to score the int8 model (default: 2000)")
+    p.add_argument("--calibration-steps", type=int, default=None, metavar="N",
+                   help="rollout observations used to calibrate int8 ranges (default: 2000; 500 for images)")
+    p.add_argument("--validation-steps", type=int, default=None, metavar="N",
+                   help="held-out rollout observations used to score the int8 model (default: 2000; 500 for "
+                        "images)")
     p.add_argument("--random-action-share", type=float, default=0.1, metavar="P",
                    help="share of random actions during rollouts, for coverage (default: 0.1)")
     p.add_argument("--calibration-data", type=Path, default=None, metavar="FILE",
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration_data is not None and not args.calibration_data.is_file():
         raise UsageError(f"calibration data {args.calibration_data} does not exist",
                          hint="pass a .npy file of recorded observations, shape (N, *obs_shape)")
-    if args.calibration_steps > 1_000_000 or args.validation_steps > 1_000_000:
+    if max(args.calibration_steps or 0, args.validation_steps or 0) > 1_000_000:
         raise UsageError("--calibration-steps and --validation-steps are limited to 1,000,000")
     output = args.output or _default_output(args.model)
     if args.report_episodes < 0:

@@ -8,7 +8,7 @@ is imported; any other name raises :class:`UnsafePickleError`.
 
 The list holds only what builds data: gymnasium spaces, numpy arrays, dtypes
 and random-generator state, the torch activation and optimizer classes and
-SB3's flatten extractor (as class references, for ``policy_kwargs``), and
+SB3's flatten and NatureCNN extractors (as class references, for ``policy_kwargs``), and
 plain containers. No ``getattr``, ``eval``, ``exec``, ``os``, ``subprocess``,
 ``builtins.__import__``, ``builtins.open``...
 
@@ -67,7 +67,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
         "rmsprop": "RMSprop", "adagrad": "Adagrad", "adadelta": "Adadelta", "asgd": "ASGD", "rprop": "Rprop",
     }.items()},
     "stable_baselines3.common.sb2_compat.rmsprop_tf_like": frozenset({"RMSpropTFLike"}),
-    "stable_baselines3.common.torch_layers": frozenset({"FlattenExtractor"}),
+    "stable_baselines3.common.torch_layers": frozenset({"FlattenExtractor", "NatureCNN"}),
 }
 
 # What a pickle may call: helpers that only rebuild data. Everything else in ALLOWED is reference-only.

@@ -233,8 +233,8 @@ def _check_network_size(policy_kwargs: Mapping[str, Any], obs_space: Any, params
     """
     held = sum(int(t.numel()) for t in params.values())
     widths = _width_lists(policy_kwargs.get("net_arch"))
-    features = int(np.prod(getattr(obs_space, "shape", None) or (1,), dtype=np.float64))
-    needed = features * max(1, sum(layers[0] for layers in widths if layers))
+    features, extractor = _features_read_by_net_arch(policy_kwargs, obs_space, name)
+    needed = extractor + features * max(1, sum(layers[0] for layers in widths if layers))
     needed += sum(a * b for layers in widths for a, b in zip(layers, layers[1:]))
     critics = policy_kwargs.get("n_critics", 1)
     if not isinstance(critics, int) or not 1 <= critics <= MAX_CRITICS:
@@ -242,6 +242,37 @@ def _check_network_size(policy_kwargs: Mapping[str, Any], obs_space: Any, params
     if any(w > held for layers in widths for w in layers) or needed * critics > held:
         raise ModelFileError(f"{name}: its policy_kwargs describe a larger network than policy.pth holds",
                              hint="the file was altered; save the model again with SB3")
+
+
+def _features_read_by_net_arch(policy_kwargs: Mapping[str, Any], obs_space: Any, name: str) -> tuple[int, int]:
+    """How many features the first ``net_arch`` layer reads, and the weights a features extractor must
+    hold before it: the flattened observation and 0, or for images NatureCNN's ``features_dim`` and its
+    Linear layer (last feature map x features_dim)."""
+    from edgekit.envs import space_spec
+    from edgekit.spaces import IMAGE, observation_kind
+
+    flat = int(np.prod(getattr(obs_space, "shape", None) or (1,), dtype=np.float64))
+    try:
+        image = observation_kind(space_spec(obs_space, "observation")) == IMAGE
+    except Exception:  # a space edgekit does not describe: the flat bound stands
+        image = False
+    if not image:
+        return flat, 0
+    extractor_kwargs = policy_kwargs.get("features_extractor_kwargs") or {}
+    dim = extractor_kwargs.get("features_dim", 512) if isinstance(extractor_kwargs, dict) else 512
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise ModelFileError(f"{name}: its features_extractor_kwargs ask for features_dim {dim!r}")
+    return dim, _nature_cnn_flat(tuple(obs_space.shape)) * dim
+
+
+def _nature_cnn_flat(chw: tuple[int, ...]) -> int:
+    """Size of NatureCNN's last feature map (8x8/4, 4x4/2, 3x3/1 convolutions, 64 channels) on (C, H, W)."""
+    sides = []
+    for side in chw[1:]:
+        for kernel, stride in ((8, 4), (4, 2), (3, 1)):
+            side = (side - kernel) // stride + 1
+        sides.append(max(side, 0))
+    return 64 * sides[0] * sides[1]
 
 
 def _width_lists(net_arch: Any) -> list[list[int]]:

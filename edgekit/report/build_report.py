@@ -136,8 +136,9 @@ def build_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOv
     timings["per-layer error"] = time.perf_counter() - start
 
     quant = manifest.models["cpu"].input.quant
-    cover = coverage.input_coverage(calibration, held_out, manifest.preprocess, quant,
-                                    manifest.observation_space.shape)
+    image = manifest.preprocess.image
+    cover = coverage.image_coverage(calibration, held_out, image, quant) if image is not None else \
+        coverage.input_coverage(calibration, held_out, manifest.preprocess, quant, manifest.observation_space.shape)
     if cover["flagged"]:
         notes.append(f"{len(cover['flagged'])} observation feature(s) clip held-out values by more than one "
                      f"int8 input step: {', '.join(cover['flagged'])}")
@@ -182,7 +183,11 @@ def _observations(bundle_dir: Path, manifest: Manifest) -> tuple[np.ndarray, np.
     with np.load(path, allow_pickle=False) as data:
         if "held_out" not in data.files or "calibration" not in data.files:
             raise BundleError(f"{path} has no held_out and calibration observations")
-        sets = [np.asarray(data[k], dtype=np.float32) for k in ("calibration", "held_out")]
+        dtype = np.uint8 if manifest.preprocess.image is not None else np.float32  # images: pixels
+        sets = [np.asarray(data[k]) for k in ("calibration", "held_out")]
+        if dtype == np.uint8 and any(v.dtype != np.uint8 for v in sets):
+            raise BundleError(f"{path} holds image observations that are not uint8 pixels")
+        sets = [v.astype(dtype, copy=False) for v in sets]
     for values in sets:
         if values.ndim != 2 or values.shape[1] != size or len(values) == 0 or not np.isfinite(values).all():
             raise BundleError(f"{path} holds observations that do not fit the bundle ({size} finite features)")

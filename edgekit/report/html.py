@@ -163,6 +163,8 @@ def _layers(report: dict[str, Any]) -> str:
 
 def _coverage(report: dict[str, Any]) -> str:
     section = report["coverage"]
+    if section.get("image"):
+        return _image_coverage(section)
     rows = [[(f["name"], "flag" if f["flagged"] else ""), f"{fmt(f['calibration_range'][0])} .. "
              f"{fmt(f['calibration_range'][1])}", f"{fmt(f['held_out_range'][0])} .. {fmt(f['held_out_range'][1])}",
              f"{fmt(f['int8_range'][0])} .. {fmt(f['int8_range'][1])}", f["int8_step"],
@@ -178,6 +180,19 @@ def _coverage(report: dict[str, Any]) -> str:
             + _table(["feature", "calibration range", "held-out range", "int8 range", "int8 step",
                       "outside calibration", "saturated", "max clipped, steps"], rows)
             + _plots([plots.coverage_ranges(section)]))
+
+
+def _image_coverage(section: dict[str, Any]) -> str:
+    """Image observations: one row per channel (a row per pixel would say nothing)."""
+    image = section["image"]
+    rows = [[str(c["channel"]), f"{fmt(c['calibration_range'][0])} .. {fmt(c['calibration_range'][1])}",
+             f"{fmt(c['held_out_range'][0])} .. {fmt(c['held_out_range'][1])}", c["held_out_mean"]]
+            for c in image["channels"]]
+    shape = "x".join(str(v) for v in image["shape"])
+    return ("<h2>Input coverage</h2>"
+            + f"<p class=note>{escape(image['layout'])} {shape} images. {escape(image['note'])} "
+              f"({section['samples']} held-out observations)</p>"
+            + _table(["channel", "calibration pixels", "held-out pixels", "held-out mean"], rows))
 
 
 def _notes(report: dict[str, Any]) -> str:

@@ -13,6 +13,10 @@ layer two errors are reported, like TensorFlow Lite's QuantizationDebugger:
   weights, bias or output range cost precision. Layers are ranked by it.
 * **accumulated**: the float model fed the float observation, vs the int8
   tensor: the drift the policy has reached at this point.
+
+Image policies: the int8 model's 4-D tensors are NHWC, policy.onnx's NCHW; the
+int8 ones are read back in NCHW order so that both compare element by element
+(CONV_2D layers included).
 """
 
 from __future__ import annotations
@@ -60,7 +64,8 @@ def layer_errors(bundle_dir: Path, manifest: Manifest, obs: np.ndarray) -> dict[
     names.update({t.index: candidates[j] for t, j in zip(layers, matched)})
     for alias, source in aliases.items():
         names[alias] = names.get(source, "")
-    entries = [_entry(tensors[0], x, int8[tensors[0].index], x, None)]
+    flat_x = x.reshape(len(x), -1)
+    entries = [_entry(tensors[0], flat_x, int8[tensors[0].index], flat_x, None)]
     notes = []
     for t in layers:
         local, ops = _local_float(onnx_model, [names.get(i, "") for i in t.inputs], names[t.index],
@@ -142,12 +147,17 @@ def _run_int8(interpreter: Any, tensors: list[_Tensor], x: np.ndarray) -> dict[i
     shape = tuple(interpreter.get_input_details()[0]["shape"])
     q = np.clip(np.rint(x.astype(np.float64) / source.scale) + source.zero_point, INT8_MIN, INT8_MAX)
     q = q.astype(np.int8)
+    if q.ndim == 4:  # NCHW images -> the int8 model's NHWC
+        q = q.transpose(0, 2, 3, 1)
     rows: dict[int, list[np.ndarray]] = {t.index: [] for t in tensors}
     for row in q:
         interpreter.set_tensor(source.index, row.reshape(shape))
         interpreter.invoke()
         for t in tensors:
-            rows[t.index].append(interpreter.get_tensor(t.index).reshape(-1).copy())
+            value = interpreter.get_tensor(t.index)
+            if value.ndim == 4:  # NHWC feature maps, read in policy.onnx's NCHW order
+                value = value.transpose(0, 3, 1, 2)
+            rows[t.index].append(value.reshape(-1).copy())
     return {t.index: (np.stack(rows[t.index]).astype(np.float32) - t.zero_point) * np.float32(t.scale)
             for t in tensors}
 
@@ -165,7 +175,7 @@ def _float_activations(path: Path, x: np.ndarray) -> tuple[Any, list[str], dict[
     session = ort_session(probe.SerializeToString())
     values = run_rows(session, {model.graph.input[0].name: x})
     acts = dict(zip(candidates, values))
-    acts[model.graph.input[0].name] = x
+    acts[model.graph.input[0].name] = x.reshape(len(x), -1)
     return model, candidates, acts
 
 
@@ -175,6 +185,7 @@ _COMPATIBLE = {
     "ADD": {"Add", "Relu", "Clip"}, "MUL": {"Mul", "Relu", "Clip"},
     "TANH": {"Tanh"}, "LOGISTIC": {"Sigmoid"}, "RELU": {"Relu"},
     "STRIDED_SLICE": {"Slice", "Gather"}, "SLICE": {"Slice"},
+    "CONV_2D": {"Conv", "Relu", "Clip"}, "DEPTHWISE_CONV_2D": {"Conv", "Relu", "Clip"}, "MEAN": {"ReduceMean"},
 }
 _MISMATCH_PENALTY = 1.0  # relative error units: an op of another kind matches only when nothing else does
 
@@ -232,7 +243,10 @@ def _local_float(model: Any, inputs: list[str], output: str, values: list[np.nda
     try:
         sub = onnx.utils.Extractor(model).extract_model(inputs, [output])
         session = ort_session(sub.SerializeToString())
-        local = run_rows(session, dict(zip(inputs, values)))[0]
+        shapes = {i.name: i.shape for i in session.get_inputs()}  # feature maps go back to (B, C, H, W)
+        feeds = {name: v.reshape(len(v), *shapes[name][1:]) if len(shapes[name]) > 2 else v
+                 for name, v in zip(inputs, values)}
+        local = run_rows(session, feeds)[0]
     except Exception:  # onnx and onnxruntime raise many types for a sub-graph they cannot cut or run
         return None, []
     return local, [node.op_type for node in sub.graph.node if node.op_type != "Constant"]

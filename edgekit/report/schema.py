@@ -204,7 +204,14 @@ SCHEMA: dict[str, Any] = {
             "features": _arr("one per flattened observation feature", _FEATURE),
             "flagged": _arr("names of the flagged features (clipped by more than one step)", {"type": _STR}),
             "saturated_share": _share("share of held-out observations with at least one saturated feature"),
-        }),
+            "image": _obj("image observations: a per-channel summary instead of per-pixel features", {
+                "layout": _f(_STR, "HWC or CHW: the observation as the env returns it"),
+                "shape": _arr("the env's observation shape", {"type": _INT}),
+                "divisor": _f(_NUM, "the float policy sees pixel / divisor (255: SB3's normalize_images)"),
+                "channels": _arr("one per channel", {"type": "object"}),
+                "note": _f(_STR, "why there is no per-pixel table"),
+            }),
+        }, optional=("image",)),
         "thresholds": _obj("pass/fail against the thresholds", {
             "given": _obj("the thresholds the user set (null = not enforced)", _THRESHOLD_VALUES),
             "advisory": _obj("targets shown when a threshold is not set", _THRESHOLD_VALUES),

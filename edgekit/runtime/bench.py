@@ -33,11 +33,11 @@ def bench_observations(policy: EdgePolicy, count: int) -> np.ndarray:
     if name in policy.manifest.files:
         path = verify_file(policy.bundle_dir, policy.manifest, name)
         with np.load(path, allow_pickle=False) as data:
-            obs = np.asarray(data["held_out"], dtype=np.float32)
+            obs = np.asarray(data["held_out"], dtype=policy.observation_dtype)  # images: uint8
         if len(obs):
             reps = -(-count // len(obs))
             return np.tile(obs, (reps, 1))[:count].reshape(-1, *policy.observation_shape)
-    return np.zeros((count, *policy.observation_shape), dtype=np.float32)
+    return np.zeros((count, *policy.observation_shape), dtype=policy.observation_dtype)
 
 
 def bench_policy(policy: EdgePolicy, iterations: int = 2000, warmup: int = 100) -> DeviceBench:

@@ -3,7 +3,8 @@
 ``predict`` does what SB3's ``model.predict(obs, deterministic=True)[0]``
 does, on the int8 model: preprocess and quantize the observation, invoke,
 dequantize, post-process (clip / unscale / argmax). Every constant comes from
-the manifest. Imports numpy and one TFLite interpreter, nothing heavier.
+the manifest. Image bundles take uint8 images in the env's own layout
+(``runtime.image_input``). Imports numpy and one TFLite interpreter, nothing heavier.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from edgekit.errors import BundleError, DeviceError, InputError
 from edgekit.native_io import quiet_native_stderr
 from edgekit.postprocess import PostProcessor
 from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
+from edgekit.runtime.image_input import ImageObservations, make_image_step
 from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend, load_edgetpu_delegate
 from edgekit.runtime.step import fast_path_available, make_step
 from edgekit.runtime.tflite_guard import check_tflite_structure
@@ -41,6 +43,11 @@ class EdgePolicy:
         self.model_file = entry.file
         self.entry = entry
         self.observation_shape = manifest.observation_space.shape
+        image = manifest.preprocess.image  # images: accepted in the env's layout, as uint8 (runtime.image_input)
+        self._image = None if image is None else ImageObservations(image)
+        if image is not None:
+            self.observation_shape = image.shape
+        self.observation_dtype = np.dtype(np.uint8 if image is not None else np.float32)
         self._interpreter = interpreter
         self._invoke = interpreter.invoke
         self._set = interpreter.set_tensor
@@ -54,7 +61,7 @@ class EdgePolicy:
         # obs -> int8 in one multiply-add: q = obs * a + b, with the preprocessing folded in. VecNormalize's
         # clip((x - mean) / std, -c, c) folds too: it is a clamp of x to mean ± c * std, then an affine map.
         qin, pre = entry.input.quant, manifest.preprocess
-        size = manifest.observation_space.size
+        size = 0 if image is not None else manifest.observation_space.size  # images: no per-feature map
         mean, std = (np.zeros(size), np.ones(size)) if pre.normalize is None else \
             (np.asarray(pre.normalize.mean), np.asarray(pre.normalize.std))
         scale = np.asarray(pre.scale, dtype=np.float64) * qin.scale
@@ -126,6 +133,11 @@ class EdgePolicy:
         expected = self.manifest.observation_space.size * self.manifest.preprocess.input_factor
         if self._in_shape[0] != 1 or int(np.prod(self._in_shape)) != expected:
             raise BundleError("the model's input shape does not fit the observation space")
+        image = self.manifest.preprocess.image
+        if image is not None and (self._in_shape != (1, *image.hwc) or entry.input.quant.zero_point != -128
+                                  or not np.isclose(entry.input.quant.scale, image.scale, rtol=1e-6)):
+            raise BundleError("the model's input is not the NHWC int8 image (scale 1/divisor, zero point -128) "
+                              "the manifest describes")
 
     # --- inference ----------------------------------------------------------------
 
@@ -145,6 +157,9 @@ class EdgePolicy:
 
     def _install_fast_predict(self) -> None:
         """Shadow ``predict`` with a closure that sends single ndarray observations down the fast step."""
+        if self._image is not None:
+            self._install_fast_image_predict(self._image)
+            return
         step = make_step(self._interpreter, self._in_index, self._out_index, self._a, self._b, self._post,
                          self._dequantize, self.observation_shape, self.manifest.action_space.shape,
                          split=self._split, zero_point=self._zero, clamp=self._clamp)
@@ -153,6 +168,21 @@ class EdgePolicy:
 
         def predict(observation: Any) -> np.ndarray:
             if type(observation) is ndarray and observation.shape == shape:
+                return step(observation)
+            return general(observation)
+
+        predict.__doc__ = EdgePolicy.predict.__doc__
+        self.predict = predict  # type: ignore[method-assign]
+
+    def _install_fast_image_predict(self, images: ImageObservations) -> None:
+        """As ``_install_fast_predict``, for single uint8 images in the env's layout."""
+        step = make_image_step(self._interpreter, self._in_index, self._out_index, images.image, self._post,
+                               self._dequantize, self.manifest.action_space.shape)
+        self._invoke = self._interpreter._interpreter.Invoke
+        general, shape, ndarray, uint8 = self._predict_general, self.observation_shape, np.ndarray, np.uint8
+
+        def predict(observation: Any) -> np.ndarray:
+            if type(observation) is ndarray and observation.shape == shape and observation.dtype == uint8:
                 return step(observation)
             return general(observation)
 
@@ -177,7 +207,10 @@ class EdgePolicy:
         return np.stack([self.quantize(row) for row in flat])
 
     def quantize(self, flat: np.ndarray) -> np.ndarray:
-        """Preprocess and quantize one flat row that ``_as_batch`` has already checked and normalized."""
+        """Preprocess and quantize one flat row that ``_as_batch`` has already checked and normalized
+        (images: one (H, W, C) uint8 image)."""
+        if self._image is not None:
+            return self._image.quantize(flat)
         q = flat.astype(np.float64) * self._a
         q += self._b
         if self._split:
@@ -194,6 +227,8 @@ class EdgePolicy:
         when asked (``--count-saturation``).
         """
         obs, _ = self._as_batch(observation)  # VecNormalize's clip already applied here
+        if self._image is not None:
+            return 0  # a uint8 pixel maps onto int8 exactly: nothing saturates
         q = obs.astype(np.float64) * self._a + self._b  # the coarse part, split or not
         return int(np.count_nonzero((q < INT8_MIN - 0.5) | (q > INT8_MAX + 0.5)))
 
@@ -206,6 +241,8 @@ class EdgePolicy:
         return (q.astype(np.float32) - self._out_zero) * self._out_scale
 
     def _as_batch(self, observation: Any) -> tuple[np.ndarray, bool]:
+        if self._image is not None:
+            return self._image.as_batch(observation)
         try:
             obs = np.asarray(observation, dtype=np.float32)
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int beyond any float

@@ -76,7 +76,7 @@ def verify_bundle(bundle_dir: Path, device: str = "auto", interpreter: str | Non
     path = verify_file(bundle_dir, policy.manifest, VERIFY_FILE)
     try:
         with np.load(path, allow_pickle=False) as data:
-            obs = np.asarray(data["observations"], dtype=np.float32)
+            obs = np.asarray(data["observations"], dtype=policy.observation_dtype)  # images: uint8
             host_outputs = np.asarray(data["outputs"], dtype=np.float32)
             spread = float(data["kernel_spread_steps"]) if "kernel_spread_steps" in data.files else 0.0
     except (KeyError, ValueError, OSError) as exc:

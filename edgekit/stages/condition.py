@@ -80,8 +80,13 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
     if graph.normalize is not None:
         applied["vecnormalize"] = (f"observations normalized as in training (clip ±{graph.normalize.clip:g}), "
                                    "on the host")
+    if graph.image is not None:  # images: the int8 input is the pixel itself (x / divisor, exact); per-pixel
+        # ranges would not fold into a convolution exactly, and the int8 simulation below covers MLPs only
+        preprocess = Preprocess(offset=(), scale=(), image=graph.image)
+        applied["image_input"] = (f"int8 input = pixel - 128 (x/{graph.image.divisor:g} folded into the input "
+                                  "scale); per-feature input scaling, split input and finetune skipped for the CNN")
     with torch.no_grad():
-        if options.input_scaling:
+        if options.input_scaling and graph.image is None:
             preprocess = _fold_input_scaling(actor, model_inputs(sets.calibration, preprocess), graph.normalize)
             applied["input_scaling"] = "per-feature calibration range -> [-1, 1], folded into the first layer"
         if options.output_range:

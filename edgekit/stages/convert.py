@@ -3,6 +3,13 @@
 onnx2tf prints a great deal and writes float TFLite files we do not ship;
 its output goes to a scratch directory and its chatter is captured (shown
 only if it fails).
+
+Image policies: the ONNX input is NCHW (B, C, H, W), as torch's; onnx2tf makes
+the TF input NHWC (B, H, W, C) without a transpose, so 4-D samples are fed
+to TF transposed. For 3-channel 4-D inputs onnx2tf fetches sample images from
+the internet for its own test inference unless a file of that name is in the
+working directory: the build writes its held-out images there and runs
+onnx2tf in the scratch directory, so the build needs no network.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from edgekit.errors import ConversionError, MissingDependencyError
 from edgekit.native_io import quiet_native_stderr
 from edgekit.tf_env import import_tensorflow
 
+ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # onnx2tf looks for it in cwd
+
 
 def convert_to_tensorflow(onnx_model: OnnxModel, samples: np.ndarray, work_dir: Path,
                           tolerance: float = 1e-3) -> TFModel:
@@ -34,8 +43,11 @@ def convert_to_tensorflow(onnx_model: OnnxModel, samples: np.ndarray, work_dir: 
         # recursion anywhere else in the process into a segfault instead of a RecursionError
     out_dir = work_dir / "saved_model"
     log = io.StringIO()
+    if samples.ndim == 4:
+        np.save(work_dir / ONNX2TF_SAMPLE_FILE, nhwc(samples[:20]))
     try:
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), quiet_native_stderr():
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), quiet_native_stderr(), \
+                contextlib.chdir(work_dir):
             keras_model = onnx2tf.convert(
                 input_onnx_file_path=str(onnx_model.path),
                 output_folder_path=str(out_dir),
@@ -59,6 +71,11 @@ def convert_to_tensorflow(onnx_model: OnnxModel, samples: np.ndarray, work_dir: 
     return TFModel(saved_model_dir=out_dir, max_abs_error=error)
 
 
+def nhwc(samples: np.ndarray) -> np.ndarray:
+    """Model inputs as the TF graph takes them: 4-D (image) inputs from NCHW to NHWC, others unchanged."""
+    return np.ascontiguousarray(samples.transpose(0, 2, 3, 1)) if samples.ndim == 4 else samples
+
+
 def _max_error_vs_onnx(keras_model: object, onnx_model: OnnxModel, obs: np.ndarray) -> float:
     import onnxruntime as ort
 
@@ -66,6 +83,6 @@ def _max_error_vs_onnx(keras_model: object, onnx_model: OnnxModel, obs: np.ndarr
     worst = 0.0
     for row in obs:
         expected = session.run(None, {"obs": row[None]})[0]
-        actual = np.asarray(keras_model(row[None], training=False))  # type: ignore[operator]
+        actual = np.asarray(keras_model(nhwc(row[None]), training=False))  # type: ignore[operator]
         worst = max(worst, float(np.max(np.abs(actual - expected))))
     return worst

@@ -6,6 +6,12 @@ TPU host) and per-tensor weights: the Edge TPU compiler expects per-tensor
 FULLY_CONNECTED weights, and a current converter quantizes per channel unless
 told otherwise. The result is inspected and refused unless every tensor is
 int8 (int32 biases excepted).
+
+Image inputs (NCHW calibration, fed NHWC as onnx2tf's graph takes them) must
+get input scale 1/divisor and zero point -128, so that a pixel's int8 value is
+exactly ``x - 128``: the calibration's input range is forced to [0, 255/divisor]
+by setting one pixel of the first calibration image to each end (the rest of
+the set is untouched), and the result is checked.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.artifacts import Int8Model, TFModel
-from edgekit.bundle.manifest import Preprocess
+from edgekit.bundle.image import ZERO_POINT, ImageInput
+from edgekit.bundle.manifest import Preprocess, TensorSpec
 from edgekit.errors import ConversionError
 from edgekit.native_io import quiet_native_stderr
+from edgekit.stages.convert import nhwc
 from edgekit.tf_env import import_tensorflow
 from edgekit.tflite_inspect import inspect_int8_model
 
@@ -26,6 +34,8 @@ from edgekit.tflite_inspect import inspect_int8_model
 def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Preprocess, path: Path) -> Int8Model:
     """Convert with the ``calibration`` inputs (in model-input space) and check the result."""
     tf = import_tensorflow()
+    if preprocess.image is not None:
+        calibration = _full_pixel_range(nhwc(calibration), preprocess.image.divisor)
 
     def representative() -> Iterator[list[np.ndarray]]:
         for row in calibration:
@@ -46,4 +56,25 @@ def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Prepro
     path.write_bytes(flatbuffer)
     info = inspect_int8_model(path)
     info.require_fully_int8()
+    if preprocess.image is not None:
+        _check_image_input(info.input, preprocess.image)
     return Int8Model(path=path, input=info.input, output=info.output, preprocess=preprocess, ops=info.op_names)
+
+
+def _full_pixel_range(calibration: np.ndarray, divisor: float) -> np.ndarray:
+    """A copy whose first image holds a 0 and a 255 pixel (in model units), so the input range is exact."""
+    out = calibration.copy()
+    first = out[0].reshape(-1)
+    first[0], first[-1] = 0.0, 255.0 / divisor
+    return out
+
+
+def _check_image_input(spec: TensorSpec, image: ImageInput) -> None:
+    """The int8 input must be NHWC with q = pixel - 128 exactly."""
+    expected = (1, *image.hwc)
+    if spec.shape != expected:
+        raise ConversionError(f"the int8 model takes {spec.shape}, not the NHWC images {expected}",
+                              hint="this is an edgekit bug for this policy; please report it with the model")
+    if spec.quant.zero_point != ZERO_POINT or not np.isclose(spec.quant.scale, image.scale, rtol=1e-6):
+        raise ConversionError(f"the int8 input quantization is {spec.quant}, not scale 1/{image.divisor:g} and "
+                              f"zero point {ZERO_POINT}", hint="this is an edgekit bug; please report it")

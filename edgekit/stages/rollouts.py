@@ -22,22 +22,34 @@ from edgekit.errors import UsageError
 from edgekit.postprocess import PostProcessor
 from edgekit.progress import Progress
 
+DEFAULT_STEPS = 2000
+IMAGE_DEFAULT_STEPS = 500  # image observations: kilobytes each, and every set is run through a CNN several times
+
 
 @dataclass(frozen=True)
 class RolloutRecipe:
-    """How to sample observations; defaults suit small control tasks."""
+    """How to sample observations; defaults suit small control tasks (None: the default for the observations,
+    ``DEFAULT_STEPS``, or ``IMAGE_DEFAULT_STEPS`` for images)."""
 
-    calibration_steps: int = 2000
-    held_out_steps: int = 2000
+    calibration_steps: int | None = None
+    held_out_steps: int | None = None
     random_action_share: float = 0.1
     seed: int = 0
     calibration_file: Path | None = None  # recorded observations to calibrate on instead of rollouts
 
+    def steps(self, image: bool) -> tuple[int, int]:
+        """(calibration, held-out) steps, the defaults filled in."""
+        default = IMAGE_DEFAULT_STEPS if image else DEFAULT_STEPS
+        return (default if self.calibration_steps is None else self.calibration_steps,
+                default if self.held_out_steps is None else self.held_out_steps)
+
     def check(self) -> None:
-        if self.calibration_steps < 100:
-            raise UsageError("--calibration-steps must be at least 100", hint="the default is 2000")
-        if self.held_out_steps < 100:
-            raise UsageError("--validation-steps must be at least 100", hint="the default is 2000")
+        if self.calibration_steps is not None and self.calibration_steps < 100:
+            raise UsageError("--calibration-steps must be at least 100", hint=f"the default is {DEFAULT_STEPS} "
+                             f"({IMAGE_DEFAULT_STEPS} for images)")
+        if self.held_out_steps is not None and self.held_out_steps < 100:
+            raise UsageError("--validation-steps must be at least 100", hint=f"the default is {DEFAULT_STEPS} "
+                             f"({IMAGE_DEFAULT_STEPS} for images)")
         if not 0.0 <= self.random_action_share <= 1.0:
             raise UsageError("--random-action-share must lie in [0, 1]")
 
@@ -52,11 +64,15 @@ def collect_observations(
     try:
         check_env_fits(spec.id, env, agent.observation_space, agent.action_space)
         post = PostProcessor(graph.postprocess, agent.action_space)
+        calibration_steps, held_out_steps = recipe.steps(image=graph.image is not None)
         if recipe.calibration_file is not None:
-            calib, calib_eps = load_observations(recipe.calibration_file, agent.observation_space.shape), 0
+            shape = graph.image.shape if graph.image is not None else agent.observation_space.shape
+            calib, calib_eps = load_observations(recipe.calibration_file, shape), 0
+            if graph.image is not None:
+                calib = _as_pixels(calib, recipe.calibration_file)
         else:
-            calib, calib_eps = _rollout(env, graph, post, recipe.calibration_steps, recipe, recipe.seed, progress)
-        held, held_eps = _rollout(env, graph, post, recipe.held_out_steps, recipe, recipe.seed + 10_007, progress)
+            calib, calib_eps = _rollout(env, graph, post, calibration_steps, recipe, recipe.seed, progress)
+        held, held_eps = _rollout(env, graph, post, held_out_steps, recipe, recipe.seed + 10_007, progress)
     finally:
         env.close()
     facts = {
@@ -100,6 +116,14 @@ def load_observations(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return flat
 
 
+def _as_pixels(flat: np.ndarray, path: Path) -> np.ndarray:
+    """Recorded images as uint8; values that are not whole numbers in 0..255 are not pixels."""
+    if flat.min() < 0 or flat.max() > 255 or not np.array_equal(flat, np.rint(flat)):
+        raise UsageError(f"calibration data {path} holds values that are not uint8 pixels (0..255)",
+                         hint="record the observations as the env returns them")
+    return flat.astype(np.uint8)
+
+
 def _rollout(
     env: Any,
     graph: PolicyGraph,
@@ -112,10 +136,11 @@ def _rollout(
     rng = np.random.default_rng(seed)
     env.action_space.seed(seed)
     obs, _ = env.reset(seed=seed)
-    out = np.empty((steps, graph.input_size), dtype=np.float32)
+    dtype = np.uint8 if graph.image is not None else np.float32  # images stay pixels: 4x less memory
+    out = np.empty((steps, graph.input_size), dtype=dtype)
     episodes = 1
     for i in range(steps):
-        flat = np.asarray(obs, dtype=np.float32).reshape(-1)
+        flat = np.asarray(obs, dtype=dtype).reshape(-1)
         out[i] = flat
         if rng.random() < recipe.random_action_share:
             action = env.action_space.sample()
@@ -127,6 +152,6 @@ def _rollout(
             episodes += 1
         if i % 500 == 0:
             progress.tick(f"{i}/{steps} steps")
-    if not np.all(np.isfinite(out)):
+    if dtype == np.float32 and not np.all(np.isfinite(out)):
         raise UsageError("the environment produced non-finite observations (NaN or inf) during rollouts")
     return out, episodes

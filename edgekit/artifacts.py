@@ -49,6 +49,7 @@ class PolicyGraph:
     output: str  # actions | squashed_actions | logits | q_values
     postprocess: str  # clip | unscale | argmax
     normalize: ObsNormalization | None = None  # VecNormalize: applied to observations before the module
+    rewrites: tuple[str, ...] = ()  # exact activation rewrites done at extraction (see edgekit.activations)
 
     def outputs(self, obs: np.ndarray) -> np.ndarray:
         """Run the float actor on a batch of flat observations."""

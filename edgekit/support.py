@@ -25,12 +25,14 @@ MLP = "MlpPolicy"
 # Observation kinds each SB3 policy alias takes (see edgekit.spaces for the kinds).
 POLICY_OBSERVATIONS: Mapping[str, tuple[str, ...]] = {
     MLP: (BOX,),
+    "LinearPolicy": (BOX,),  # ARS (sb3-contrib): a single Linear layer
 }
 
 # Why the rest is refused: keyed by policy alias or observation/action kind.
 NOT_SUPPORTED: Mapping[str, str] = {
     "CnnPolicy": "image policies are not supported yet",
     "MultiInputPolicy": "Dict observations are not supported yet",
+    "MlpLstmPolicy": "recurrent (LSTM) policies need their state carried between steps; the runtime is stateless",
 }
 
 

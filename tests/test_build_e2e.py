@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import AGENT_CASES
+from conftest import AGENT_CASES, algorithm_class
 
 from edgekit.bundle import Manifest, verify_all
 from edgekit.quant import QuantParams
@@ -25,9 +25,7 @@ DECISIVE_AGREEMENT_MIN = 0.90
 
 
 def _sb3_model(case, path):
-    import stable_baselines3
-
-    return getattr(stable_baselines3, case.algo).load(path, device="cpu")
+    return algorithm_class(case.algo).load(path, device="cpu")
 
 
 def _held_out(bundle_dir, shape):

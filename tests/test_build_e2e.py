@@ -23,6 +23,9 @@ MEAN_SHARE_TOL = 0.05
 MAX_SHARE_TOL = 0.25
 DECISIVE_AGREEMENT_MIN = 0.90
 
+# The TFLite ops an activation adds (edgekit.activations rewrites LeakyReLU as PReLU, ELU as relu + exp).
+ACTIVATION_OPS = {"Hardswish": ("HARD_SWISH",), "ELU": ("MINIMUM", "EXP", "SUB"), "LeakyReLU": ("PRELU",)}
+
 
 def _sb3_model(case, path):
     return algorithm_class(case.algo).load(path, device="cpu")
@@ -45,7 +48,9 @@ def test_bundle_is_complete_and_fully_int8(built_bundle, name):
     info = inspect_int8_model(built.bundle_dir / "model_int8.tflite")
     info.require_fully_int8()
     assert info.problems == []
-    assert set(info.op_names) <= {"FULLY_CONNECTED", "TANH", "RELU", "MUL", "RESHAPE", "STRIDED_SLICE", "ADD"}
+    activation = built.case.kwargs.get("policy_kwargs", {}).get("activation_fn", "")
+    assert set(info.op_names) <= {"FULLY_CONNECTED", "TANH", "RELU", "MUL", "RESHAPE", "STRIDED_SLICE", "ADD",
+                                  *ACTIVATION_OPS.get(activation, ())}
     # with a split input, a coarse and a fine int8 part per observation feature
     if built.case.conditioning.get("force_split"):
         assert manifest.preprocess.split == 254

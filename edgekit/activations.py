@@ -9,11 +9,10 @@ TensorFlow 2.21), for SB3's MLP activations:
   RReLU once rewritten as a constant-slope PReLU;
 * **fully int8, on the CPU** (an op Coral's list lacks, where the compiler cuts the
   graph and runs the rest on the CPU): Hardswish (HARD_SWISH), Hardsigmoid
-  (RELU_0_TO_1), Softplus and Mish (EXP, LOG), Softsign (ABS, DIV), CELU (EXP), and
-  ELU / SELU once rewritten as ``scale * (relu(x) + alpha * (exp(min(x, 0)) - 1))``
-  (the converter leaves a plain ELU in float);
-* **refused**: GELU (its exact form is erf, which TFLite has no kernel for at all),
-  LogSigmoid (its int8 LOG output range is unbounded).
+  (RELU_0_TO_1), Softplus and Mish (EXP, LOG), LogSigmoid (LOGISTIC, LOG), Softsign
+  (ABS, DIV), CELU (EXP), and ELU / SELU once rewritten as
+  ``scale * (relu(x) + alpha * (exp(min(x, 0)) - 1))`` (the converter leaves a plain ELU in float);
+* **refused**: GELU (its exact form is erf, which TFLite has no kernel for at all).
 
 Each rewrite is exact in float (the extract stage then checks the actor against
 SB3's ``predict``). The rewrites build new modules: the SB3 policy is not touched.
@@ -32,14 +31,13 @@ from edgekit.errors import UnsupportedModelError
 # Activation class name -> what to train with instead, for those TFLite cannot run in int8.
 REFUSED: Mapping[str, str] = {
     "GELU": "its exact form uses erf, which TFLite has no kernel for",
-    "LogSigmoid": "its int8 LOG output has an unbounded range",
 }
 INSTEAD = "nn.SiLU (close to GELU, fully int8 and on the Edge TPU), nn.Tanh or nn.ReLU"
 
 # TFLite ops of activations that run int8 on the CPU only (for the build's note).
 CPU_ONLY_OPS: Mapping[str, str] = {
     "HARD_SWISH": "Hardswish", "RELU_0_TO_1": "Hardsigmoid", "EXP": "ELU, SELU, CELU, Softplus or Mish",
-    "LOG": "Softplus or Mish", "ABS": "Softsign", "DIV": "Softsign", "LEAKY_RELU": "LeakyReLU",
+    "LOG": "Softplus, Mish or LogSigmoid", "ABS": "Softsign", "DIV": "Softsign", "LEAKY_RELU": "LeakyReLU",
 }
 
 

@@ -89,6 +89,8 @@ AGENT_CASES = {
             "learning_starts": 100, "policy_kwargs": {"net_arch": [32, 32]}}),
         # gSDE: the deterministic action is action_net's mean; squash_output: tanh, then unscaled
         AgentCase("ppo-pendulum-sde", "PPO", "Pendulum-v1", 256, {"n_steps": 128, "batch_size": 64, "use_sde": True}),
+        AgentCase("sac-pendulum-sde", "SAC", "Pendulum-v1", 300, {  # clip_mean: Hardtanh before the tanh
+            "learning_starts": 100, "use_sde": True, "policy_kwargs": {"net_arch": [32, 32]}}),
         AgentCase("a2c-pendulum-sde-squash", "A2C", "Pendulum-v1", 200, {
             "n_steps": 8, "use_sde": True, "policy_kwargs": {"squash_output": True}}),
         # activations the Edge TPU lacks: a fully int8 CPU model, the report says which part runs where
@@ -96,6 +98,8 @@ AGENT_CASES = {
             "n_steps": 128, "batch_size": 64, "policy_kwargs": {"net_arch": [32, 32], "activation_fn": "Hardswish"}}),
         AgentCase("ppo-pendulum-elu", "PPO", "Pendulum-v1", 128, {
             "n_steps": 128, "batch_size": 64, "policy_kwargs": {"net_arch": [32, 32], "activation_fn": "ELU"}}),
+        AgentCase("ppo-pendulum-logsigmoid", "PPO", "Pendulum-v1", 128, {  # LOG: the report's per-layer part
+            "n_steps": 128, "batch_size": 64, "policy_kwargs": {"net_arch": [16, 16], "activation_fn": "LogSigmoid"}}),
         AgentCase("a2c-cartpole-leakyrelu", "A2C", "CartPole-v1", 200, {
             "n_steps": 8, "policy_kwargs": {"net_arch": [32, 32], "activation_fn": "LeakyReLU"}}),
     )

@@ -24,7 +24,8 @@ MAX_SHARE_TOL = 0.25
 DECISIVE_AGREEMENT_MIN = 0.90
 
 # The TFLite ops an activation adds (edgekit.activations rewrites LeakyReLU as PReLU, ELU as relu + exp).
-ACTIVATION_OPS = {"Hardswish": ("HARD_SWISH",), "ELU": ("MINIMUM", "EXP", "SUB"), "LeakyReLU": ("PRELU",)}
+ACTIVATION_OPS = {"Hardswish": ("HARD_SWISH",), "ELU": ("MINIMUM", "EXP", "SUB"), "LeakyReLU": ("PRELU",),
+                  "LogSigmoid": ("LOGISTIC", "LOG")}
 
 
 def _sb3_model(case, path):

@@ -101,3 +101,86 @@ def split_sequential(seq: nn.Sequential, drop_trailing: type | None = None) -> t
     if not layers or not isinstance(layers[-1], nn.Linear):
         raise ValueError("expected the network to end in a Linear layer")
     return nn.Sequential(*layers[:-1]), layers[-1]
+
+
+def mean_over_quantiles(head: nn.Linear, n_quantiles: int, n_actions: int) -> nn.Linear:
+    """A Linear emitting the mean over quantiles of ``head``'s outputs, laid out (quantile, action) as
+    QR-DQN's ``view(-1, n_quantiles, n_actions)``: the mean of linear maps is the linear map of the means."""
+    if head.out_features != n_quantiles * n_actions:
+        raise ValueError(f"expected {n_quantiles} x {n_actions} quantile outputs, got {head.out_features}")
+    folded = nn.Linear(head.in_features, n_actions)
+    with torch.no_grad():
+        weight = head.weight.double().view(n_quantiles, n_actions, head.in_features).mean(dim=0)
+        bias = head.bias.double().view(n_quantiles, n_actions).mean(dim=0) if head.bias is not None \
+            else torch.zeros(n_actions, dtype=torch.float64)
+        folded.weight.copy_(weight.float())
+        folded.bias.copy_(bias.float())
+    return folded
+
+
+def with_biases(seq: nn.Sequential) -> nn.Sequential:
+    """A copy of ``seq`` whose bias-less Linear layers have a zero bias (the same function); the
+    conditioning stage folds offsets into biases."""
+    layers: list[nn.Module] = []
+    for layer in seq:
+        if isinstance(layer, nn.Linear) and layer.bias is None:
+            copy = nn.Linear(layer.in_features, layer.out_features)
+            with torch.no_grad():
+                copy.weight.copy_(layer.weight)
+                copy.bias.zero_()
+            layer = copy
+        layers.append(layer)
+    return nn.Sequential(*layers)
+
+
+def _is_batch_renorm(module: nn.Module) -> bool:
+    """sb3-contrib's BatchRenorm (CrossQ), recognised by its running-statistics buffers."""
+    return type(module).__name__ in ("BatchRenorm", "BatchRenorm1d") and hasattr(module, "ra_mean") \
+        and hasattr(module, "ra_var")
+
+
+def fold_batch_renorm(seq: nn.Sequential) -> list[nn.Module]:
+    """``seq``'s layers with each eval-mode BatchRenorm folded into the Linear that follows it.
+
+    In eval mode (SB3's predict) BatchRenorm is ``a * x + c`` per feature, with
+    ``a = scale / sqrt(ra_var + eps)`` and ``c = bias - a * ra_mean`` (``scale``
+    1, ``bias`` 0 without ``affine``), so ``W (a x + c) + b = (W diag(a)) x + (W c + b)``:
+    exact, and the folded Linear layers are new modules (the policy is left as it is).
+    """
+    layers: list[nn.Module] = []
+    pending: tuple[torch.Tensor, torch.Tensor] | None = None
+    for layer in seq:
+        if _is_batch_renorm(layer):
+            a, c = _renorm_affine(layer)
+            if pending is not None:  # two in a row compose
+                a, c = pending[0] * a, pending[1] * a + c
+            pending = (a, c)
+            continue
+        if pending is not None:
+            if not isinstance(layer, nn.Linear):
+                raise ValueError(f"BatchRenorm followed by {type(layer).__name__}, not by a Linear layer")
+            layer = _affine_into_linear(layer, *pending)
+            pending = None
+        layers.append(layer)
+    if pending is not None:
+        raise ValueError("the network ends in a BatchRenorm with no Linear layer after it")
+    return layers
+
+
+def _renorm_affine(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        a = 1.0 / torch.sqrt(layer.ra_var.double() + float(layer.eps))
+        c = -layer.ra_mean.double() * a
+        if getattr(layer, "affine", True):
+            a, c = layer.scale.double() * a, layer.scale.double() * c + layer.bias.double()
+    return a, c
+
+
+def _affine_into_linear(linear: nn.Linear, a: torch.Tensor, c: torch.Tensor) -> nn.Linear:
+    folded = nn.Linear(linear.in_features, linear.out_features)
+    with torch.no_grad():
+        w = linear.weight.double()
+        b = linear.bias.double() if linear.bias is not None else torch.zeros(linear.out_features, dtype=torch.float64)
+        folded.weight.copy_((w * a[None, :]).float())
+        folded.bias.copy_((b + w @ c).float())
+    return folded

@@ -54,6 +54,7 @@ class PolicyGraph:
     postprocess: str  # clip | unscale | argmax
     normalize: ObsNormalization | None = None  # VecNormalize: applied to observations before the module
     image: ImageInput | None = None  # image observations in the env's layout -> the module's NCHW x / divisor
+    rewrites: tuple[str, ...] = ()  # exact activation rewrites done at extraction (see edgekit.activations)
 
     def outputs(self, obs: np.ndarray) -> np.ndarray:
         """Run the float actor on a batch of flat observations."""

@@ -237,8 +237,8 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
     with progress.stage(STAGES[8]) as note:
         check = check_model(stage / package.CPU_MODEL)
         note.detail = (f"{check.tpu_share:.0%} of {len(check.ops)} ops predicted on the Edge TPU"
-                       + ("" if check.fully_mappable else f" ({'; '.join(check.reasons[:2])})"))
-    notes: list[str] = []
+                       + ("" if check.fully_mappable else f"; {check.placement}"))
+    notes: list[str] = [] if check.fully_mappable else [_placement_note(check)]
     with progress.stage(STAGES[9]) as note:
         compiled, note.detail = _compile(options.compile, stage, notes)
     with progress.stage(STAGES[10]) as note:
@@ -257,6 +257,19 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
         package.refresh_hashes(stage)
         note.detail = str(options.output)
     return validation, notes
+
+
+def _placement_note(check: Any) -> str:
+    """What a model the Edge TPU cannot run fully means for the user, naming the activation behind the cut."""
+    from edgekit.activations import CPU_ONLY_OPS
+
+    cut = check.ops[check.cut_index] if check.cut_index is not None else None
+    cause = ""
+    if cut is not None and cut.op in CPU_ONLY_OPS:
+        cause = (f"; {cut.op} comes from the policy's {CPU_ONLY_OPS[cut.op]} activation (ReLU, Tanh, Sigmoid, "
+                 "SiLU, LeakyReLU map fully)")
+    return (f"the int8 model is fully int8 but the Edge TPU cannot run all of it: {check.placement}{cause}; "
+            "edgetpu_compiler would put the rest on the CPU, and the CPU int8 model runs anywhere")
 
 
 def _kernel_spread(stage: Path, sets: ObservationSets) -> float:

@@ -27,6 +27,7 @@ CNN = "CnnPolicy"  # SB3's NatureCNN features extractor on image observations
 POLICY_OBSERVATIONS: Mapping[str, tuple[str, ...]] = {
     MLP: (BOX,),
     CNN: (IMAGE,),
+    "LinearPolicy": (BOX,),  # ARS (sb3-contrib): a single Linear layer
 }
 
 # Why the rest is refused: keyed by policy alias or observation/action kind.
@@ -34,6 +35,7 @@ NOT_SUPPORTED: Mapping[str, str] = {
     IMAGE: "image observations are deployed with CnnPolicy (SB3's NatureCNN); MlpPolicy on images is not "
            "supported (train with CnnPolicy, or flatten the images into a float Box)",
     "MultiInputPolicy": "Dict observations are not supported yet",
+    "MlpLstmPolicy": "recurrent (LSTM) policies need their state carried between steps; the runtime is stateless",
 }
 
 

@@ -455,8 +455,8 @@ def float_fidelity(bundle: Path, obs: Any, runs: dict[str, tuple[Any, Any]]) -> 
     metrics: action error as a share of the action range (mean, p99, max), or argmax agreement.
     """
     import numpy as np
-    import stable_baselines3
 
+    from edgekit.algorithms import ALGORITHMS
     from edgekit.bundle.manifest import Manifest
     from edgekit.report.metrics import fidelity_metrics
 
@@ -464,7 +464,7 @@ def float_fidelity(bundle: Path, obs: Any, runs: dict[str, tuple[Any, Any]]) -> 
     model_path = Path(json.loads((bundle / "report.json").read_text())["reference"]["model"])
     if not model_path.is_file():
         raise FileNotFoundError(f"the bundle's model {model_path} is not on this host")
-    model = getattr(stable_baselines3, manifest.algorithm).load(model_path, device="cpu")
+    model = ALGORITHMS[manifest.algorithm].load_class().load(model_path, device="cpu")  # SB3 or sb3-contrib
     float_actions = model.predict(obs, deterministic=True)[0]
     scale, zero = manifest.models["cpu"].output.quant.scale, manifest.models["cpu"].output.quant.zero_point
     out = {}

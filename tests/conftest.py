@@ -37,6 +37,7 @@ class AgentCase:
     conditioning: dict[str, Any] = field(default_factory=dict)  # ConditioningOptions for the build
     trained_as: str = ""  # reuse another case's trained model
     policy: str = "MlpPolicy"  # SB3 policy alias
+    fully_on_edgetpu: bool = True  # False: an op the Edge TPU lacks (the check predicts a graph cut)
 
 
 # CnnPolicy on the image envs of coverage_envs_images: HWC envs (SB3 transposes them) and CHW ones, 1 and 3
@@ -94,12 +95,56 @@ AGENT_CASES = {
         AgentCase("dqn-cartpole-split", "DQN", "CartPole-v1", 0, conditioning={"force_split": True},
                   trained_as="dqn-cartpole"),
         *IMAGE_CASES,
+        # sb3-contrib (edgekit[contrib]): each algorithm x its action kinds (ARS: both of its policies)
+        AgentCase("tqc-pendulum-sde", "TQC", "Pendulum-v1", 300, {
+            "learning_starts": 100, "use_sde": True,
+            "policy_kwargs": {"net_arch": [32, 32], "n_quantiles": 5}}),
+        AgentCase("qrdqn-cartpole", "QRDQN", "CartPole-v1", 400, {
+            "learning_starts": 100, "policy_kwargs": {"net_arch": [32, 32], "n_quantiles": 10}}),
+        AgentCase("trpo-pendulum", "TRPO", "Pendulum-v1", 256, {
+            "n_steps": 128, "batch_size": 64, "policy_kwargs": {"net_arch": [32, 32]}}),
+        AgentCase("trpo-cartpole", "TRPO", "CartPole-v1", 256, {
+            "n_steps": 128, "batch_size": 64, "policy_kwargs": {"net_arch": [32, 32]}}),
+        AgentCase("ars-pendulum", "ARS", "Pendulum-v1", 400, {  # tanh-squashed, unscaled
+            "n_delta": 1, "zero_policy": False, "policy_kwargs": {"net_arch": [16]}}),
+        AgentCase("ars-cartpole", "ARS", "CartPole-v1", 100, {
+            "n_delta": 1, "zero_policy": False, "policy_kwargs": {"net_arch": [16]}}),
+        AgentCase("ars-linear-pendulum", "ARS", "Pendulum-v1", 400, {  # clipped; Linear without bias
+            "n_delta": 1, "zero_policy": False}, policy="LinearPolicy"),
+        AgentCase("ars-linear-cartpole", "ARS", "CartPole-v1", 100, {
+            "n_delta": 1, "zero_policy": False}, policy="LinearPolicy"),
+        AgentCase("crossq-pendulum", "CrossQ", "Pendulum-v1", 300, {  # BatchRenorm folded into the Linears
+            "learning_starts": 100, "policy_kwargs": {"net_arch": [32, 32]}}),
+        # gSDE: the deterministic action is action_net's mean; squash_output: tanh, then unscaled
+        AgentCase("ppo-pendulum-sde", "PPO", "Pendulum-v1", 256, {"n_steps": 128, "batch_size": 64, "use_sde": True}),
+        AgentCase("sac-pendulum-sde", "SAC", "Pendulum-v1", 300, {  # clip_mean: Hardtanh before the tanh
+            "learning_starts": 100, "use_sde": True, "policy_kwargs": {"net_arch": [32, 32]}}),
+        AgentCase("a2c-pendulum-sde-squash", "A2C", "Pendulum-v1", 200, {
+            "n_steps": 8, "use_sde": True, "policy_kwargs": {"squash_output": True}}),
+        # activations the Edge TPU lacks: a fully int8 CPU model, the report says which part runs where
+        AgentCase("ppo-pendulum-hardswish", "PPO", "Pendulum-v1", 128, {
+            "n_steps": 128, "batch_size": 64, "policy_kwargs": {"net_arch": [32, 32], "activation_fn": "Hardswish"}},
+                  fully_on_edgetpu=False),
+        AgentCase("ppo-pendulum-elu", "PPO", "Pendulum-v1", 128, {
+            "n_steps": 128, "batch_size": 64, "policy_kwargs": {"net_arch": [32, 32], "activation_fn": "ELU"}},
+                  fully_on_edgetpu=False),
+        AgentCase("ppo-pendulum-logsigmoid", "PPO", "Pendulum-v1", 128, {  # LOG: the report's per-layer part
+            "n_steps": 128, "batch_size": 64, "policy_kwargs": {"net_arch": [16, 16], "activation_fn": "LogSigmoid"}},
+                  fully_on_edgetpu=False),
+        AgentCase("a2c-cartpole-leakyrelu", "A2C", "CartPole-v1", 200, {
+            "n_steps": 8, "policy_kwargs": {"net_arch": [32, 32], "activation_fn": "LeakyReLU"}}),
     )
 }
 
 
+def algorithm_class(name: str) -> type:
+    """The SB3 or sb3-contrib class of a case's algorithm, as edgekit's table names it."""
+    from edgekit.algorithms import ALGORITHMS
+
+    return ALGORITHMS[name].load_class()
+
+
 def _train(case: AgentCase, path: Path) -> Path:
-    import stable_baselines3
     import torch
 
     torch.set_num_threads(1)
@@ -107,7 +152,7 @@ def _train(case: AgentCase, path: Path) -> Path:
     policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
     if isinstance(policy_kwargs.get("activation_fn"), str):
         policy_kwargs["activation_fn"] = getattr(torch.nn, policy_kwargs["activation_fn"])
-    cls = getattr(stable_baselines3, case.algo)
+    cls = algorithm_class(case.algo)
     model = cls(case.policy, case.env_id, seed=0, device="cpu", policy_kwargs=policy_kwargs or None, **kwargs)
     model.learn(total_timesteps=case.steps)
     model.save(path)

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import AGENT_CASES
+from conftest import AGENT_CASES, algorithm_class
 
 from edgekit.bundle import Manifest, verify_all
 from edgekit.quant import QuantParams
@@ -23,11 +23,13 @@ MEAN_SHARE_TOL = 0.05
 MAX_SHARE_TOL = 0.25
 DECISIVE_AGREEMENT_MIN = 0.90
 
+# The TFLite ops an activation adds (edgekit.activations rewrites LeakyReLU as PReLU, ELU as relu + exp).
+ACTIVATION_OPS = {"Hardswish": ("HARD_SWISH",), "ELU": ("MINIMUM", "EXP", "SUB"), "LeakyReLU": ("PRELU",),
+                  "LogSigmoid": ("LOGISTIC", "LOG")}
+
 
 def _sb3_model(case, path):
-    import stable_baselines3
-
-    return getattr(stable_baselines3, case.algo).load(path, device="cpu")
+    return algorithm_class(case.algo).load(path, device="cpu")
 
 
 def _held_out(bundle_dir, shape):
@@ -47,8 +49,9 @@ def test_bundle_is_complete_and_fully_int8(built_bundle, name):
     info = inspect_int8_model(built.bundle_dir / "model_int8.tflite")
     info.require_fully_int8()
     assert info.problems == []
+    activation = built.case.kwargs.get("policy_kwargs", {}).get("activation_fn", "")
     assert set(info.op_names) <= {"FULLY_CONNECTED", "TANH", "RELU", "MUL", "RESHAPE", "STRIDED_SLICE", "ADD",
-                                  "CONV_2D", "MEAN"}
+                                  "CONV_2D", "MEAN", *ACTIVATION_OPS.get(activation, ())}
     # with a split input, a coarse and a fine int8 part per observation feature
     if built.case.conditioning.get("force_split"):
         assert manifest.preprocess.split == 254

@@ -47,11 +47,12 @@ def test_unknown_algorithm_lists_supported(tmp_path):
             payload = src.read(item)
             if item.filename == "data":
                 data = json.loads(payload)
-                data["policy_class"]["__module__"] = "sb3_contrib.qrdqn.policies"
+                data["policy_class"]["__module__"] = "my_algorithms.policies"
                 payload = json.dumps(data).encode()
             dst.writestr(item, payload)
     proc = run_cli("build", str(bad), "--env", "CartPole-v1", "-o", str(tmp_path / "b"))
-    _assert_one_line_error(proc, "QR-DQN", "PPO, A2C, SAC, TD3, DDPG, DQN")
+    _assert_one_line_error(proc, "my_algorithms.policies", "PPO, A2C, SAC, TD3, DDPG, DQN",
+                           "TQC, QRDQN, TRPO, ARS, CrossQ from sb3-contrib")
 
 
 def test_unknown_env_id_suggests(tmp_path):

@@ -26,7 +26,7 @@ from edgekit.errors import BundleError
 # -- real bundles --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(AGENT_CASES))
+@pytest.mark.parametrize("name", sorted(n for n, case in AGENT_CASES.items() if case.fully_on_edgetpu))
 def test_bundles_of_every_algorithm_are_fully_mappable(built_bundle, name):
     report = check_path(built_bundle(name).bundle_dir)
     assert report.fully_mappable, format_report(report)
@@ -36,6 +36,19 @@ def test_bundles_of_every_algorithm_are_fully_mappable(built_bundle, name):
     assert report.risks == (), "the build quantizes fully-connected weights per tensor"
     assert 0 < report.tpu_parameter_bytes == report.parameter_bytes < report.cache_bytes
     assert "(100%)" in format_report(report)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, case in AGENT_CASES.items() if not case.fully_on_edgetpu))
+def test_bundles_with_an_op_the_edgetpu_lacks_are_cut_there(built_bundle, name):
+    """Activations the Edge TPU lacks: the ops before the first one map, the rest run on the CPU."""
+    report = check_path(built_bundle(name).bundle_dir)
+    assert not report.fully_mappable and report.cut_index is not None
+    cut = report.ops[report.cut_index]
+    assert cut.problems and "not in the Edge TPU's supported operations" in cut.problems[0]
+    assert all(op.on_tpu == (op.index < report.cut_index) for op in report.ops)
+    assert report.ops[0].op == "FULLY_CONNECTED" and report.ops[0].on_tpu
+    assert f"graph cut at #{cut.index} {cut.op}" in report.placement
+    assert f"runs where: {report.placement}" in format_report(report)
 
 
 def test_check_of_a_bundle_verifies_the_model_hash(built_bundle, tmp_path):

@@ -117,6 +117,22 @@ class CheckReport:
         return bool(self.ops) and all(op.on_tpu for op in self.ops)
 
     @property
+    def placement(self) -> str:
+        """Which part runs where, in one line: the Edge TPU's ops, the CPU's, and the op that cut the graph."""
+        if not self.ops:
+            return "no ops"
+        if self.fully_mappable:
+            return f"all {len(self.ops)} ops on the Edge TPU"
+        tpu = [op.index for op in self.ops if op.on_tpu]
+        cpu = [op.index for op in self.ops if not op.on_tpu]
+        text = (f"Edge TPU: {_ranges(tpu)}; CPU: {_ranges(cpu)}" if tpu
+                else f"CPU: all {len(self.ops)} ops (none maps onto the Edge TPU)")
+        if self.cut_index is not None:
+            cut = self.ops[self.cut_index]
+            text += f" (graph cut at #{cut.index} {cut.op}: {cut.problems[0]})"
+        return text
+
+    @property
     def reasons(self) -> tuple[str, ...]:
         """One line per op that cannot map by itself."""
         return tuple(f"#{op.index} {op.op}: {op.reason}" for op in self.ops if op.problems)
@@ -137,6 +153,7 @@ class CheckReport:
             "ops_on_tpu": self.tpu_op_count,
             "tpu_share": round(self.tpu_share, 4),
             "cut_index": self.cut_index,
+            "placement": self.placement,
             "tpu_parameter_bytes": self.tpu_parameter_bytes,
             "parameter_bytes": self.parameter_bytes,
             "cache_bytes": self.cache_bytes,
@@ -469,6 +486,20 @@ def _ints(values: Any) -> list[int]:
     return [] if values is None else [int(v) for v in values]
 
 
+def _ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"ops #0-#2, #5"``."""
+    parts: list[str] = []
+    start = prev = None
+    for i in [*indices, None]:
+        if start is not None and (i is None or i != prev + 1):
+            parts.append(f"#{start}" if start == prev else f"#{start}-#{prev}")
+            start = None
+        if i is not None and start is None:
+            start = i
+        prev = i
+    return ("op " if len(indices) == 1 else "ops ") + ", ".join(parts)
+
+
 def _size(n: int) -> str:
     for unit, step in (("MiB", 1024**2), ("KiB", 1024)):
         if n >= step:
@@ -486,6 +517,7 @@ def format_report(report: CheckReport) -> str:
                      f"{op.reason}{mark}".rstrip())
     share = int(100 * report.tpu_share)  # floored: 99.6 % is not 100 %
     lines.append(f"predicted on the Edge TPU: {report.tpu_op_count} of {len(report.ops)} ops ({share}%)")
+    lines.append(f"runs where: {report.placement}")
     used = 100.0 * report.tpu_parameter_bytes / report.cache_bytes
     lines.append(f"parameters on the Edge TPU: {_size(report.tpu_parameter_bytes)} of the "
                  f"{_size(report.cache_bytes)} on-chip cache ({used:.1f}%)")

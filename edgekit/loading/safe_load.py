@@ -79,7 +79,7 @@ def restore_model(path: Path, info: ModelFileInfo,
     use_sde = bool(data.get("use_sde", False))
     # As SB3's _setup_model: on-policy algorithms pass use_sde, off-policy ones keep it in policy_kwargs.
     kwargs = {"use_sde": use_sde, **policy_kwargs} if _is_on_policy(algorithm_class) else dict(policy_kwargs)
-    policy = _build_policy(policy_class, obs_space, act_space, kwargs, name)
+    policy = _build_policy(policy_class, obs_space, act_space, kwargs, name, info.algorithm.policy_takes_schedule)
     _load_weights(policy, params, name)
     policy.set_training_mode(False)
     if use_sde:
@@ -87,12 +87,14 @@ def restore_model(path: Path, info: ModelFileInfo,
     return RestoredModel(policy=policy, observation_space=obs_space, action_space=act_space, use_sde=use_sde)
 
 
-def _build_policy(policy_class: type, obs_space: Any, act_space: Any, kwargs: dict[str, Any], name: str) -> Any:
+def _build_policy(policy_class: type, obs_space: Any, act_space: Any, kwargs: dict[str, Any], name: str,
+                  takes_schedule: bool = True) -> Any:
     import torch
 
+    schedule = (_no_schedule,) if takes_schedule else ()  # ARS's policy has no optimizer, hence no schedule
     try:
         with torch.random.fork_rng(devices=[]):  # initial weights are overwritten; keep the caller's RNG
-            return policy_class(obs_space, act_space, _no_schedule, **kwargs)
+            return policy_class(obs_space, act_space, *schedule, **kwargs)
     except Exception as exc:  # the constructor raises many types for kwargs that do not fit
         raise ModelFileError(f"{name}: its policy_kwargs do not build a {policy_class.__name__} "
                              f"({type(exc).__name__}: {short_message(exc)})") from None

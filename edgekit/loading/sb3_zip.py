@@ -43,6 +43,7 @@ _TRAINING_ONLY = {
     "clip_range": lambda _progress: 0.0,
     "clip_range_vf": None,
     "exploration_schedule": lambda _progress: 0.0,
+    "delta_std_schedule": lambda _progress: 0.0,  # ARS
     "replay_buffer": None,
     "ep_info_buffer": None,
     "ep_success_buffer": None,

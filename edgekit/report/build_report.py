@@ -156,6 +156,7 @@ def build_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOv
         "closed_loop": loop,
         "layers": layer_section,
         "coverage": cover,
+        "edgetpu": _edgetpu_section(bundle_dir, manifest),
         "thresholds": {
             "given": thresholds.to_dict(),
             "advisory": ADVISORY.to_dict(),
@@ -167,6 +168,22 @@ def build_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOv
         "versions": {"report": stack_versions(), "bundle": dict(manifest.versions)},
     }
     return report, plots
+
+
+def _edgetpu_section(bundle_dir: Path, manifest: Manifest) -> dict[str, Any]:
+    """Which ops of the CPU int8 model the Edge TPU runs, as ``edgekit check`` predicts."""
+    from edgekit.edgetpu.check import check_model
+
+    check = check_model(verify_file(bundle_dir, manifest, manifest.models["cpu"].file))
+    return {
+        "fully_mappable": check.fully_mappable,
+        "ops_total": len(check.ops),
+        "ops_on_tpu": check.tpu_op_count,
+        "cut_index": check.cut_index,
+        "placement": check.placement,
+        "compiled": "edgetpu" in manifest.models,
+        "ops": [{"index": op.index, "op": op.op, "on_tpu": op.on_tpu, "reason": op.reason} for op in check.ops],
+    }
 
 
 def _check_request(model_path: Path | None, episodes: int, thresholds: Thresholds) -> None:

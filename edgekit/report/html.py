@@ -35,7 +35,7 @@ def render(report: dict[str, Any], data: PlotData) -> str:
     b = report["bundle"]
     title = f"Quantization report: {b['algorithm']} {b['env_id']}"
     body = "".join((_header(report, title), _checks(report), _numeric(report, data), _closed_loop(report),
-                    _layers(report), _coverage(report), _notes(report)))
+                    _layers(report), _coverage(report), _edgetpu(report), _notes(report)))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>\n")
@@ -193,6 +193,24 @@ def _image_coverage(section: dict[str, Any]) -> str:
             + f"<p class=note>{escape(image['layout'])} {shape} images. {escape(image['note'])} "
               f"({section['samples']} held-out observations)</p>"
             + _table(["channel", "calibration pixels", "held-out pixels", "held-out mean"], rows))
+
+
+def _edgetpu(report: dict[str, Any]) -> str:
+    """Which part of the int8 model the Edge TPU runs and which the CPU (absent in reports that predate it)."""
+    tpu = report.get("edgetpu")
+    if not isinstance(tpu, dict):
+        return ""
+    verdict = ("every op is predicted on the Edge TPU" if tpu["fully_mappable"]
+               else "the Edge TPU cannot run all of it: edgetpu_compiler puts the ops from the graph cut on the CPU")
+    compiled = "the bundle holds a compiled Edge TPU model" if tpu["compiled"] else \
+        "not compiled here (edgetpu_compiler was not run)"
+    rows = [[op["index"], op["op"], ("yes", "pass") if op["on_tpu"] else ("no — CPU", "fail"), op["reason"]]
+            for op in tpu["ops"]]
+    return (f"<h2>Edge TPU: which part runs where</h2><p>{escape(tpu['placement'])}; {escape(verdict)}; "
+            f"{escape(compiled)}.</p>"
+            + _table(["#", "op", "Edge TPU", "reason"], rows, left=(1, 3))
+            + "<p class=note>A prediction from Coral's published requirements (<code>edgekit check</code>); "
+              "the compiler has the last word. The CPU int8 model runs everywhere.</p>")
 
 
 def _notes(report: dict[str, Any]) -> str:

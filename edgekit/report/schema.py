@@ -227,6 +227,21 @@ SCHEMA: dict[str, Any] = {
             "bundle": {"type": "object", "description": "of the host that built the bundle",
                        "additionalProperties": {"type": _STR}},
         }),
+        "edgetpu": _obj("which part of the int8 model the Edge TPU runs and which the CPU (edgekit check's "
+                        "prediction for the bundle's CPU int8 model); optional", {
+            "fully_mappable": _f(_BOOL, "true when every op is predicted on the Edge TPU"),
+            "ops_total": _f(_INT, "ops in the model", minimum=0),
+            "ops_on_tpu": _f(_INT, "ops predicted on the Edge TPU", minimum=0),
+            "cut_index": _f([_INT, "null"], "the op that cuts the graph: it and every later op run on the CPU"),
+            "placement": _f(_STR, "which ops run where, in one line"),
+            "compiled": _f(_BOOL, "true when the bundle holds an edgetpu_compiler model"),
+            "ops": _arr("one per op, in execution order", _obj("one op", {
+                "index": _f(_INT, "position in execution order", minimum=0),
+                "op": _f(_STR, "TFLite builtin name"),
+                "on_tpu": _f(_BOOL, "predicted to run on the Edge TPU"),
+                "reason": _f(_STR, "why not (empty when on the Edge TPU)"),
+            })),
+        }),
         "build": _f("object", "the bundle's own build report (timings, Edge TPU check), kept when a report "
                     "replaces it; optional"),
     },

@@ -77,6 +77,8 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
     applied: dict[str, Any] = {}
     preprocess = replace(Preprocess.identity(graph.input_size), normalize=graph.normalize)
     postprocess = graph.postprocess
+    if graph.rewrites:
+        applied["activations"] = "; ".join(graph.rewrites) + " (exact)"
     if graph.normalize is not None:
         applied["vecnormalize"] = (f"observations normalized as in training (clip ±{graph.normalize.clip:g}), "
                                    "on the host")

@@ -29,10 +29,13 @@ def extract_policy(agent: LoadedAgent, normalize: ObsNormalization | None = None
     import torch
     from stable_baselines3.common.torch_layers import FlattenExtractor
 
+    from edgekit.activations import prepare_activations
+
     torch.set_num_threads(1)  # tiny MLPs: threads only add overhead
     policy = agent.model.policy
     policy.set_training_mode(False)
     module = agent.algorithm.build_actor(policy).eval()
+    module.body, rewrites = prepare_activations(module.body)  # new modules: the SB3 policy stays as it is
     extractor = getattr(module, "features_extractor", None)
     if image is not None:
         _use_channels_last_cnn(agent, module, image)
@@ -55,6 +58,7 @@ def extract_policy(agent: LoadedAgent, normalize: ObsNormalization | None = None
         postprocess=POSTPROCESS_OF_OUTPUT[output],
         normalize=normalize,
         image=image,
+        rewrites=rewrites,
     )
     _check_against_sb3(agent, graph)
     return graph

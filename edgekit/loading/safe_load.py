@@ -7,6 +7,7 @@ can run anything. Inference needs only the spaces, the policy class and its
 * the pickled fields through ``restricted_unpickle`` (an allow-list of classes),
 * ``policy.pth`` with ``torch.load(weights_only=True)`` (tensors only),
 
+renames the weights of SB3 < 1.8's shared actor-critic layers (``shared_layers``),
 then builds the policy class as SB3's ``_setup_model`` does (spaces, a dummy
 learning-rate schedule, ``policy_kwargs``) and loads the weights strictly.
 Schedules, optimizer state, replay buffers and the rest stay unread.
@@ -30,6 +31,7 @@ import numpy as np
 from edgekit.errors import ModelFileError, UnsafePickleError
 from edgekit.loading.restricted_unpickle import restricted_loads, short_message
 from edgekit.loading.sb3_zip import ModelFileInfo, read_member
+from edgekit.loading.shared_layers import unshare_layers
 
 MAX_CRITICS = 16  # SB3 uses 1 or 2; a larger count only multiplies memory
 
@@ -76,6 +78,7 @@ def restore_model(path: Path, info: ModelFileInfo,
     policy_class = _policy_class(data, name, algorithm_class)
     params = _read_weights(path)
     _check_network_size(policy_kwargs, obs_space, params, name)
+    policy_kwargs, params = unshare_layers(policy_kwargs, params, name)  # SB3 < 1.8's shared layers
     use_sde = bool(data.get("use_sde", False))
     # As SB3's _setup_model: on-policy algorithms pass use_sde, off-policy ones keep it in policy_kwargs.
     kwargs = {"use_sde": use_sde, **policy_kwargs} if _is_on_policy(algorithm_class) else dict(policy_kwargs)

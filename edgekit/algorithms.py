@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import UnsupportedModelError
-from edgekit.postprocess import ARGMAX, CLIP, UNSCALE
+from edgekit.postprocess import ARGMAX, CLIP, MULTI_ARGMAX, THRESHOLD, UNSCALE
+from edgekit.spaces import BOX, DISCRETE, MULTI_BINARY, MULTI_DISCRETE
 
 if TYPE_CHECKING:
     import torch
@@ -29,13 +30,20 @@ ACTIONS = "actions"  # Gaussian mean, clipped to the Box (PPO, A2C)
 SQUASHED_ACTIONS = "squashed_actions"  # tanh output in [-1, 1], unscaled to the Box
 LOGITS = "logits"  # categorical logits, argmax (PPO, A2C on Discrete)
 Q_VALUES = "q_values"  # greedy action, argmax (DQN)
+MULTI_LOGITS = "multi_logits"  # one categorical per MultiDiscrete branch, per-branch argmax (PPO, A2C)
+BERNOULLI_LOGITS = "bernoulli_logits"  # one Bernoulli logit per MultiBinary output, > 0 (PPO, A2C)
 
 POSTPROCESS_OF_OUTPUT: Mapping[str, str] = {
     ACTIONS: CLIP,
     SQUASHED_ACTIONS: UNSCALE,
     LOGITS: ARGMAX,
     Q_VALUES: ARGMAX,
+    MULTI_LOGITS: MULTI_ARGMAX,
+    BERNOULLI_LOGITS: THRESHOLD,
 }
+
+# SB3 policy aliases edgekit deploys, for every algorithm (see edgekit.support for what each takes)
+POLICIES = ("MlpPolicy", "MultiInputPolicy")
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,11 @@ class AlgorithmSpec:
 
     name: str
     sb3_class: str  # attribute of the ``stable_baselines3`` package
-    action_kinds: tuple[str, ...]  # supported action spaces ("box", "discrete")
+    action_kinds: tuple[str, ...]  # supported action space kinds (edgekit.spaces)
     build_actor: Callable[[Any], torch.nn.Module]
     output_of: Callable[[Any, str], str]  # (policy, action kind) -> output meaning
     summary: str
-    policies: tuple[str, ...] = ("MlpPolicy",)  # SB3 policy aliases edgekit deploys (see edgekit.support)
+    policies: tuple[str, ...] = POLICIES  # SB3 policy aliases edgekit deploys (see edgekit.support)
 
     def load_class(self) -> type:
         """The SB3 algorithm class (imports SB3)."""
@@ -114,8 +122,13 @@ def _dqn_actor(policy: Any) -> torch.nn.Module:
 
 
 def _actor_critic_output(policy: Any, action_kind: str) -> str:
-    if action_kind == "discrete":
+    """The distribution SB3 makes for the action space (``make_proba_distribution``): its mode's input."""
+    if action_kind == DISCRETE:
         return LOGITS
+    if action_kind == MULTI_DISCRETE:
+        return MULTI_LOGITS
+    if action_kind == MULTI_BINARY:
+        return BERNOULLI_LOGITS
     return SQUASHED_ACTIONS if policy.squash_output else ACTIONS
 
 
@@ -123,20 +136,24 @@ def _always(output: str) -> Callable[[Any, str], str]:
     return lambda _policy, _kind: output
 
 
+_ON_POLICY_ACTIONS = (BOX, DISCRETE, MULTI_DISCRETE, MULTI_BINARY)
+
 ALGORITHMS: Mapping[str, AlgorithmSpec] = {
     spec.name: spec
     for spec in (
-        AlgorithmSpec("PPO", "PPO", ("box", "discrete"), _actor_critic_actor, _actor_critic_output,
-                      "on-policy actor-critic; Gaussian mean (clipped) or categorical argmax"),
-        AlgorithmSpec("A2C", "A2C", ("box", "discrete"), _actor_critic_actor, _actor_critic_output,
-                      "on-policy actor-critic; Gaussian mean (clipped) or categorical argmax"),
-        AlgorithmSpec("SAC", "SAC", ("box",), _sac_actor, _always(SQUASHED_ACTIONS),
+        AlgorithmSpec("PPO", "PPO", _ON_POLICY_ACTIONS, _actor_critic_actor, _actor_critic_output,
+                      "on-policy actor-critic; Gaussian mean (clipped), categorical argmax (per branch), "
+                      "Bernoulli logit > 0"),
+        AlgorithmSpec("A2C", "A2C", _ON_POLICY_ACTIONS, _actor_critic_actor, _actor_critic_output,
+                      "on-policy actor-critic; Gaussian mean (clipped), categorical argmax (per branch), "
+                      "Bernoulli logit > 0"),
+        AlgorithmSpec("SAC", "SAC", (BOX,), _sac_actor, _always(SQUASHED_ACTIONS),
                       "off-policy; tanh-squashed Gaussian mean, unscaled to the bounds"),
-        AlgorithmSpec("TD3", "TD3", ("box",), _td3_actor, _always(SQUASHED_ACTIONS),
+        AlgorithmSpec("TD3", "TD3", (BOX,), _td3_actor, _always(SQUASHED_ACTIONS),
                       "off-policy; deterministic tanh actor, unscaled to the bounds"),
-        AlgorithmSpec("DDPG", "DDPG", ("box",), _td3_actor, _always(SQUASHED_ACTIONS),
+        AlgorithmSpec("DDPG", "DDPG", (BOX,), _td3_actor, _always(SQUASHED_ACTIONS),
                       "off-policy; deterministic tanh actor, unscaled to the bounds"),
-        AlgorithmSpec("DQN", "DQN", ("discrete",), _dqn_actor, _always(Q_VALUES),
+        AlgorithmSpec("DQN", "DQN", (DISCRETE,), _dqn_actor, _always(Q_VALUES),
                       "off-policy; greedy argmax of the Q-values"),
     )
 }

@@ -41,7 +41,11 @@ class LoadedAgent:
 
 @dataclass(frozen=True)
 class PolicyGraph:
-    """The deterministic actor as a torch module: flat float obs (B, N) -> outputs (B, K)."""
+    """The deterministic actor as a torch module: flat float features (B, N) -> outputs (B, K).
+
+    The features are the observation as SB3's preprocessing makes it (``edgekit.observations``):
+    the flattened Box, or one-hots and 0/1 values, concatenated in Dict key order.
+    """
 
     module: torch.nn.Module
     input_size: int
@@ -49,6 +53,8 @@ class PolicyGraph:
     output: str  # actions | squashed_actions | logits | q_values
     postprocess: str  # clip | unscale | argmax
     normalize: ObsNormalization | None = None  # VecNormalize: applied to observations before the module
+    binary_inputs: tuple[int, ...] = ()  # features that only take 0 and 1 (one-hot, MultiBinary)
+    branches: tuple[tuple[int, int], ...] = ()  # multi_logits: (start, stop) of each branch's outputs
 
     def outputs(self, obs: np.ndarray) -> np.ndarray:
         """Run the float actor on a batch of flat observations."""
@@ -62,7 +68,8 @@ class PolicyGraph:
 
 @dataclass(frozen=True)
 class ObservationSets:
-    """Calibration and held-out observations, flat float32 (N, input_size)."""
+    """Calibration and held-out observations as flat float32 features (N, input_size)
+    (``ObservationEncoder.encode``; ``decode`` gives the observations back)."""
 
     calibration: np.ndarray
     held_out: np.ndarray

@@ -145,6 +145,13 @@ def _vecnormalize(options: BuildOptions, agent: LoadedAgent) -> tuple[Any, str]:
     path = options.vecnormalize or find_vecnormalize(Path(options.model))
     if path is None:
         return None, ""
+    if agent.observation_space.kind != "box":
+        from edgekit.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(
+            f"VecNormalize statistics ({path}) with {agent.observation_space.describe()} observations are not "
+            "supported (SB3 normalizes Box observations only; edgekit deploys it for Box spaces)",
+            hint="pass --no-vecnormalize if the model was not trained behind VecNormalize")
     return load_vecnormalize(path, agent.observation_space.size), str(path)
 
 
@@ -166,7 +173,8 @@ def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress
         note.detail = f"max |tf - onnx| {tf_model.max_abs_error:.1e}"
     with progress.stage(STAGES[6]) as note:
         calibration_inputs = model_inputs(sets.calibration, conditioned.preprocess)
-        int8 = quantize_int8(tf_model, calibration_inputs, conditioned.preprocess, stage / package.CPU_MODEL)
+        int8 = quantize_int8(tf_model, calibration_inputs, conditioned.preprocess, stage / package.CPU_MODEL,
+                             binary=conditioned.graph.binary_inputs)
         note.detail = f"ops {_op_summary(int8.ops)}; int8 in/out, no float tensors"
     return int8
 

@@ -18,19 +18,22 @@ from dataclasses import dataclass
 
 from edgekit.algorithms import ALGORITHMS
 from edgekit.errors import UnsupportedModelError
-from edgekit.spaces import BOX
+from edgekit.spaces import BOX, DICT, DISCRETE, IMAGE_DICT, MULTI_BINARY, MULTI_DISCRETE
 
 MLP = "MlpPolicy"
+MULTI_INPUT = "MultiInputPolicy"
 
-# Observation kinds each SB3 policy alias takes (see edgekit.spaces for the kinds).
+# Observation kinds each SB3 policy alias takes (see edgekit.spaces for the kinds). Non-Box observations
+# are one-hot / cast to float as SB3's preprocess_obs does (edgekit.observations), on the host side.
 POLICY_OBSERVATIONS: Mapping[str, tuple[str, ...]] = {
-    MLP: (BOX,),
+    MLP: (BOX, DISCRETE, MULTI_DISCRETE, MULTI_BINARY),
+    MULTI_INPUT: (DICT,),  # CombinedExtractor with a Flatten per key: Box, Discrete, MultiDiscrete, MultiBinary
 }
 
 # Why the rest is refused: keyed by policy alias or observation/action kind.
 NOT_SUPPORTED: Mapping[str, str] = {
     "CnnPolicy": "image policies are not supported yet",
-    "MultiInputPolicy": "Dict observations are not supported yet",
+    IMAGE_DICT: "Dict observations with image keys (CombinedExtractor's CNN per image) are not supported yet",
 }
 
 

@@ -13,12 +13,18 @@ Schema (format version 1)::
     versions          {package: version} of the build host's stack
     source            {file, sha256, algorithm, policy_class, sb3_version}
     env_id            Gymnasium id the policy was calibrated in
-    observation_space SpaceSpec (see edgekit.spaces)
-    action_space      SpaceSpec
-    output            what the network emits: actions | squashed_actions | logits | q_values
-    postprocess       clip | unscale | argmax (mirrors SB3's predict)
-    preprocess        {normalize, offset, scale, split}: VecNormalize's clip((x - mean) / std) if any,
-                      then x' = (x - offset) / scale, before quantizing (split: see Preprocess)
+    observation_space SpaceSpec (see edgekit.spaces): box | discrete | multi_discrete | multi_binary | dict
+    action_space      SpaceSpec: box | discrete | multi_discrete | multi_binary
+    output            what the network emits: actions | squashed_actions | logits | q_values | multi_logits |
+                      bernoulli_logits
+    postprocess       clip | unscale | argmax | multi_argmax | threshold (mirrors SB3's predict)
+    preprocess        {encoding, normalize, offset, scale, split}: the observation becomes F flat float
+                      features as SB3's preprocess_obs makes them (encoding: one part per space or Dict key,
+                      in order, {key, kind: float | one_hot | binary, features, classes}; see
+                      edgekit.observations), then VecNormalize's clip((x - mean) / std) if any, then
+                      x' = (x - offset) / scale per feature, before quantizing (split: see Preprocess).
+                      Bundles without encoding (older edgekit) have a Box observation: features = the
+                      flattened Box
     models            {"cpu": ModelEntry, "edgetpu": ModelEntry (optional)}
     files             {relative path: sha256} of every file in the bundle but the manifest
     calibration       facts about the calibration and held-out sets
@@ -37,15 +43,16 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import BundleError
+from edgekit.observations import check_encoding, encoding_of, encoding_to_list
 from edgekit.postprocess import POSTPROCESS_KINDS, expected_kinds
 from edgekit.quant import QuantParams
-from edgekit.spaces import BOX, SpaceSpec
+from edgekit.spaces import DICT, MAX_FEATURES, SpaceSpec
 
 FORMAT = "edgekit-bundle"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-OUTPUT_KINDS = ("actions", "squashed_actions", "logits", "q_values")
+OUTPUT_KINDS = ("actions", "squashed_actions", "logits", "q_values", "multi_logits", "bernoulli_logits")
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,13 @@ class Preprocess:
         fine = np.rint(self.split * np.clip(x / step - coarse, -0.5, 0.5))
         return np.concatenate([coarse * step, fine * step], axis=-1).astype(np.float32)
 
+    def binary_levels(self, index: list[int], quant: QuantParams) -> np.ndarray:
+        """Unrounded int8 input levels (len(index), 2) of the values 0 and 1 of features ``index`` (0/1
+        features: one-hot, MultiBinary; never VecNormalize'd), as the runtime computes them (the coarse part)."""
+        offset = np.asarray(self.offset, dtype=np.float64)[index]
+        scale = np.asarray(self.scale, dtype=np.float64)[index] * quant.scale
+        return np.stack([(0.0 - offset) / scale, (1.0 - offset) / scale], axis=1) + quant.zero_point
+
     def to_dict(self) -> dict[str, Any]:
         return {"offset": list(self.offset), "scale": list(self.scale), "split": self.split,
                 "normalize": self.normalize.to_dict() if self.normalize is not None else None}
@@ -222,7 +236,8 @@ class Manifest:
             "action_space": self.action_space.to_dict(),
             "output": self.output,
             "postprocess": self.postprocess,
-            "preprocess": self.preprocess.to_dict(),
+            "preprocess": {"encoding": encoding_to_list(encoding_of(self.observation_space)),
+                           **self.preprocess.to_dict()},
             "models": {k: v.to_dict() for k, v in self.models.items()},
             "files": dict(sorted(self.files.items())),
             "calibration": self.calibration,
@@ -245,8 +260,12 @@ class Manifest:
             )
         obs_space = SpaceSpec.from_dict(data.get("observation_space"))
         act_space = SpaceSpec.from_dict(data.get("action_space"))
-        if obs_space.kind != BOX:
-            raise BundleError("manifest: observation_space must be a box")
+        if act_space.kind == DICT:
+            raise BundleError("manifest: action_space cannot be a dict")
+        if not 0 < obs_space.features <= MAX_FEATURES:
+            raise BundleError("manifest: the observation space has more features than edgekit deploys")
+        raw_preprocess = data.get("preprocess")
+        check_encoding(raw_preprocess.get("encoding") if isinstance(raw_preprocess, dict) else None, obs_space)
         output, post = data.get("output"), data.get("postprocess")
         if output not in OUTPUT_KINDS:
             raise BundleError(f"manifest: output must be one of {OUTPUT_KINDS}")
@@ -270,7 +289,7 @@ class Manifest:
             action_space=act_space,
             output=output,
             postprocess=post,
-            preprocess=Preprocess.from_dict(data.get("preprocess"), obs_space.size),
+            preprocess=Preprocess.from_dict(raw_preprocess, obs_space.features),
             models=models,
             files=files,
             source=_dict_field(data, "source"),

@@ -1,9 +1,11 @@
 """``EdgePolicy``: a bundle's int8 policy on an Edge TPU or the CPU.
 
 ``predict`` does what SB3's ``model.predict(obs, deterministic=True)[0]``
-does, on the int8 model: preprocess and quantize the observation, invoke,
-dequantize, post-process (clip / unscale / argmax). Every constant comes from
-the manifest. Imports numpy and one TFLite interpreter, nothing heavier.
+does, on the int8 model: encode the observation as SB3's preprocessing does
+(one-hot, concatenated Dict keys: ``edgekit.observations``), preprocess and
+quantize it, invoke, dequantize, post-process (clip / unscale / argmax /
+per-branch argmax / threshold). Every constant comes from the manifest.
+Imports numpy and one TFLite interpreter, nothing heavier.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import numpy as np
 
 from edgekit.bundle.files import verify_file
 from edgekit.bundle.manifest import Manifest, ModelEntry
-from edgekit.errors import BundleError, DeviceError, InputError
+from edgekit.errors import BundleError, DeviceError
 from edgekit.native_io import quiet_native_stderr
+from edgekit.observations import ObservationEncoder
 from edgekit.postprocess import PostProcessor
 from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
 from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend, load_edgetpu_delegate
@@ -40,7 +43,8 @@ class EdgePolicy:
         self.backend = backend
         self.model_file = entry.file
         self.entry = entry
-        self.observation_shape = manifest.observation_space.shape
+        self.observation_shape = manifest.observation_space.shape  # one observation (Box); () for Discrete, Dict
+        self.encoder = ObservationEncoder(manifest.observation_space)
         self._interpreter = interpreter
         self._invoke = interpreter.invoke
         self._set = interpreter.set_tensor
@@ -54,7 +58,7 @@ class EdgePolicy:
         # obs -> int8 in one multiply-add: q = obs * a + b, with the preprocessing folded in. VecNormalize's
         # clip((x - mean) / std, -c, c) folds too: it is a clamp of x to mean ± c * std, then an affine map.
         qin, pre = entry.input.quant, manifest.preprocess
-        size = manifest.observation_space.size
+        size = self.encoder.features
         mean, std = (np.zeros(size), np.ones(size)) if pre.normalize is None else \
             (np.asarray(pre.normalize.mean), np.asarray(pre.normalize.std))
         scale = np.asarray(pre.scale, dtype=np.float64) * qin.scale
@@ -67,7 +71,7 @@ class EdgePolicy:
         self._out_scale = np.float32(entry.output.quant.scale)
         self._out_zero = np.float32(entry.output.quant.zero_point)
         self._post = PostProcessor(manifest.postprocess, manifest.action_space)
-        self._size = manifest.observation_space.size
+        self._size = size
         self.fast_path = fast_path_available(interpreter)
         if self.fast_path:
             self._install_fast_predict()
@@ -123,7 +127,7 @@ class EdgePolicy:
             if np.dtype(detail["dtype"]) != np.int8 or tuple(detail["shape"]) != spec.shape \
                     or not np.isclose(scale, spec.quant.scale, rtol=1e-6) or zero != spec.quant.zero_point:
                 raise BundleError(f"the model's {what} tensor does not match the manifest")
-        expected = self.manifest.observation_space.size * self.manifest.preprocess.input_factor
+        expected = self.encoder.features * self.manifest.preprocess.input_factor
         if self._in_shape[0] != 1 or int(np.prod(self._in_shape)) != expected:
             raise BundleError("the model's input shape does not fit the observation space")
 
@@ -144,20 +148,31 @@ class EdgePolicy:
         return self._post(self._dequantize(raw))
 
     def _install_fast_predict(self) -> None:
-        """Shadow ``predict`` with a closure that sends single ndarray observations down the fast step."""
+        """Shadow ``predict`` with a closure that sends single observations down the fast step: ndarrays of
+        a Box's shape directly, anything else once encoded into its flat features."""
+        identity = self.encoder.identity
         step = make_step(self._interpreter, self._in_index, self._out_index, self._a, self._b, self._post,
-                         self._dequantize, self.observation_shape, self.manifest.action_space.shape,
-                         split=self._split, zero_point=self._zero, clamp=self._clamp)
+                         self._dequantize, self.observation_shape if identity else (self._size,),
+                         self.manifest.action_space.shape, split=self._split, zero_point=self._zero,
+                         clamp=self._clamp)
         self._invoke = self._interpreter._interpreter.Invoke  # invoke() refuses the step's held views
         general, shape, ndarray = self._predict_general, self.observation_shape, np.ndarray
+        encode = self.encoder.encode
 
         def predict(observation: Any) -> np.ndarray:
             if type(observation) is ndarray and observation.shape == shape:
                 return step(observation)
             return general(observation)
 
-        predict.__doc__ = EdgePolicy.predict.__doc__
-        self.predict = predict  # type: ignore[method-assign]
+        def predict_encoded(observation: Any) -> np.ndarray:
+            flat, single = encode(observation)
+            if single:
+                return step(flat[0])
+            return self._post(self._dequantize(np.stack([self._forward(row) for row in flat])))
+
+        chosen = predict if identity else predict_encoded
+        chosen.__doc__ = EdgePolicy.predict.__doc__
+        self.predict = chosen  # type: ignore[method-assign]
 
     def predict_outputs(self, observation: Any) -> np.ndarray:
         """The dequantized raw network outputs (B, K) for a batch: Q-values, logits, actions."""
@@ -169,6 +184,11 @@ class EdgePolicy:
         self._set(self._in_index, q.reshape(self._in_shape))
         self._invoke()
         return self._get(self._out_index)[0]
+
+    def observations_of(self, features: np.ndarray) -> Any:
+        """A batch of observations as the env returns them (a dict of batches for a Dict space) from flat
+        features (B, F), e.g. a bundle's calibration.npz or verify.npz rows: what ``predict`` takes."""
+        return self.encoder.decode(features)
 
     def quantize_observations(self, observation: Any) -> np.ndarray:
         """The int8 model inputs (B, input size) for observations as the env returns them (one, or a batch):
@@ -206,22 +226,8 @@ class EdgePolicy:
         return (q.astype(np.float32) - self._out_zero) * self._out_scale
 
     def _as_batch(self, observation: Any) -> tuple[np.ndarray, bool]:
-        try:
-            obs = np.asarray(observation, dtype=np.float32)
-        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int beyond any float
-            raise InputError(f"observation is not numeric: {exc}") from None
-        if obs.shape == self.observation_shape:
-            single = True
-        elif obs.ndim == len(self.observation_shape) + 1 and obs.shape[1:] == self.observation_shape:
-            single = False
-        else:
-            raise InputError(
-                f"observation shape {obs.shape} does not fit the policy's {self.observation_shape} "
-                f"(or a batch (B, {', '.join(map(str, self.observation_shape))}))"
-            )
-        flat = obs.reshape(-1, self._size)
-        if not np.isfinite(flat).all():
-            raise InputError("observation contains NaN or infinity")
+        """Flat features (B, F) of one observation or a batch, checked (``ObservationEncoder.encode``)."""
+        flat, single = self.encoder.encode(observation)
         if self._clamp is not None:  # VecNormalize's clip, in raw units (its affine part is in a and b)
             flat = np.clip(flat, self._clamp[0], self._clamp[1])
         return flat, single

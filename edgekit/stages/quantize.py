@@ -5,7 +5,8 @@ Full-integer post-training quantization with int8 input and output tensors
 TPU host) and per-tensor weights: the Edge TPU compiler expects per-tensor
 FULLY_CONNECTED weights, and a current converter quantizes per channel unless
 told otherwise. The result is inspected and refused unless every tensor is
-int8 (int32 biases excepted).
+int8 (int32 biases excepted), and one-hot / binary input features must find 0
+and 1 on exact int8 levels (see ``stages/condition.py``).
 """
 
 from __future__ import annotations
@@ -17,14 +18,21 @@ import numpy as np
 
 from edgekit.artifacts import Int8Model, TFModel
 from edgekit.bundle.manifest import Preprocess
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, QuantizationError
 from edgekit.native_io import quiet_native_stderr
+from edgekit.quant import QuantParams
 from edgekit.tf_env import import_tensorflow
 from edgekit.tflite_inspect import inspect_int8_model
 
+LEVEL_TOLERANCE = 1e-3  # in input steps: float32 rounding of scale and preprocessing, far below a level
 
-def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Preprocess, path: Path) -> Int8Model:
-    """Convert with the ``calibration`` inputs (in model-input space) and check the result."""
+
+def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Preprocess, path: Path,
+                  binary: tuple[int, ...] = ()) -> Int8Model:
+    """Convert with the ``calibration`` inputs (in model-input space) and check the result.
+
+    ``binary``: the observation features that only take 0 and 1 (one-hot, MultiBinary).
+    """
     tf = import_tensorflow()
 
     def representative() -> Iterator[list[np.ndarray]]:
@@ -46,4 +54,24 @@ def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Prepro
     path.write_bytes(flatbuffer)
     info = inspect_int8_model(path)
     info.require_fully_int8()
+    check_binary_levels(preprocess, binary, info.input.quant)
     return Int8Model(path=path, input=info.input, output=info.output, preprocess=preprocess, ops=info.op_names)
+
+
+
+def check_binary_levels(preprocess: Preprocess, binary: tuple[int, ...], quant: QuantParams) -> None:
+    """0 and 1 of every 0/1 feature must be distinct, unclipped int8 levels (only conditioned inputs are
+    checked: ``--no-input-scaling`` keeps the plain conversion's levels)."""
+    from edgekit.stages.condition import BINARY_LEVEL
+
+    if not binary or not np.allclose(np.asarray(preprocess.scale)[list(binary)], 1.0 / BINARY_LEVEL):
+        return
+    levels = preprocess.binary_levels(list(binary), quant)
+    exact = np.abs(levels - np.rint(levels)) <= LEVEL_TOLERANCE
+    inside = (levels >= -128 - LEVEL_TOLERANCE) & (levels <= 127 + LEVEL_TOLERANCE)
+    if not (exact.all() and inside.all() and np.all(levels[:, 1] > levels[:, 0])):
+        worst = float(np.max(np.abs(levels - np.rint(levels))))
+        raise QuantizationError(
+            f"one-hot / binary inputs are not on exact int8 levels (off by up to {worst:.3g} steps; input scale "
+            f"{quant.scale:.6g}, zero point {quant.zero_point})",
+            hint="this is an edgekit bug; please report it with the model (--no-input-scaling avoids the check)")

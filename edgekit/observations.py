@@ -178,6 +178,11 @@ class ObservationEncoder:
         self.binary = np.concatenate([np.full(c.features, c.space.kind != BOX) for c in self._codecs])
         self.identity = space.kind == BOX  # features are the observation, flattened
 
+    def layout(self) -> list[tuple[str | None, SpaceSpec, slice]]:
+        """(Dict key or None, space, feature slice) of each part, in feature order."""
+        keys = self.keys or (None,)
+        return [(key, codec.space, part) for key, codec, part in zip(keys, self._codecs, self._slices)]
+
     def encode(self, observation: Any) -> tuple[np.ndarray, bool]:
         """(features (B, F) float32, single): one observation, or a batch, as the env returns it."""
         if self.keys is None:

@@ -174,7 +174,7 @@ def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress
     with progress.stage(STAGES[6]) as note:
         calibration_inputs = model_inputs(sets.calibration, conditioned.preprocess)
         int8 = quantize_int8(tf_model, calibration_inputs, conditioned.preprocess, stage / package.CPU_MODEL,
-                             binary=conditioned.graph.binary_inputs)
+                             binary=conditioned.graph.binary_inputs if "binary_inputs" in conditioned.applied else ())
         note.detail = f"ops {_op_summary(int8.ops)}; int8 in/out, no float tensors"
     return int8
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import coverage_envs  # noqa: F401  (registers the edgekit-test/ envs)
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -36,6 +37,40 @@ class AgentCase:
     conditioning: dict[str, Any] = field(default_factory=dict)  # ConditioningOptions for the build
     trained_as: str = ""  # reuse another case's trained model
     policy: str = "MlpPolicy"  # SB3 policy alias
+
+
+def _space_cases() -> list[AgentCase]:
+    """Every algorithm with every non-Box observation kind, and PPO/A2C with every action kind, on the tiny
+    envs of tests/coverage_envs.py (a few hundred steps, 16-step episodes). MultiInputPolicy for Dict."""
+    from coverage_envs import env_id
+
+    on_policy = {"PPO": {"n_steps": 64, "batch_size": 32}, "A2C": {"n_steps": 8}}
+    off_policy = {"learning_starts": 64, "policy_kwargs": {"net_arch": [32, 32]}}
+    cases = []
+    for algo, kwargs in on_policy.items():
+        for obs in ("box", "discrete", "multi_discrete", "multi_binary", "dict"):
+            for act in ("box", "discrete", "multi_discrete", "multi_binary"):
+                if obs == "box" and act in ("box", "discrete"):
+                    continue  # Pendulum and CartPole above
+                cases.append(AgentCase(f"{algo.lower()}-{obs}-{act}".replace("_", ""), algo, env_id(obs, act), 128,
+                                       {**kwargs, "policy_kwargs": {"net_arch": [32, 32]}},
+                                       policy="MultiInputPolicy" if obs == "dict" else "MlpPolicy"))
+    for algo, act in (("SAC", "box"), ("TD3", "box"), ("DDPG", "box"), ("DQN", "discrete")):
+        for obs in ("discrete", "multi_discrete", "multi_binary", "dict"):
+            kwargs = off_policy
+            if algo == "SAC" and obs == "dict":  # the extractor named in policy_kwargs (a pickled class reference)
+                kwargs = {**off_policy, "policy_kwargs": {**off_policy["policy_kwargs"],
+                                                          "features_extractor_class": "CombinedExtractor"}}
+            cases.append(AgentCase(f"{algo.lower()}-{obs}-{act}".replace("_", ""), algo, env_id(obs, act), 128,
+                                   kwargs, policy="MultiInputPolicy" if obs == "dict" else "MlpPolicy"))
+    # one-hot, binary and float features through the split int8 input
+    cases.append(AgentCase("dqn-dict-discrete-split", "DQN", env_id("dict", "discrete"), 0,
+                           conditioning={"force_split": True}, trained_as="dqn-dict-discrete",
+                           policy="MultiInputPolicy"))
+    # a non-float Box (SB3 casts it to float): the same "box" kind, checked once
+    cases.append(AgentCase("ppo-intbox-discrete", "PPO", env_id("int_box", "discrete"), 128,
+                           {**on_policy["PPO"], "policy_kwargs": {"net_arch": [32, 32]}}))
+    return cases
 
 
 # Every supported combination of edgekit.support (tests/test_coverage.py fails
@@ -67,6 +102,7 @@ AGENT_CASES = {
                   trained_as="td3-pendulum"),
         AgentCase("dqn-cartpole-split", "DQN", "CartPole-v1", 0, conditioning={"force_split": True},
                   trained_as="dqn-cartpole"),
+        *_space_cases(),
     )
 }
 
@@ -80,6 +116,10 @@ def _train(case: AgentCase, path: Path) -> Path:
     policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
     if isinstance(policy_kwargs.get("activation_fn"), str):
         policy_kwargs["activation_fn"] = getattr(torch.nn, policy_kwargs["activation_fn"])
+    if isinstance(policy_kwargs.get("features_extractor_class"), str):  # pickled into the zip as a class reference
+        from stable_baselines3.common import torch_layers
+
+        policy_kwargs["features_extractor_class"] = getattr(torch_layers, policy_kwargs["features_extractor_class"])
     cls = getattr(stable_baselines3, case.algo)
     model = cls(case.policy, case.env_id, seed=0, device="cpu", policy_kwargs=policy_kwargs or None, **kwargs)
     model.learn(total_timesteps=case.steps)

@@ -45,7 +45,7 @@ import numpy as np
 from edgekit.errors import BundleError
 from edgekit.observations import check_encoding, encoding_of, encoding_to_list
 from edgekit.postprocess import POSTPROCESS_KINDS, expected_kinds
-from edgekit.quant import QuantParams
+from edgekit.quant import INT8_MAX, INT8_MIN, QuantParams
 from edgekit.spaces import DICT, MAX_FEATURES, SpaceSpec
 
 FORMAT = "edgekit-bundle"
@@ -184,6 +184,17 @@ class Preprocess:
         scale = np.asarray(self.scale, dtype=np.float64)[index] * quant.scale
         return np.stack([(0.0 - offset) / scale, (1.0 - offset) / scale], axis=1) + quant.zero_point
 
+    def binary_residuals(self, index: list[int], quant: QuantParams) -> np.ndarray:
+        """(len(index), 2): how far, in input steps, what the int8 input carries for the values 0 and 1 of
+        features ``index`` is from them; 0 when exact. A split input's fine part carries the coarse part's
+        rounding residual in 1/split steps (a half step exactly: 127/254)."""
+        u = self.binary_levels(index, quant) - quant.zero_point
+        coarse = np.clip(np.rint(u), INT8_MIN - quant.zero_point, INT8_MAX - quant.zero_point)
+        if not self.split:
+            return np.abs(u - coarse)
+        fine = np.rint(self.split * np.clip(u - coarse, -0.5, 0.5))
+        return np.abs(u - coarse - fine / self.split)
+
     def to_dict(self) -> dict[str, Any]:
         return {"offset": list(self.offset), "scale": list(self.scale), "split": self.split,
                 "normalize": self.normalize.to_dict() if self.normalize is not None else None}
@@ -279,9 +290,13 @@ class Manifest:
         if not isinstance(files_raw, dict):
             raise BundleError("manifest: files must be an object of path -> sha256")
         files = {safe_relative_path(k, "files"): _sha256_field(v, k) for k, v in files_raw.items()}
+        width = act_space.features  # outputs per action: a value per Box entry, a logit / Q-value per choice
         for name, entry in models.items():
             if entry.file not in files:
                 raise BundleError(f"manifest: the {name} model {entry.file} has no sha256 in files")
+            if int(np.prod(entry.output.shape)) != width:
+                raise BundleError(f"manifest: the {name} model's output {list(entry.output.shape)} does not fit "
+                                  f"{act_space.describe()} ({width} outputs)")
         return cls(
             env_id=_str_field(data, "env_id"),
             algorithm=_str_field(data, "algorithm"),

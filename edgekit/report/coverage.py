@@ -91,6 +91,7 @@ def discrete_inputs(calibration: np.ndarray, held_out: np.ndarray, encoder: Obse
         cal = (calibration[:, where] > 0.5).sum(axis=0)
         held = (held_out[:, where] > 0.5).sum(axis=0)
         levels = preprocess.binary_levels(index, quant)
+        residuals = preprocess.binary_residuals(index, quant)
         groups.append({
             "name": name,
             "kind": kind,
@@ -99,9 +100,7 @@ def discrete_inputs(calibration: np.ndarray, held_out: np.ndarray, encoder: Obse
             "held_out_on": [int(v) for v in held],
             "unseen_in_calibration": [names[i] for i, c, h in zip(index, cal, held) if c == 0 and h > 0],
             "int8_levels": [[float(a), float(b)] for a, b in levels],
-            "exact_levels": bool(np.all(np.abs(levels - np.rint(levels)) <= LEVEL_TOLERANCE)
-                                 and np.all((levels >= INT8_MIN - LEVEL_TOLERANCE)
-                                            & (levels <= INT8_MAX + LEVEL_TOLERANCE))),
+            "exact_levels": bool(np.all(residuals <= LEVEL_TOLERANCE)),
         })
     return {
         "groups": groups,

@@ -95,8 +95,9 @@ _LAYER = _obj("one int8 activation tensor and its float counterpart", {
     "accumulated_rmse_in_steps": _f(_NUM, "accumulated_rmse / quantization_step"),
 })
 _FEATURE = _obj("one observation feature", {
-    "index": _f(_INT, "position in the flattened observation", minimum=0),
-    "name": _f(_STR, "obs[i] (obs[i,j] for multi-dimensional observations)"),
+    "index": _f(_INT, "position in the flat features (the flattened observation)", minimum=0),
+    "name": _f(_STR, "obs[i] (obs[i,j] for multi-dimensional observations); obs==k for class k of a Discrete "
+               "one-hot, obs[i]==k of MultiDiscrete branch i; a Dict key in place of obs"),
     "calibration_range": _pair("range in the calibration set"),
     "held_out_range": _pair("range in the held-out set"),
     "int8_range": _pair("range the int8 input can hold, in observation units"),
@@ -118,7 +119,8 @@ _DISCRETE_GROUP = _obj("one one-hot branch (a Discrete, one MultiDiscrete branch
                                   {"type": _STR}),
     "int8_levels": _arr("per feature: [level of 0, level of 1], the int8 input levels before rounding",
                         _arr("two levels", {"type": _NUM})),
-    "exact_levels": _f(_BOOL, "true when those levels are integers inside -128..127"),
+    "exact_levels": _f(_BOOL, "true when the int8 input carries 0 and 1 exactly: integer levels inside "
+                       "-128..127 (with a split input, a half level is carried exactly by the fine part)"),
 })
 
 SCHEMA: dict[str, Any] = {
@@ -184,11 +186,11 @@ SCHEMA: dict[str, Any] = {
                 "agreement": _share("share of decisions where int8 and float pick the same action"),
                 "decisive_share": _share("share of decisions whose best two float outputs (of the branch) differ "
                                          "by >= 1 % of the outputs' 1st-99th percentile spread (MultiBinary: "
-                                         "|logit| >= 1 % of the bit's logit spread)"),
+                                         "abs(logit) >= 1 % of the bit's logit spread)"),
                 "decisive_agreement": _share("agreement on decisive decisions; the min-agreement figure",
                                              nullable=True),
                 "disagreements": _f(_INT, "decisions where the actions differ", minimum=0),
-                "float_gap_median": _f(_NUM, "median gap between the best two float outputs (MultiBinary: |logit|)"),
+                "float_gap_median": _f(_NUM, "median gap between the best two float outputs (MultiBinary: abs(logit))"),
                 "disagreement_float_gap": _obj("float gap where the actions differ (small = harmless tie)", {
                     "median": _f(_NUM, "median"), "p90": _f(_NUM, "90th percentile"), "max": _f(_NUM, "largest"),
                 }, extra=True),

@@ -23,8 +23,9 @@ from edgekit.native_io import quiet_native_stderr
 from edgekit.observations import ObservationEncoder
 from edgekit.postprocess import PostProcessor
 from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
+from edgekit.runtime.encoded_step import make_encoded_step
 from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend, load_edgetpu_delegate
-from edgekit.runtime.step import fast_path_available, make_step
+from edgekit.runtime.step import fast_path_available, make_step, output_reader
 from edgekit.runtime.tflite_guard import check_tflite_structure
 
 
@@ -164,8 +165,19 @@ class EdgePolicy:
                 return step(observation)
             return general(observation)
 
+        direct = None  # one observation straight to int8 levels (not with a split input)
+        if not identity and not self._split and self._clamp is None:
+            read = output_reader(self._interpreter.tensor(self._out_index)().reshape(-1), self._post,
+                                 self._dequantize, self.manifest.action_space.shape)
+            direct = make_encoded_step(self._interpreter, self._in_index, self._out_index, self._a, self._b,
+                                       self.encoder, read)
+
         def predict_encoded(observation: Any) -> np.ndarray:
-            flat, single = encode(observation)
+            if direct is not None:
+                action = direct(observation)
+                if action is not None:
+                    return action
+            flat, single = encode(observation)  # batches, JSON lists, and the errors
             if single:
                 return step(flat[0])
             return self._post(self._dequantize(np.stack([self._forward(row) for row in flat])))

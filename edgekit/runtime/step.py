@@ -101,6 +101,28 @@ def branch_picker(out_view: np.ndarray, branches: list[tuple[int, int]]) -> Call
     return pick
 
 
+def output_reader(out_view: np.ndarray, post: PostProcessor, dequantize: Callable[[np.ndarray], np.ndarray],
+                  action_shape: tuple[int, ...]) -> Callable[[], np.ndarray]:
+    """``read() -> action`` from the int8 output view, as the scalar step post-processes it."""
+    source = memoryview(out_view).cast("B").cast("b")
+    width, start = out_view.size, post.start
+    array, float32, int64 = np.array, np.float32, np.int64
+    if post.kind == MULTI_ARGMAX:
+        return branch_picker(out_view, post.branches)
+    if not post.elementwise:
+        outputs, get = range(width), source.__getitem__
+        return lambda: array(max(outputs, key=get) + start, dtype=int64)
+    rows = [row.tolist() for row in lookup_table(post, dequantize, width)]
+    flat_out = len(action_shape) == 1
+    outputs = range(width)
+
+    def read() -> np.ndarray:
+        action = array([rows[k][source[k]] for k in outputs], dtype=float32)
+        return action if flat_out else action.reshape(action_shape)
+
+    return read
+
+
 def _clamp_values(values: list[float], bounds: tuple[list[float], list[float]]) -> list[float]:
     """Per-feature clamp of a short list of finite values (VecNormalize's clip, in raw units)."""
     return [lo if v < lo else (hi if v > hi else v) for v, lo, hi in zip(values, bounds[0], bounds[1])]

@@ -27,11 +27,14 @@ and every rewrite is exact in float (or bounded, and then measured):
   centring would change decisions.
 
 Features that only take 0 and 1 (one-hot Discrete / MultiDiscrete, MultiBinary)
-get a fixed map instead of their calibration range: 1 -> ``BINARY_LEVEL`` =
-254/255. The other features span [-1, 1], so the int8 input step is 2/255 and
-0 and 1 land on exact int8 levels (the zero point, and 127 steps above it); with
-no other feature the input spans [0, 254/255] and they are levels -128 and
-127. ``stages/quantize.py`` checks the levels after conversion.
+get a fixed map instead of their calibration range, chosen so that 0 and 1 land
+on exact int8 levels. The other features span exactly [-1, 1] (their
+calibration extremes), so the int8 input step is s = 2/255 and real 0 is a level
+(the converter puts the zero point there): 0 and 1 become -/+ ``BINARY_LEVEL`` =
+254/255 = 127 s, exact levels 254 steps apart whether the zero point is 0 or -1.
+Without such features (only 0/1 ones) the input spans [0, 1]: 0 and 1 stay as
+they are, levels -128 and 127. ``stages/quantize.py`` checks the levels after
+conversion.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ SQUASH_LIMIT = 4.0  # tanh(4) = 0.99933
 SPLIT_WHEN_BETTER_BY = 0.9
 MIN_FEATURE_SPAN = 1e-6
 MAX_FINITE_BOUND = 1e6
-BINARY_LEVEL = 254.0 / 255.0  # a 0/1 feature's 1, as the conditioned model takes it: 127 int8 steps of 2/255
+BINARY_LEVEL = 254.0 / 255.0  # a 0/1 feature's 1 (and -0 for its 0) as the model takes it: 127 steps of 2/255
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,10 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
                                              graph.binary_inputs)
             applied["input_scaling"] = "per-feature calibration range -> [-1, 1], folded into the first layer"
             if graph.binary_inputs:
+                centred = preprocess.offset[graph.binary_inputs[0]] != 0.0
                 applied["binary_inputs"] = (f"{len(graph.binary_inputs)} one-hot / binary features: 0 and 1 on "
-                                            "exact int8 levels (1 -> 254/255, 127 input steps)")
+                                            "exact int8 levels " + ("(-/+254/255, 254 input steps apart)" if centred
+                                                                     else "(-128 and 127)"))
         if options.output_range:
             postprocess = _fold_output_range(actor, graph, model_inputs(sets.calibration, preprocess),
                                              action_space, applied)
@@ -147,10 +152,13 @@ def _fold_input_scaling(actor: Any, calibration: np.ndarray, normalize: Any,
     low, high = calibration.min(axis=0).astype(np.float64), calibration.max(axis=0).astype(np.float64)
     offset = (low + high) / 2.0
     scale = np.maximum((high - low) / 2.0, MIN_FEATURE_SPAN)
-    if binary:  # a fixed map, not the calibration range: 0 -> 0, 1 -> BINARY_LEVEL (exact int8 levels)
+    if binary:  # a fixed map, not the calibration range: 0 and 1 on exact int8 levels (see the module docstring)
         index = np.asarray(binary, dtype=np.int64)
-        offset[index] = 0.0
-        scale[index] = 1.0 / BINARY_LEVEL
+        others = np.ones(len(offset), dtype=bool)
+        others[index] = False
+        spanning = bool(np.any((high - low)[others] / 2.0 > MIN_FEATURE_SPAN))  # the input then spans [-1, 1]
+        offset[index] = 0.5 if spanning else 0.0
+        scale[index] = 0.5 / BINARY_LEVEL if spanning else 1.0
     first = actor.first_linear()
     w = first.weight.double()
     s = torch.as_tensor(scale, dtype=torch.float64)

@@ -31,7 +31,8 @@ def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Prepro
                   binary: tuple[int, ...] = ()) -> Int8Model:
     """Convert with the ``calibration`` inputs (in model-input space) and check the result.
 
-    ``binary``: the observation features that only take 0 and 1 (one-hot, MultiBinary).
+    ``binary``: the observation features that only take 0 and 1 (one-hot, MultiBinary) and that the
+    conditioning mapped onto exact int8 levels.
     """
     tf = import_tensorflow()
 
@@ -60,18 +61,14 @@ def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Prepro
 
 
 def check_binary_levels(preprocess: Preprocess, binary: tuple[int, ...], quant: QuantParams) -> None:
-    """0 and 1 of every 0/1 feature must be distinct, unclipped int8 levels (only conditioned inputs are
-    checked: ``--no-input-scaling`` keeps the plain conversion's levels)."""
-    from edgekit.stages.condition import BINARY_LEVEL
-
-    if not binary or not np.allclose(np.asarray(preprocess.scale)[list(binary)], 1.0 / BINARY_LEVEL):
+    """0 and 1 of every 0/1 feature must reach the model exactly, on distinct int8 levels (``binary``: the
+    features the conditioning mapped for that; empty with ``--no-input-scaling``, a plain conversion)."""
+    if not binary:
         return
+    residuals = preprocess.binary_residuals(list(binary), quant)
     levels = preprocess.binary_levels(list(binary), quant)
-    exact = np.abs(levels - np.rint(levels)) <= LEVEL_TOLERANCE
-    inside = (levels >= -128 - LEVEL_TOLERANCE) & (levels <= 127 + LEVEL_TOLERANCE)
-    if not (exact.all() and inside.all() and np.all(levels[:, 1] > levels[:, 0])):
-        worst = float(np.max(np.abs(levels - np.rint(levels))))
+    if not (np.all(residuals <= LEVEL_TOLERANCE) and np.all(levels[:, 1] - levels[:, 0] >= 1.0)):
         raise QuantizationError(
-            f"one-hot / binary inputs are not on exact int8 levels (off by up to {worst:.3g} steps; input scale "
-            f"{quant.scale:.6g}, zero point {quant.zero_point})",
+            f"one-hot / binary inputs are not on exact int8 levels (off by up to {float(residuals.max()):.3g} "
+            f"steps; input scale {quant.scale:.6g}, zero point {quant.zero_point}, split {preprocess.split})",
             hint="this is an edgekit bug; please report it with the model (--no-input-scaling avoids the check)")

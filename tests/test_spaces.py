@@ -434,7 +434,7 @@ def test_episodes_verify_and_bench_run_on_a_dict_bundle(built_bundle, dict_polic
         env.close()
     assert [r.length for r in results] == [HORIZON, HORIZON]
     result = verify_bundle(built_bundle("ppo-dict-multidiscrete").bundle_dir, device="cpu")
-    assert result.passed and result.action_mismatches == 0 and result.samples > 0
+    assert result.passed and result.action_mismatches == 0 and result.samples == 256
     bench = bench_policy(dict_policy, iterations=50, warmup=5)
     assert bench.predict["p50_us"] > 0 and bench.invoke["p50_us"] > 0
 
@@ -524,3 +524,53 @@ def test_the_direct_int8_step_equals_the_general_path(built_bundle, name, monkey
     as_json = json.loads(json.dumps(batch[0].tolist() if not isinstance(batch, dict) else
                                     {k: v[0].tolist() for k, v in batch.items()}))
     np.testing.assert_array_equal(policy.predict(as_json), general[0])  # lists: the general path
+
+
+def test_multi_branch_metrics_count_decisions_and_whole_actions():
+    from edgekit.report.metrics import describe, fidelity_metrics
+
+    space = space_spec(spaces.MultiDiscrete([3, 1, 2]), "action")  # a one-class branch always agrees
+    rng = np.random.default_rng(4)
+    float_out = rng.normal(size=(200, 6)).astype(np.float32)
+    int8_out = float_out + rng.normal(scale=0.05, size=float_out.shape).astype(np.float32)
+    post = PostProcessor(MULTI_ARGMAX, space)
+    fa, ia = post(float_out), post(int8_out)
+    metrics = fidelity_metrics(float_out, int8_out, fa, ia, space, 0.01)
+    d = metrics["discrete"]
+    assert d["agreement"] == pytest.approx(float(np.mean(fa == ia)))
+    assert d["action_agreement"] == pytest.approx(float(np.all(fa == ia, axis=1).mean()))
+    assert [b["name"] for b in d["branches"]] == ["branch 0", "branch 1", "branch 2"]
+    assert d["branches"][1]["agreement"] == 1.0 and d["branches"][1]["decisive_share"] == 1.0
+    assert np.isfinite(d["float_gap_median"]) and "whole actions" in describe(metrics)
+    json.dumps(metrics, allow_nan=False)
+    bits = space_spec(spaces.MultiBinary(3), "action")
+    post = PostProcessor(THRESHOLD, bits)
+    m = fidelity_metrics(float_out[:, :3], int8_out[:, :3], post(float_out[:, :3]), post(int8_out[:, :3]), bits, 0.01)
+    assert [b["name"] for b in m["discrete"]["branches"]] == ["bit 0", "bit 1", "bit 2"]
+    assert m["discrete"]["decision"].startswith("sign")
+
+
+def test_dict_runtime_imports_no_heavy_packages(built_bundle):
+    """A fresh interpreter that runs a Dict bundle (encoder, direct int8 step) imports numpy and TFLite only."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    bundle = built_bundle("ppo-dict-multidiscrete").bundle_dir
+    code = f"""
+import sys, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+from edgekit.runtime import EdgePolicy
+p = EdgePolicy.load({str(bundle)!r}, device="auto")
+obs = {{"pos": np.array([0.1, 0.2], np.float32), "cell": 1, "bins": np.array([1, 2]),
+       "signs": np.array([0, 1], np.int8)}}
+p.predict(obs); p.predict({{k: [v, v] for k, v in obs.items()}})
+heavy = sorted(m for m in ("torch", "tensorflow", "onnx", "onnxruntime", "onnx2tf", "stable_baselines3",
+               "gymnasium", "keras", "tf_keras", "jax") if m in sys.modules)
+print("HEAVY", heavy)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout, proc.stdout

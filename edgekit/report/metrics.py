@@ -125,7 +125,7 @@ def _multi_discrete(float_out: np.ndarray, float_actions: np.ndarray, int8_actio
         "decisive_share": float(decisive_all.mean()),
         "decisive_agreement": float(agree[decisive_all].mean()) if decisive_all.any() else None,
         "disagreements": int((~agree).sum()),
-        "float_gap_median": float(np.median(gap_all)),
+        "float_gap_median": float(np.median(gap_all[np.isfinite(gap_all)])) if np.isfinite(gap_all).any() else 0.0,
         "action_agreement": float(agree.all(axis=1).mean()),
         "decision": "sign of each logit (MultiBinary)" if bernoulli else "argmax of each branch (MultiDiscrete)",
         "branches": per_branch,

@@ -574,3 +574,23 @@ print("HEAVY", heavy)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout
+
+
+def test_coverage_names_one_hot_classes_the_calibration_never_saw():
+    from edgekit.bundle.manifest import Preprocess
+    from edgekit.quant import QuantParams
+    from edgekit.report.coverage import discrete_inputs
+    from edgekit.stages.condition import BINARY_LEVEL
+
+    encoder = ObservationEncoder(space_spec(spaces.Dict({"cell": spaces.Discrete(5), "x": spaces.Box(-1, 1, (1,))}),
+                                            "observation"))
+    calibration, _ = encoder.encode({"cell": np.arange(200) % 4, "x": np.zeros((200, 1))})  # never cell 4
+    held_out, _ = encoder.encode({"cell": np.arange(200) % 5, "x": np.zeros((200, 1))})
+    pre = Preprocess(offset=(0.5,) * 5 + (0.0,), scale=(0.5 / BINARY_LEVEL,) * 5 + (1.0,))
+    section = discrete_inputs(calibration, held_out, encoder, pre, QuantParams(2 / 255, -1))
+    assert section["unseen_in_calibration"] == ["cell==4"] and section["exact_levels"] is True
+    group = section["groups"][0]
+    assert group["calibration_on"] == [50, 50, 50, 50, 0] and group["held_out_on"] == [40] * 5
+    assert group["int8_levels"][0] == pytest.approx([-128.0, 126.0])
+    inexact = discrete_inputs(calibration, held_out, encoder, Preprocess.identity(6), QuantParams(2 / 255, -1))
+    assert inexact["exact_levels"] is False  # a plain conversion: 1 falls between two levels

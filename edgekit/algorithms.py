@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import MissingDependencyError, UnsupportedModelError
-from edgekit.postprocess import ARGMAX, CLIP, UNSCALE
+from edgekit.postprocess import ARGMAX, CLIP, MULTI_ARGMAX, THRESHOLD, UNSCALE
+from edgekit.spaces import BOX, DISCRETE, MULTI_BINARY, MULTI_DISCRETE
 
 if TYPE_CHECKING:
     import torch
@@ -29,12 +30,16 @@ ACTIONS = "actions"  # Gaussian mean, clipped to the Box (PPO, A2C)
 SQUASHED_ACTIONS = "squashed_actions"  # tanh output in [-1, 1], unscaled to the Box
 LOGITS = "logits"  # categorical logits, argmax (PPO, A2C on Discrete)
 Q_VALUES = "q_values"  # greedy action, argmax (DQN)
+MULTI_LOGITS = "multi_logits"  # one categorical per MultiDiscrete branch, per-branch argmax (PPO, A2C)
+BERNOULLI_LOGITS = "bernoulli_logits"  # one Bernoulli logit per MultiBinary output, > 0 (PPO, A2C)
 
 POSTPROCESS_OF_OUTPUT: Mapping[str, str] = {
     ACTIONS: CLIP,
     SQUASHED_ACTIONS: UNSCALE,
     LOGITS: ARGMAX,
     Q_VALUES: ARGMAX,
+    MULTI_LOGITS: MULTI_ARGMAX,
+    BERNOULLI_LOGITS: THRESHOLD,
 }
 
 
@@ -44,7 +49,7 @@ class AlgorithmSpec:
 
     name: str
     sb3_class: str  # attribute of the ``package`` (stable_baselines3 or sb3_contrib)
-    action_kinds: tuple[str, ...]  # supported action spaces ("box", "discrete")
+    action_kinds: tuple[str, ...]  # supported action space kinds (edgekit.spaces)
     build_actor: Callable[[Any], torch.nn.Module]
     output_of: Callable[[Any, str], str]  # (policy, action kind) -> output meaning
     summary: str
@@ -175,14 +180,24 @@ def _crossq_actor(policy: Any) -> torch.nn.Module:
 
 
 def _actor_critic_output(policy: Any, action_kind: str) -> str:
-    if action_kind == "discrete":
+    """The distribution SB3 makes for the action space (``make_proba_distribution``): its mode's input."""
+    if action_kind == DISCRETE:
         return LOGITS
+    if action_kind == MULTI_DISCRETE:
+        return MULTI_LOGITS
+    if action_kind == MULTI_BINARY:
+        return BERNOULLI_LOGITS
     return SQUASHED_ACTIONS if policy.squash_output else ACTIONS
 
 
 def _ars_output(policy: Any, action_kind: str) -> str:
-    if action_kind == "discrete":
+    """The distribution SB3 makes for the action space (``make_proba_distribution``): its mode's input."""
+    if action_kind == DISCRETE:
         return LOGITS
+    if action_kind == MULTI_DISCRETE:
+        return MULTI_LOGITS
+    if action_kind == MULTI_BINARY:
+        return BERNOULLI_LOGITS
     return SQUASHED_ACTIONS if policy.squash_output else ACTIONS
 
 
@@ -190,37 +205,42 @@ def _always(output: str) -> Callable[[Any, str], str]:
     return lambda _policy, _kind: output
 
 
-_SB3_POLICIES = ("MlpPolicy", "CnnPolicy")  # every SB3 algorithm here has both (MultiInputPolicy: not yet)
+# SB3 policy aliases edgekit deploys for every SB3 algorithm (see edgekit.support for what each takes);
+# sb3-contrib rows: MlpPolicy (the default), ARS's LinearPolicy.
+_SB3_POLICIES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
+_ON_POLICY_ACTIONS = (BOX, DISCRETE, MULTI_DISCRETE, MULTI_BINARY)
 CONTRIB = "sb3_contrib"
 
 ALGORITHMS: Mapping[str, AlgorithmSpec] = {
     spec.name: spec
     for spec in (
-        AlgorithmSpec("PPO", "PPO", ("box", "discrete"), _actor_critic_actor, _actor_critic_output,
-                      "on-policy actor-critic; Gaussian mean (clipped) or categorical argmax", _SB3_POLICIES),
-        AlgorithmSpec("A2C", "A2C", ("box", "discrete"), _actor_critic_actor, _actor_critic_output,
-                      "on-policy actor-critic; Gaussian mean (clipped) or categorical argmax", _SB3_POLICIES),
-        AlgorithmSpec("SAC", "SAC", ("box",), _sac_actor, _always(SQUASHED_ACTIONS),
+        AlgorithmSpec("PPO", "PPO", _ON_POLICY_ACTIONS, _actor_critic_actor, _actor_critic_output,
+                      "on-policy actor-critic; Gaussian mean (clipped), categorical argmax (per branch), "
+                      "Bernoulli logit > 0", _SB3_POLICIES),
+        AlgorithmSpec("A2C", "A2C", _ON_POLICY_ACTIONS, _actor_critic_actor, _actor_critic_output,
+                      "on-policy actor-critic; Gaussian mean (clipped), categorical argmax (per branch), "
+                      "Bernoulli logit > 0", _SB3_POLICIES),
+        AlgorithmSpec("SAC", "SAC", (BOX,), _sac_actor, _always(SQUASHED_ACTIONS),
                       "off-policy; tanh-squashed Gaussian mean, unscaled to the bounds", _SB3_POLICIES),
-        AlgorithmSpec("TD3", "TD3", ("box",), _td3_actor, _always(SQUASHED_ACTIONS),
+        AlgorithmSpec("TD3", "TD3", (BOX,), _td3_actor, _always(SQUASHED_ACTIONS),
                       "off-policy; deterministic tanh actor, unscaled to the bounds", _SB3_POLICIES),
-        AlgorithmSpec("DDPG", "DDPG", ("box",), _td3_actor, _always(SQUASHED_ACTIONS),
+        AlgorithmSpec("DDPG", "DDPG", (BOX,), _td3_actor, _always(SQUASHED_ACTIONS),
                       "off-policy; deterministic tanh actor, unscaled to the bounds", _SB3_POLICIES),
-        AlgorithmSpec("DQN", "DQN", ("discrete",), _dqn_actor, _always(Q_VALUES),
+        AlgorithmSpec("DQN", "DQN", (DISCRETE,), _dqn_actor, _always(Q_VALUES),
                       "off-policy; greedy argmax of the Q-values", _SB3_POLICIES),
         # sb3-contrib (the `contrib` extra): recognised without it, loaded only with it
-        AlgorithmSpec("TQC", "TQC", ("box",), _sac_actor, _always(SQUASHED_ACTIONS),
+        AlgorithmSpec("TQC", "TQC", (BOX,), _sac_actor, _always(SQUASHED_ACTIONS),
                       "off-policy (sb3-contrib); SAC's tanh-squashed Gaussian mean, unscaled to the bounds",
                       package=CONTRIB),
-        AlgorithmSpec("QRDQN", "QRDQN", ("discrete",), _qrdqn_actor, _always(Q_VALUES),
+        AlgorithmSpec("QRDQN", "QRDQN", (DISCRETE,), _qrdqn_actor, _always(Q_VALUES),
                       "off-policy (sb3-contrib); greedy argmax of the mean over quantiles", package=CONTRIB),
-        AlgorithmSpec("TRPO", "TRPO", ("box", "discrete"), _actor_critic_actor, _actor_critic_output,
+        AlgorithmSpec("TRPO", "TRPO", (BOX, DISCRETE), _actor_critic_actor, _actor_critic_output,
                       "on-policy (sb3-contrib), SB3's actor-critic policy; Gaussian mean (clipped) or argmax",
                       package=CONTRIB),
-        AlgorithmSpec("ARS", "ARS", ("box", "discrete"), _ars_actor, _ars_output,
+        AlgorithmSpec("ARS", "ARS", (BOX, DISCRETE), _ars_actor, _ars_output,
                       "random search (sb3-contrib); MLP or linear policy, tanh-unscaled or clipped, or argmax",
                       policies=("MlpPolicy", "LinearPolicy"), package=CONTRIB, policy_takes_schedule=False),
-        AlgorithmSpec("CrossQ", "CrossQ", ("box",), _crossq_actor, _always(SQUASHED_ACTIONS),
+        AlgorithmSpec("CrossQ", "CrossQ", (BOX,), _crossq_actor, _always(SQUASHED_ACTIONS),
                       "off-policy (sb3-contrib); SAC's actor with BatchRenorm (folded), unscaled to the bounds",
                       package=CONTRIB),
     )

@@ -45,7 +45,11 @@ IMAGE_CHUNK = 256  # images per torch call
 
 @dataclass(frozen=True)
 class PolicyGraph:
-    """The deterministic actor as a torch module: flat float obs (B, N) -> outputs (B, K)."""
+    """The deterministic actor as a torch module: flat float features (B, N) -> outputs (B, K).
+
+    The features are the observation as SB3's preprocessing makes it (``edgekit.observations``):
+    the flattened Box, or one-hots and 0/1 values, concatenated in Dict key order.
+    """
 
     module: torch.nn.Module
     input_size: int
@@ -55,6 +59,8 @@ class PolicyGraph:
     normalize: ObsNormalization | None = None  # VecNormalize: applied to observations before the module
     image: ImageInput | None = None  # image observations in the env's layout -> the module's NCHW x / divisor
     rewrites: tuple[str, ...] = ()  # exact activation rewrites done at extraction (see edgekit.activations)
+    binary_inputs: tuple[int, ...] = ()  # features that only take 0 and 1 (one-hot, MultiBinary)
+    branches: tuple[tuple[int, int], ...] = ()  # multi_logits: (start, stop) of each branch's outputs
 
     def outputs(self, obs: np.ndarray) -> np.ndarray:
         """Run the float actor on a batch of flat observations."""
@@ -75,7 +81,8 @@ class PolicyGraph:
 
 @dataclass(frozen=True)
 class ObservationSets:
-    """Calibration and held-out observations, flat float32 (N, input_size); images: flat uint8, in the
+    """Calibration and held-out observations as flat float32 features (N, input_size)
+    (``ObservationEncoder.encode``; ``decode`` gives the observations back); images: flat uint8, in the
     env's layout (a quarter of the memory)."""
 
     calibration: np.ndarray

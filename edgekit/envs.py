@@ -15,7 +15,7 @@ import numpy as np
 from edgekit.bundle.image import env_layout
 from edgekit.env_spec import EnvSpec
 from edgekit.errors import EnvironmentMismatchError, MissingDependencyError, UnsupportedModelError
-from edgekit.spaces import BOX, DISCRETE, SpaceSpec, is_image
+from edgekit.spaces import BOX, DICT, DISCRETE, MULTI_BINARY, MULTI_DISCRETE, SpaceSpec, is_image
 
 FLOAT32_MAX_ISH = 3.4e38  # older gym wrote np.finfo(np.float32).max where gymnasium writes inf
 
@@ -100,8 +100,12 @@ def _unknown_id(env_id: str, gym: Any) -> EnvironmentMismatchError:
     return EnvironmentMismatchError(f"unknown Gymnasium environment id {env_id!r}", hint=suggestion)
 
 
-def space_spec(space: Any, what: str) -> SpaceSpec:
-    """Describe a gymnasium Box or Discrete space; anything else is unsupported."""
+def space_spec(space: Any, what: str, nested: bool = False) -> SpaceSpec:
+    """Describe a gymnasium Box, Discrete, MultiDiscrete, MultiBinary or (non-nested) Dict space.
+
+    What SB3 itself cannot take (nested Dicts, a multi-dimensional MultiDiscrete,
+    Tuple spaces) is refused here with the reason.
+    """
     from gymnasium import spaces
 
     if isinstance(space, spaces.Box):
@@ -114,10 +118,31 @@ def space_spec(space: Any, what: str) -> SpaceSpec:
         )
     if isinstance(space, spaces.Discrete):
         return SpaceSpec(kind=DISCRETE, shape=(), dtype=str(space.dtype), n=int(space.n), start=int(space.start))
-    raise UnsupportedModelError(
-        f"{what} space {type(space).__name__} is not supported yet (Box and Discrete are)",
-        hint="see the README's support table",
-    )
+    if isinstance(space, spaces.MultiDiscrete):
+        nvec = np.asarray(space.nvec)
+        if nvec.ndim != 1:
+            raise _unsupported(f"{what} space MultiDiscrete with a {nvec.ndim}-D nvec is not supported (SB3's "
+                               "one-hot and MultiCategorical take a 1-D nvec)")
+        start = np.asarray(getattr(space, "start", np.zeros_like(nvec)))
+        if np.any(start != 0):
+            raise _unsupported(f"{what} space MultiDiscrete with a non-zero start is not supported (SB3 ignores "
+                               "start: its one-hot and its actions count from 0)")
+        return SpaceSpec(kind=MULTI_DISCRETE, shape=(int(nvec.size),), dtype=str(space.dtype),
+                         nvec=tuple(int(v) for v in nvec))
+    if isinstance(space, spaces.MultiBinary):
+        return SpaceSpec(kind=MULTI_BINARY, shape=tuple(int(v) for v in space.shape), dtype=str(space.dtype))
+    if isinstance(space, spaces.Dict):
+        if nested:
+            raise _unsupported(f"nested Dict {what} spaces are not supported (nor by SB3)")
+        return SpaceSpec(kind=DICT, shape=(), dtype="", spaces=tuple(
+            (str(key), space_spec(sub, f"{what} key {key!r}", nested=True)) for key, sub in space.spaces.items()))
+    reason = " (nor by SB3)" if isinstance(space, spaces.Tuple) else ""
+    raise _unsupported(f"{what} space {type(space).__name__} is not supported{reason}; Box, Discrete, "
+                       "MultiDiscrete, MultiBinary and Dict are")
+
+
+def _unsupported(message: str) -> UnsupportedModelError:
+    return UnsupportedModelError(message, hint="see the README's support table")
 
 
 def check_env_fits(env_id: str, env: Any, observation_space: SpaceSpec, action_space: SpaceSpec) -> None:
@@ -140,6 +165,13 @@ def _same_space(a: SpaceSpec, b: SpaceSpec) -> bool:
         return False
     if a.kind == DISCRETE:
         return a.n == b.n and a.start == b.start
+    if a.kind == MULTI_DISCRETE:
+        return a.nvec == b.nvec
+    if a.kind == MULTI_BINARY:
+        return True
+    if a.kind == DICT:
+        ours, theirs = dict(a.spaces or ()), dict(b.spaces or ())
+        return ours.keys() == theirs.keys() and all(_same_space(ours[k], theirs[k]) for k in ours)
     return bool(np.allclose(_bounds(a.low), _bounds(b.low), rtol=1e-6)
                 and np.allclose(_bounds(a.high), _bounds(b.high), rtol=1e-6))
 
@@ -147,11 +179,11 @@ def _same_space(a: SpaceSpec, b: SpaceSpec) -> bool:
 def _bounds(values: tuple[float, ...] | None) -> np.ndarray:
     """Bounds with gym's old float32-max stand-ins for infinity read as infinity."""
     arr = np.asarray(values, dtype=np.float64)
-    return np.where(np.abs(arr) >= FLOAT32_MAX_ISH, np.sign(arr) * np.inf, arr)
+    return np.where(np.abs(arr) >= FLOAT32_MAX_ISH, np.copysign(np.inf, arr), arr)
 
 
 def _long(space: SpaceSpec) -> str:
-    if space.kind == DISCRETE:
+    if space.kind != BOX:
         return space.describe()
     low, high = np.asarray(space.low), np.asarray(space.high)
     if low.size <= 4:

@@ -195,6 +195,13 @@ def _vecnormalize(options: BuildOptions, source: ModelSource, config: dict[str, 
                                  hint="pass --vecnormalize STATS.pkl (the policy needs the training statistics), "
                                  "or --no-vecnormalize if you know better")
         return None, ""
+    if agent.observation_space.kind != "box":
+        from edgekit.errors import UnsupportedModelError
+
+        raise UnsupportedModelError(
+            f"VecNormalize statistics ({path}) with {agent.observation_space.describe()} observations are not "
+            "supported (SB3 normalizes Box observations only; edgekit deploys it for Box spaces)",
+            hint="pass --no-vecnormalize if the model was not trained behind VecNormalize")
     return load_vecnormalize(path, agent.observation_space.size), str(path)
 
 
@@ -216,7 +223,8 @@ def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress
         note.detail = f"max |tf - onnx| {tf_model.max_abs_error:.1e}"
     with progress.stage(STAGES[6]) as note:
         calibration_inputs = model_inputs(sets.calibration, conditioned.preprocess)
-        int8 = quantize_int8(tf_model, calibration_inputs, conditioned.preprocess, stage / package.CPU_MODEL)
+        int8 = quantize_int8(tf_model, calibration_inputs, conditioned.preprocess, stage / package.CPU_MODEL,
+                             binary=conditioned.graph.binary_inputs if "binary_inputs" in conditioned.applied else ())
         note.detail = f"ops {_op_summary(int8.ops)}; int8 in/out, no float tensors"
     return int8
 

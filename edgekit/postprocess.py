@@ -3,31 +3,54 @@
 Shared by host-side validation and the device runtime so that the two cannot
 drift apart. Light: numpy only.
 
-SB3 (``stable_baselines3/common/policies.py``) post-processes the
-deterministic network output like this:
+SB3 (``stable_baselines3/common/policies.py`` and ``distributions.py``)
+post-processes the deterministic network output like this:
 
 * Box action, ``squash_output=False`` (PPO, A2C): ``np.clip(a, low, high)``;
 * Box action, ``squash_output=True`` (SAC, TD3, DDPG, gSDE+squash): the output
   lies in [-1, 1] and is unscaled to ``low + (a + 1) / 2 * (high - low)``;
 * Discrete action: the mode of a categorical (argmax of logits) or the greedy
-  Q-value action (argmax of Q-values).
+  Q-value action (argmax of Q-values);
+* MultiDiscrete action: ``MultiCategoricalDistribution.mode()``, the argmax of
+  each branch's slice of the logits (``nvec`` consecutive slices), as int64;
+* MultiBinary action: ``BernoulliDistribution.mode()`` = ``round(sigmoid(logit))``
+  as float32. ``round`` is half-to-even, so the tie ``logit == 0`` (probability
+  exactly 0.5) gives 0: the action is 1 exactly when the logit is > 0. (float32's
+  sigmoid also rounds logits in (0, 9e-8) to 0.5; an int8 logit is a multiple of
+  its output step, far coarser, so on the device "> 0" is exact.)
+
+Ties in an argmax go to the first index, as in numpy and torch.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgekit.spaces import BOX, DISCRETE, SpaceSpec
+from edgekit.spaces import BOX, DISCRETE, MULTI_BINARY, MULTI_DISCRETE, SpaceSpec
 
 CLIP = "clip"
 UNSCALE = "unscale"
 ARGMAX = "argmax"
-POSTPROCESS_KINDS = (CLIP, UNSCALE, ARGMAX)
+MULTI_ARGMAX = "multi_argmax"  # per-branch argmax (MultiDiscrete)
+THRESHOLD = "threshold"  # logit > 0 (MultiBinary)
+POSTPROCESS_KINDS = (CLIP, UNSCALE, ARGMAX, MULTI_ARGMAX, THRESHOLD)
 
 
 def expected_kinds(space: SpaceSpec) -> tuple[str, ...]:
     """Which post-processing kinds make sense for an action space."""
-    return (CLIP, UNSCALE) if space.kind == BOX else (ARGMAX,)
+    return {BOX: (CLIP, UNSCALE), DISCRETE: (ARGMAX,), MULTI_DISCRETE: (MULTI_ARGMAX,),
+            MULTI_BINARY: (THRESHOLD,)}.get(space.kind, ())
+
+
+def branches(space: SpaceSpec) -> list[tuple[int, int]]:
+    """(start, stop) of each decision's slice of the outputs: one for Discrete, one per MultiDiscrete
+    branch, one per MultiBinary output (a single logit)."""
+    if space.kind == MULTI_DISCRETE:
+        bounds = np.cumsum([0, *(space.nvec or ())])
+        return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    if space.kind == MULTI_BINARY:
+        return [(i, i + 1) for i in range(space.size)]
+    return [(0, int(space.n or 0))]
 
 
 class PostProcessor:
@@ -47,11 +70,22 @@ class PostProcessor:
             self._high = action_space.high_array().reshape(-1).astype(np.float32)
             self._half_range = (0.5 * (self._high - self._low)).astype(np.float32)
         self.start = action_space.start if action_space.kind == DISCRETE else 0
+        self.branches = branches(action_space) if kind == MULTI_ARGMAX else []
+
+    @property
+    def elementwise(self) -> bool:
+        """Each action value depends on one output alone (a per-output lookup table can replace it)."""
+        return self.kind in (CLIP, UNSCALE, THRESHOLD)
 
     def __call__(self, outputs: np.ndarray) -> np.ndarray:
         """Post-process ``(B, K)`` float outputs into ``(B, *action_shape)`` actions."""
         if self.kind == ARGMAX:
             return np.argmax(outputs, axis=1).astype(np.int64) + self.start
+        if self.kind == MULTI_ARGMAX:
+            picks = [np.argmax(outputs[:, a:b], axis=1) for a, b in self.branches]
+            return np.stack(picks, axis=1).astype(np.int64)
+        if self.kind == THRESHOLD:
+            return (outputs > 0).astype(np.float32).reshape((-1, *self._shape))
         if self.kind == CLIP:
             actions = np.clip(outputs, self._low, self._high)
         else:

@@ -18,15 +18,18 @@ from dataclasses import dataclass
 
 from edgekit.algorithms import ALGORITHMS
 from edgekit.errors import UnsupportedModelError
-from edgekit.spaces import BOX, IMAGE
+from edgekit.spaces import BOX, DICT, DISCRETE, IMAGE, IMAGE_DICT, MULTI_BINARY, MULTI_DISCRETE
 
 MLP = "MlpPolicy"
 CNN = "CnnPolicy"  # SB3's NatureCNN features extractor on image observations
+MULTI_INPUT = "MultiInputPolicy"
 
-# Observation kinds each SB3 policy alias takes (see edgekit.spaces for the kinds).
+# Observation kinds each SB3 policy alias takes (see edgekit.spaces for the kinds). Non-Box observations
+# are one-hot / cast to float as SB3's preprocess_obs does (edgekit.observations), on the host side.
 POLICY_OBSERVATIONS: Mapping[str, tuple[str, ...]] = {
-    MLP: (BOX,),
+    MLP: (BOX, DISCRETE, MULTI_DISCRETE, MULTI_BINARY),
     CNN: (IMAGE,),
+    MULTI_INPUT: (DICT,),  # CombinedExtractor with a Flatten per key: Box, Discrete, MultiDiscrete, MultiBinary
     "LinearPolicy": (BOX,),  # ARS (sb3-contrib): a single Linear layer
 }
 
@@ -34,7 +37,7 @@ POLICY_OBSERVATIONS: Mapping[str, tuple[str, ...]] = {
 NOT_SUPPORTED: Mapping[str, str] = {
     IMAGE: "image observations are deployed with CnnPolicy (SB3's NatureCNN); MlpPolicy on images is not "
            "supported (train with CnnPolicy, or flatten the images into a float Box)",
-    "MultiInputPolicy": "Dict observations are not supported yet",
+    IMAGE_DICT: "Dict observations with image keys (CombinedExtractor's CNN per image) are not supported yet",
     "MlpLstmPolicy": "recurrent (LSTM) policies need their state carried between steps; the runtime is stateless",
 }
 

@@ -53,13 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with np.load(f"{args.bundle}/calibration.npz", allow_pickle=False) as data:
             obs = np.asarray(data["held_out"], dtype=np.float32)
-    obs = obs.reshape(-1, *policy.observation_shape)
+    obs = policy.observations_of(obs.reshape(len(obs), -1))  # stored flat; as the env returns them
+    rows = [{k: v[i] for k, v in obs.items()} for i in range(len(next(iter(obs.values()))))] \
+        if isinstance(obs, dict) else list(obs)
 
     start = time.perf_counter()
     quantized = policy.quantize_observations(obs)
     raw = np.stack([policy.invoke_int8(q).copy() for q in quantized])
     batch_actions = policy.predict(obs)
-    single_actions = np.stack([policy.predict(row) for row in obs])  # the per-step fast path
+    single_actions = np.stack([policy.predict(row) for row in rows])  # the per-step fast path
     predict_s = time.perf_counter() - start
     np.savez(args.out, quantized=quantized, raw=raw, actions=batch_actions, single_actions=single_actions)
 
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "edgekit": version("edgekit"),
         "device": policy.device,
         "fast_path": bool(policy.fast_path),
-        "observations": len(obs),
+        "observations": len(rows),
         "single_equals_batch": bool(np.array_equal(single_actions, batch_actions)),
         "heavy_modules": sorted(m for m in HEAVY_MODULES if m in sys.modules),
         "import_s": round(import_s, 3),

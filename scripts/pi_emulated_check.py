@@ -431,6 +431,7 @@ def host_results(bundle: Path, obs: Any) -> dict[str, Any]:
     from edgekit.runtime import EdgePolicy
 
     policy = EdgePolicy.load(bundle, device="cpu")
+    obs = policy.observations_of(np.asarray(obs).reshape(len(obs), -1))  # flat features -> as the env returns them
     quantized = policy.quantize_observations(obs)
     raw = np.stack([policy.invoke_int8(q).copy() for q in quantized])
     # The host's own spread between kernels: its default (XNNPACK) and TFLite's reference kernels.
@@ -444,7 +445,7 @@ def host_results(bundle: Path, obs: Any) -> dict[str, Any]:
         reference.append(plain.get_tensor(out_index)[0].copy())
     return {"quantized": quantized, "raw": raw, "actions": policy.predict(obs), "reference_raw": np.stack(reference),
             "interpreter": f"{policy.backend.name} {policy.backend.version}", "numpy": np.__version__,
-            "discrete": policy.manifest.postprocess == "argmax", "policy": policy}
+            "discrete": policy.manifest.postprocess in ("argmax", "multi_argmax", "threshold"), "policy": policy}
 
 
 def float_fidelity(bundle: Path, obs: Any, runs: dict[str, tuple[Any, Any]]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import coverage_envs  # noqa: F401  (registers the edgekit-test/ envs)
 import coverage_envs_images  # noqa: F401  (registers the edgekit-test/ image envs)
 import pytest
 
@@ -63,7 +64,63 @@ IMAGE_CASES = (
         **_OFF_POLICY_IMAGES, "policy_kwargs": {**_CNN, "net_arch": [32]}}, policy="CnnPolicy"),
     AgentCase("dqn-image-hwc1", "DQN", "edgekit-test/DotHWC1-v0", 150, {
         **_OFF_POLICY_IMAGES, "policy_kwargs": {**_CNN, "net_arch": [32]}}, policy="CnnPolicy"),
+    # multi-branch actions behind a CNN: per-branch argmax and Bernoulli logit > 0 on image features
+    AgentCase("ppo-image-hwc1-multidiscrete", "PPO", "edgekit-test/DotHWC1MultiDiscrete-v0", 128, {
+        "n_steps": 64, "batch_size": 32, "n_epochs": 2, "policy_kwargs": _CNN}, policy="CnnPolicy"),
+    AgentCase("ppo-image-chw1-multibinary", "PPO", "edgekit-test/DotCHW1MultiBinary-v0", 128, {
+        "n_steps": 64, "batch_size": 32, "n_epochs": 2, "policy_kwargs": _CNN}, policy="CnnPolicy"),
+    AgentCase("a2c-image-hwc1-multidiscrete", "A2C", "edgekit-test/DotHWC1MultiDiscrete-v0", 128, {
+        "n_steps": 8, "policy_kwargs": _CNN}, policy="CnnPolicy"),
+    AgentCase("a2c-image-chw1-multibinary", "A2C", "edgekit-test/DotCHW1MultiBinary-v0", 128, {
+        "n_steps": 8, "policy_kwargs": _CNN}, policy="CnnPolicy"),
 )
+
+
+def _space_cases() -> list[AgentCase]:
+    """Every algorithm with every non-Box observation kind, and PPO/A2C with every action kind, on the tiny
+    envs of tests/coverage_envs.py (a few hundred steps, 16-step episodes). MultiInputPolicy for Dict."""
+    from coverage_envs import env_id
+
+    on_policy = {"PPO": {"n_steps": 64, "batch_size": 32}, "A2C": {"n_steps": 8}}
+    off_policy = {"learning_starts": 64, "policy_kwargs": {"net_arch": [32, 32]}}
+    cases = []
+    for algo, kwargs in on_policy.items():
+        for obs in ("box", "discrete", "multi_discrete", "multi_binary", "dict"):
+            for act in ("box", "discrete", "multi_discrete", "multi_binary"):
+                if obs == "box" and act in ("box", "discrete"):
+                    continue  # Pendulum and CartPole above
+                cases.append(AgentCase(f"{algo.lower()}-{obs}-{act}".replace("_", ""), algo, env_id(obs, act), 128,
+                                       {**kwargs, "policy_kwargs": {"net_arch": [32, 32]}},
+                                       policy="MultiInputPolicy" if obs == "dict" else "MlpPolicy"))
+    for algo, act in (("SAC", "box"), ("TD3", "box"), ("DDPG", "box"), ("DQN", "discrete")):
+        for obs in ("discrete", "multi_discrete", "multi_binary", "dict"):
+            kwargs = off_policy
+            if algo == "SAC" and obs == "dict":  # the extractor named in policy_kwargs (a pickled class reference)
+                kwargs = {**off_policy, "policy_kwargs": {**off_policy["policy_kwargs"],
+                                                          "features_extractor_class": "CombinedExtractor"}}
+            cases.append(AgentCase(f"{algo.lower()}-{obs}-{act}".replace("_", ""), algo, env_id(obs, act), 128,
+                                   kwargs, policy="MultiInputPolicy" if obs == "dict" else "MlpPolicy"))
+    # one-hot, binary and float features through the split int8 input
+    cases.append(AgentCase("dqn-dict-discrete-split", "DQN", env_id("dict", "discrete"), 0,
+                           conditioning={"force_split": True}, trained_as="dqn-dict-discrete",
+                           policy="MultiInputPolicy"))
+    # sb3-contrib algorithms on the non-Box observation kinds of MlpPolicy (one-hot / 0-1 features on the host)
+    contrib = {"TQC": ("box", {**off_policy, "policy_kwargs": {"net_arch": [32, 32], "n_quantiles": 5}}),
+               "CrossQ": ("box", off_policy),
+               "QRDQN": ("discrete", {**off_policy, "policy_kwargs": {"net_arch": [32, 32], "n_quantiles": 5}}),
+               "TRPO": (("box", "discrete"), {"n_steps": 64, "batch_size": 32, "policy_kwargs": {"net_arch": [32]}}),
+               "ARS": (("box", "discrete"), {"n_delta": 1, "zero_policy": False, "policy_kwargs": {"net_arch": [16]}})}
+    for algo, (actions, kwargs) in contrib.items():
+        for act in (actions,) if isinstance(actions, str) else actions:
+            for obs in ("discrete", "multi_discrete", "multi_binary"):
+                steps = 64 if algo == "ARS" else 128
+                cases.append(AgentCase(f"{algo.lower()}-{obs}-{act}".replace("_", ""), algo, env_id(obs, act), steps,
+                                       kwargs))
+    # a non-float Box (SB3 casts it to float): the same "box" kind, checked once
+    cases.append(AgentCase("ppo-intbox-discrete", "PPO", env_id("int_box", "discrete"), 128,
+                           {**on_policy["PPO"], "policy_kwargs": {"net_arch": [32, 32]}}))
+    return cases
+
 
 # Every supported combination of edgekit.support (tests/test_coverage.py fails
 # when one has no case here), and non-default net_arch / activation_fn
@@ -133,6 +190,7 @@ AGENT_CASES = {
                   fully_on_edgetpu=False),
         AgentCase("a2c-cartpole-leakyrelu", "A2C", "CartPole-v1", 200, {
             "n_steps": 8, "policy_kwargs": {"net_arch": [32, 32], "activation_fn": "LeakyReLU"}}),
+        *_space_cases(),
     )
 }
 
@@ -152,6 +210,10 @@ def _train(case: AgentCase, path: Path) -> Path:
     policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
     if isinstance(policy_kwargs.get("activation_fn"), str):
         policy_kwargs["activation_fn"] = getattr(torch.nn, policy_kwargs["activation_fn"])
+    if isinstance(policy_kwargs.get("features_extractor_class"), str):  # pickled into the zip as a class reference
+        from stable_baselines3.common import torch_layers
+
+        policy_kwargs["features_extractor_class"] = getattr(torch_layers, policy_kwargs["features_extractor_class"])
     cls = algorithm_class(case.algo)
     model = cls(case.policy, case.env_id, seed=0, device="cpu", policy_kwargs=policy_kwargs or None, **kwargs)
     model.learn(total_timesteps=case.steps)

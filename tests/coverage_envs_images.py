@@ -5,7 +5,8 @@ centre (reward: minus the distance). Cheap to step, uint8 observations that use 
 0..255 range, and a policy whose decision depends on where the dot is, so a wrong pixel
 layout or flatten order shows up as disagreement with SB3. Parameterised by the layout the
 env returns (``HWC``: SB3 wraps it in ``VecTransposeImage``; ``CHW``: channel-first already),
-the number of channels, the side (NatureCNN needs at least 36) and the action kind.
+the number of channels, the side (NatureCNN needs at least 36) and the action kind (Discrete,
+Box, MultiDiscrete or MultiBinary).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ class DotImage(gym.Env):
         self.layout, self.channels, self.side = layout, channels, side
         shape = (side, side, channels) if layout == "HWC" else (channels, side, side)
         self.observation_space = spaces.Box(0, 255, shape=shape, dtype=np.uint8)
-        self.action_space = spaces.Discrete(4) if actions == "discrete" else \
-            spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = {"discrete": spaces.Discrete(4), "box": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+                             "multi_discrete": spaces.MultiDiscrete([3, 3]),  # per axis: -1, 0, +1
+                             "multi_binary": spaces.MultiBinary(4)}[actions]  # up, down, left, right
         yy, xx = np.mgrid[0:side, 0:side]
         # a fixed texture per channel so that channels differ and pixel values span 0..255
         self._background = np.stack([((xx * (3 + c) + yy * (5 + 2 * c)) * 7 % 160).astype(np.uint8)
@@ -64,6 +66,11 @@ class DotImage(gym.Env):
         if isinstance(self.action_space, spaces.Discrete):
             move = [(0, -1), (0, 1), (-1, 0), (1, 0)][int(action)]
             delta = np.asarray(move, dtype=np.float64) * 2.0
+        elif isinstance(self.action_space, spaces.MultiDiscrete):
+            delta = (np.asarray(action, dtype=np.float64) - 1.0) * 2.0
+        elif isinstance(self.action_space, spaces.MultiBinary):
+            up, down, left, right = (float(v) for v in np.asarray(action).reshape(4))
+            delta = np.array([down - up, right - left]) * 2.0
         else:
             delta = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -1, 1) * 2.0
         self._pos = np.clip(self._pos + delta, 2, self.side - 3)
@@ -83,6 +90,8 @@ IMAGE_ENVS: dict[str, dict[str, Any]] = {
     "edgekit-test/DotCHW3Box-v0": {"layout": "CHW", "channels": 3, "side": 36, "actions": "box"},
     "edgekit-test/DotHWC3x48Box-v0": {"layout": "HWC", "channels": 3, "side": 48, "actions": "box"},
     "edgekit-test/DotCHW3x64-v0": {"layout": "CHW", "channels": 3, "side": 64},
+    "edgekit-test/DotHWC1MultiDiscrete-v0": {"layout": "HWC", "channels": 1, "side": 36, "actions": "multi_discrete"},
+    "edgekit-test/DotCHW1MultiBinary-v0": {"layout": "CHW", "channels": 1, "side": 36, "actions": "multi_binary"},
 }
 
 

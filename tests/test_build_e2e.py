@@ -32,9 +32,42 @@ def _sb3_model(case, path):
     return algorithm_class(case.algo).load(path, device="cpu")
 
 
-def _held_out(bundle_dir, shape):
+def _held_out(bundle_dir, policy):
+    """The held-out observations as the env returned them (the bundle stores their flat features)."""
     with np.load(bundle_dir / "calibration.npz") as data:
-        return data["held_out"].reshape(-1, *shape)
+        return policy.observations_of(data["held_out"])
+
+
+def _rows(batch, count):
+    if isinstance(batch, dict):
+        return [{k: v[i] for k, v in batch.items()} for i in range(count)]
+    return list(batch[:count])
+
+
+def _features_by_hand(space, obs):
+    """SB3's preprocess_obs + flatten / CombinedExtractor for one observation, written out independently."""
+    if space.kind == "dict":
+        return np.concatenate([_features_by_hand(sub, obs[key]) for key, sub in space.spaces])
+    if space.kind == "discrete":
+        return np.eye(space.n)[int(obs)]
+    if space.kind == "multi_discrete":
+        return np.concatenate([np.eye(n)[int(v)] for n, v in zip(space.nvec, np.asarray(obs))])
+    return np.asarray(obs, dtype=np.float64).reshape(-1)
+
+
+def _postprocess_by_hand(manifest, out):
+    space = manifest.action_space
+    if manifest.postprocess == "argmax":
+        return np.argmax(out)
+    if manifest.postprocess == "multi_argmax":
+        bounds = np.cumsum([0, *space.nvec])
+        return np.array([np.argmax(out[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+    if manifest.postprocess == "threshold":  # BernoulliDistribution.mode(): round(sigmoid(logit))
+        return np.round(1.0 / (1.0 + np.exp(-out.astype(np.float64))))
+    if manifest.postprocess == "clip":
+        return np.clip(out, space.low_array(), space.high_array())
+    low, high = space.low_array(), space.high_array()
+    return low + (np.clip(out, -1, 1) + 1.0) * 0.5 * (high - low)
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -60,7 +93,7 @@ def test_bundle_is_complete_and_fully_int8(built_bundle, name):
         assert info.input.shape == (1, *image.hwc) and info.op_names[0] == "CONV_2D"
         assert info.input.quant.zero_point == -128 and info.input.quant.scale == pytest.approx(1 / image.divisor)
     else:
-        assert info.input.shape == (1, manifest.preprocess.input_factor * manifest.observation_space.size)
+        assert info.input.shape == (1, manifest.preprocess.input_factor * manifest.observation_space.features)
     cpu = manifest.models["cpu"]
     assert cpu.input.quant == info.input.quant and cpu.output.quant == info.output.quant
 
@@ -70,10 +103,13 @@ def test_runtime_predict_matches_sb3_predict(built_bundle, name):
     built = built_bundle(name)
     model = _sb3_model(built.case, built.model_path)
     policy = EdgePolicy.load(built.bundle_dir, device="cpu")
-    obs = _held_out(built.bundle_dir, policy.observation_shape)
+    obs = _held_out(built.bundle_dir, policy)
     expected = model.predict(obs, deterministic=True)[0]
     actual = policy.predict(obs)
     assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    for row, want in zip(_rows(obs, 20), actual):  # one at a time (the fast path) as in a batch
+        one = policy.predict(row)
+        assert one.shape == want.shape and one.dtype == want.dtype and np.array_equal(one, want)
     space = policy.manifest.action_space
     if space.kind == "box":
         span = space.high_array() - space.low_array()
@@ -87,12 +123,22 @@ def test_runtime_predict_matches_sb3_predict(built_bundle, name):
         decisive = discrete["decisive_agreement"]
         assert decisive is None or decisive >= DECISIVE_AGREEMENT_MIN, discrete
         # the report's agreement is the same figure computed here against SB3's own predict
+        # (per decision: each MultiDiscrete branch, each MultiBinary bit)
         assert abs(float(np.mean(actual == expected)) - discrete["agreement"]) < 1e-9
+        if space.kind != "discrete":
+            whole = np.all((actual == expected).reshape(len(actual), -1), axis=1).mean()
+            assert abs(whole - discrete["action_agreement"]) < 1e-9
+            assert len(discrete["branches"]) == expected.reshape(len(actual), -1).shape[1]
 
 
-@pytest.mark.parametrize("name", ["ppo-pendulum", "sac-pendulum", "dqn-cartpole"])
+HAND_RUN_CASES = ["ppo-pendulum", "sac-pendulum", "dqn-cartpole", "dqn-cartpole-split", "ppo-discrete-multidiscrete",
+                  "a2c-multidiscrete-multibinary", "ppo-dict-multibinary", "sac-dict-box", "td3-multibinary-box",
+                  "ppo-intbox-discrete", "dqn-dict-discrete-split"]
+
+
+@pytest.mark.parametrize("name", HAND_RUN_CASES)
 def test_runtime_equals_a_hand_run_of_the_int8_model(built_bundle, name):
-    """Independent of EdgePolicy: quantize by hand from the manifest, invoke, dequantize, post-process."""
+    """Independent of EdgePolicy: one-hot by hand, quantize from the manifest, invoke, dequantize, post-process."""
     from ai_edge_litert.interpreter import Interpreter
 
     built = built_bundle(name)
@@ -103,9 +149,12 @@ def test_runtime_equals_a_hand_run_of_the_int8_model(built_bundle, name):
     qin = QuantParams(entry.input.quant.scale, entry.input.quant.zero_point)
     qout = QuantParams(entry.output.quant.scale, entry.output.quant.zero_point)
     policy = EdgePolicy.load(built.bundle_dir, device="cpu")
-    obs = _held_out(built.bundle_dir, policy.observation_shape)[:200]
-    for row in obs:
-        pre = (row.reshape(-1) - np.array(manifest.preprocess.offset)) / np.array(manifest.preprocess.scale)
+    with np.load(built.bundle_dir / "calibration.npz") as data:
+        stored = data["held_out"][:200]
+    for features, row in zip(stored, _rows(policy.observations_of(stored), 200)):
+        flat = _features_by_hand(manifest.observation_space, row)
+        np.testing.assert_array_equal(flat, features)  # the bundle stores exactly SB3's features
+        pre = (flat - np.array(manifest.preprocess.offset)) / np.array(manifest.preprocess.scale)
         m = manifest.preprocess.split
         if m:  # coarse part, then the coarse part's rounding residual magnified m times
             u = pre / qin.scale
@@ -118,22 +167,39 @@ def test_runtime_equals_a_hand_run_of_the_int8_model(built_bundle, name):
         interp.set_tensor(interp.get_input_details()[0]["index"], q[None])
         interp.invoke()
         out = qout.dequantize(interp.get_tensor(interp.get_output_details()[0]["index"]))[0]
-        space = manifest.action_space
-        if manifest.postprocess == "argmax":
-            expected = np.argmax(out)
-        elif manifest.postprocess == "clip":
-            expected = np.clip(out, space.low_array(), space.high_array())
-        else:
-            low, high = space.low_array(), space.high_array()
-            expected = low + (np.clip(out, -1, 1) + 1.0) * 0.5 * (high - low)
-        np.testing.assert_allclose(policy.predict(row), expected, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(policy.predict(row), _postprocess_by_hand(manifest, out), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["ppo-discrete-box", "dqn-multidiscrete-discrete", "a2c-multibinary-discrete",
+                                  "ppo-dict-multidiscrete", "dqn-dict-discrete-split"])
+def test_one_hot_and_binary_inputs_take_exact_int8_levels(built_bundle, name):
+    """The int8 input carries 0 and 1 of every one-hot / MultiBinary feature without rounding error: what the
+    first layer sees (coarse level, plus the fine part / m with a split input) is exactly the preprocessed value."""
+    built = built_bundle(name)
+    manifest = Manifest.read(built.bundle_dir)
+    policy = EdgePolicy.load(built.bundle_dir, device="cpu")
+    binary = np.flatnonzero(policy.encoder.binary)
+    assert binary.size and "binary_inputs" in manifest.conditioning
+    with np.load(built.bundle_dir / "calibration.npz") as data:
+        held = data["held_out"]
+    quant, pre = manifest.models["cpu"].input.quant, manifest.preprocess
+    q = policy.quantize_observations(policy.observations_of(held)).astype(np.float64) - quant.zero_point
+    n, m = held.shape[1], pre.split
+    levels = q[:, :n] + (q[:, n:] / m if m else 0.0)
+    expected = (held - np.asarray(pre.offset)) / np.asarray(pre.scale) / quant.scale
+    np.testing.assert_allclose(levels[:, binary], expected[:, binary], rtol=0, atol=1e-3)
+    assert len(np.unique(levels[:, binary])) == 2  # 0 and 1, two levels
+    if not m:
+        assert np.array_equal(levels[:, binary], np.rint(levels[:, binary]))
+    report = json.loads((built.bundle_dir / "report.json").read_text())
+    assert report["coverage"]["discrete_inputs"]["exact_levels"] is True
 
 
 def test_build_report_agrees_with_independent_error(built_bundle):
     built = built_bundle("ppo-pendulum")
     model = _sb3_model(built.case, built.model_path)
     policy = EdgePolicy.load(built.bundle_dir, device="cpu")
-    obs = _held_out(built.bundle_dir, policy.observation_shape)
+    obs = _held_out(built.bundle_dir, policy)
     err = np.abs(policy.predict(obs) - model.predict(obs, deterministic=True)[0]) / 4.0  # Pendulum range is 4
     report = json.loads((built.bundle_dir / "report.json").read_text())
     cont = report["validation"]["continuous"]

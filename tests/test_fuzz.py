@@ -175,6 +175,11 @@ def scratch_bundle(untouched, tmp_path) -> Path:
 
 def _load_and_predict(bundle_dir: Path) -> None:
     policy = EdgePolicy.load(bundle_dir, device="cpu")
+    if policy.encoder.keys is not None:  # a Dict space: one observation and a batch of two, from features
+        batch = policy.observations_of(np.zeros((2, policy.encoder.features), dtype=np.float32))
+        policy.predict({k: v[0] for k, v in batch.items()})
+        policy.predict(batch)
+        return
     size = policy.manifest.observation_space.size
     policy.predict(np.zeros(policy.observation_shape, dtype=np.float32))
     policy.predict(np.full((2, size), 50.0, dtype=np.float32).reshape(2, *policy.observation_shape))
@@ -197,6 +202,50 @@ def test_mutated_manifest_values(scratch_bundle, untouched, data):
     (scratch_bundle / MANIFEST_NAME).write_text(json.dumps(mutated))
     _expect_edgekit_errors_only(lambda: Manifest.from_dict(mutated))
     _expect_edgekit_errors_only(lambda: _load_and_predict(scratch_bundle))
+
+
+@pytest.fixture(scope="module")
+def dict_bundle(built_bundle) -> Path:
+    """A bundle with Dict observations (one-hot, binary and float keys) and MultiDiscrete actions."""
+    return built_bundle("ppo-dict-multidiscrete").bundle_dir
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_dict_manifest_values(dict_bundle, tmp_path_factory, data):
+    """The space, encoding and preprocessing of a Dict bundle: hostile values are edgekit errors."""
+    scratch = tmp_path_factory.mktemp("dict-bundle", numbered=True)
+    target = scratch / "bundle"
+    shutil.copytree(dict_bundle, target)
+    document = json.loads((dict_bundle / MANIFEST_NAME).read_text())
+    paths = [p for p in _paths(document) if p[:1] in (("observation_space",), ("action_space",), ("preprocess",),
+                                                      ("postprocess",), ("output",))]
+    mutated = _replaced(document, data.draw(st.sampled_from(paths)), data.draw(JSON_VALUES))
+    (target / MANIFEST_NAME).write_text(json.dumps(mutated))
+    _expect_edgekit_errors_only(lambda: Manifest.from_dict(mutated))
+    _expect_edgekit_errors_only(lambda: _load_and_predict(target))
+    shutil.rmtree(scratch)
+
+
+DICT_VALUES = st.one_of(st.floats(), st.integers(-(10**30), 10**30),
+                        st.lists(st.one_of(st.floats(), st.integers(-5, 5)), max_size=4),
+                        st.lists(st.lists(st.integers(-1, 3), min_size=2, max_size=2), max_size=2),
+                        st.sampled_from([True, None, "x", [], {}]))
+DICT_OBSERVATIONS = st.dictionaries(st.sampled_from(["pos", "cell", "bins", "signs", "obs", "id", "other"]),
+                                    DICT_VALUES, max_size=5)
+
+
+@settings(max_examples=2 * EXAMPLES, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(obs=DICT_OBSERVATIONS, wrap=st.booleans(), mode=st.sampled_from(["error", "hold", "zero"]))
+def test_dict_observation_lines_always_get_one_json_answer(dict_bundle, obs, wrap, mode):
+    policy = _server_policy(dict_bundle)
+    guard = BadObsGuard.for_space(policy.manifest.action_space, mode, count_saturation=True)
+    line = json.dumps({"id": 3, "obs": obs} if wrap else obs, allow_nan=True)
+    reply = json.loads(handle_line(policy, line, guard))
+    assert isinstance(reply, dict) and ("action" in reply) != ("error" in reply)
+    if "action" in reply and "substituted" not in reply:
+        assert len(reply["action"]) == 2 and all(isinstance(v, int) for v in reply["action"])
 
 
 # --- tflite models ----------------------------------------------------------------------------------

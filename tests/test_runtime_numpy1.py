@@ -92,7 +92,7 @@ def test_the_second_venv_has_numpy1_and_tflite_runtime_only(numpy1_python):
     assert not {"ai-edge-litert", "tensorflow", "torch", "onnx", "stable-baselines3", "gymnasium"} & set(dists)
 
 
-@pytest.mark.parametrize("name", ["ppo-pendulum", "dqn-cartpole", "sac-pendulum"])
+@pytest.mark.parametrize("name", ["ppo-pendulum", "dqn-cartpole", "sac-pendulum", "ppo-dict-multidiscrete"])
 def test_predict_with_numpy1_and_tflite_runtime_matches_the_host(numpy1_python, built_bundle, name, tmp_path):
     script = _check_script()
     bundle = built_bundle(name).bundle_dir

@@ -27,7 +27,15 @@ LEGACY_AGENTS = [
 ]
 
 
-def _random_observations(space, n: int = 200) -> np.ndarray:
+def _random_observations(space, n: int = 200):
+    """Random observations of any supported space (a dict of batches for a Dict)."""
+    from gymnasium import spaces
+
+    if not isinstance(space, spaces.Box):
+        from edgekit.envs import space_spec
+        from edgekit.observations import ObservationEncoder
+
+        return ObservationEncoder(space_spec(space, "observation")).sample(np.random.default_rng(0), n)
     low = np.clip(np.asarray(space.low, dtype=np.float64), -10, 10)
     high = np.clip(np.asarray(space.high, dtype=np.float64), -10, 10)
     return np.random.default_rng(0).uniform(low, high, size=(n, *space.shape)).astype(np.float32)

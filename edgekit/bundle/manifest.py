@@ -14,15 +14,21 @@ Schema (format version 1)::
     source            {file, sha256, algorithm, policy_class, sb3_version}
     env_id            Gymnasium id the policy was calibrated in (or module:Class)
     env               {id, module, kwargs}: how to make that env (see edgekit.env_spec); optional
-    observation_space SpaceSpec (see edgekit.spaces); images: (C, H, W) as SB3 stores it, the env's own
-                      layout and shape in preprocess.image
-    action_space      SpaceSpec
-    output            what the network emits: actions | squashed_actions | logits | q_values
-    postprocess       clip | unscale | argmax (mirrors SB3's predict)
-    preprocess        {normalize, offset, scale, split}: VecNormalize's clip((x - mean) / std) if any,
-                      then x' = (x - offset) / scale, before quantizing (split: see Preprocess);
-                      image observations: {image: ImageInput (env layout, NHWC model, divisor)} instead
-                      of per-feature offset and scale (both empty lists), see edgekit.bundle.image
+    observation_space SpaceSpec (see edgekit.spaces): box | discrete | multi_discrete | multi_binary | dict;
+                      images: (C, H, W) as SB3 stores it, the env's own layout and shape in preprocess.image
+    action_space      SpaceSpec: box | discrete | multi_discrete | multi_binary
+    output            what the network emits: actions | squashed_actions | logits | q_values | multi_logits |
+                      bernoulli_logits
+    postprocess       clip | unscale | argmax | multi_argmax | threshold (mirrors SB3's predict)
+    preprocess        {encoding, normalize, offset, scale, split}: the observation becomes F flat float
+                      features as SB3's preprocess_obs makes them (encoding: one part per space or Dict key,
+                      in order, {key, kind: float | one_hot | binary, features, classes}; see
+                      edgekit.observations), then VecNormalize's clip((x - mean) / std) if any, then
+                      x' = (x - offset) / scale per feature, before quantizing (split: see Preprocess).
+                      Bundles without encoding (older edgekit) have a Box observation: features = the
+                      flattened Box. Image observations: {image: ImageInput (env layout, NHWC model,
+                      divisor)} instead of per-feature offset and scale (both empty lists), see
+                      edgekit.bundle.image
     models            {"cpu": ModelEntry, "edgetpu": ModelEntry (optional)}
     files             {relative path: sha256} of every file in the bundle but the manifest
     calibration       facts about the calibration and held-out sets
@@ -43,15 +49,16 @@ import numpy as np
 from edgekit.bundle.image import ImageInput
 from edgekit.env_spec import EnvSpec
 from edgekit.errors import BundleError
+from edgekit.observations import check_encoding, encoding_of, encoding_to_list
 from edgekit.postprocess import POSTPROCESS_KINDS, expected_kinds
-from edgekit.quant import QuantParams
-from edgekit.spaces import BOX, SpaceSpec
+from edgekit.quant import INT8_MAX, INT8_MIN, QuantParams
+from edgekit.spaces import DICT, MAX_FEATURES, SpaceSpec
 
 FORMAT = "edgekit-bundle"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-OUTPUT_KINDS = ("actions", "squashed_actions", "logits", "q_values")
+OUTPUT_KINDS = ("actions", "squashed_actions", "logits", "q_values", "multi_logits", "bernoulli_logits")
 
 
 @dataclass(frozen=True)
@@ -180,6 +187,24 @@ class Preprocess:
         fine = np.rint(self.split * np.clip(x / step - coarse, -0.5, 0.5))
         return np.concatenate([coarse * step, fine * step], axis=-1).astype(np.float32)
 
+    def binary_levels(self, index: list[int], quant: QuantParams) -> np.ndarray:
+        """Unrounded int8 input levels (len(index), 2) of the values 0 and 1 of features ``index`` (0/1
+        features: one-hot, MultiBinary; never VecNormalize'd), as the runtime computes them (the coarse part)."""
+        offset = np.asarray(self.offset, dtype=np.float64)[index]
+        scale = np.asarray(self.scale, dtype=np.float64)[index] * quant.scale
+        return np.stack([(0.0 - offset) / scale, (1.0 - offset) / scale], axis=1) + quant.zero_point
+
+    def binary_residuals(self, index: list[int], quant: QuantParams) -> np.ndarray:
+        """(len(index), 2): how far, in input steps, what the int8 input carries for the values 0 and 1 of
+        features ``index`` is from them; 0 when exact. A split input's fine part carries the coarse part's
+        rounding residual in 1/split steps (a half step exactly: 127/254)."""
+        u = self.binary_levels(index, quant) - quant.zero_point
+        coarse = np.clip(np.rint(u), INT8_MIN - quant.zero_point, INT8_MAX - quant.zero_point)
+        if not self.split:
+            return np.abs(u - coarse)
+        fine = np.rint(self.split * np.clip(u - coarse, -0.5, 0.5))
+        return np.abs(u - coarse - fine / self.split)
+
     def to_dict(self) -> dict[str, Any]:
         out = {"offset": list(self.offset), "scale": list(self.scale), "split": self.split,
                "normalize": self.normalize.to_dict() if self.normalize is not None else None}
@@ -246,7 +271,8 @@ class Manifest:
             "action_space": self.action_space.to_dict(),
             "output": self.output,
             "postprocess": self.postprocess,
-            "preprocess": self.preprocess.to_dict(),
+            "preprocess": {"encoding": encoding_to_list(encoding_of(self.observation_space)),
+                           **self.preprocess.to_dict()},
             "models": {k: v.to_dict() for k, v in self.models.items()},
             "files": dict(sorted(self.files.items())),
             "calibration": self.calibration,
@@ -269,8 +295,12 @@ class Manifest:
             )
         obs_space = SpaceSpec.from_dict(data.get("observation_space"))
         act_space = SpaceSpec.from_dict(data.get("action_space"))
-        if obs_space.kind != BOX:
-            raise BundleError("manifest: observation_space must be a box")
+        if act_space.kind == DICT:
+            raise BundleError("manifest: action_space cannot be a dict")
+        if not 0 < obs_space.features <= MAX_FEATURES:
+            raise BundleError("manifest: the observation space has more features than edgekit deploys")
+        raw_preprocess = data.get("preprocess")
+        check_encoding(raw_preprocess.get("encoding") if isinstance(raw_preprocess, dict) else None, obs_space)
         output, post = data.get("output"), data.get("postprocess")
         if output not in OUTPUT_KINDS:
             raise BundleError(f"manifest: output must be one of {OUTPUT_KINDS}")
@@ -284,9 +314,13 @@ class Manifest:
         if not isinstance(files_raw, dict):
             raise BundleError("manifest: files must be an object of path -> sha256")
         files = {safe_relative_path(k, "files"): _sha256_field(v, k) for k, v in files_raw.items()}
+        width = act_space.features  # outputs per action: a value per Box entry, a logit / Q-value per choice
         for name, entry in models.items():
             if entry.file not in files:
                 raise BundleError(f"manifest: the {name} model {entry.file} has no sha256 in files")
+            if int(np.prod(entry.output.shape)) != width:
+                raise BundleError(f"manifest: the {name} model's output {list(entry.output.shape)} does not fit "
+                                  f"{act_space.describe()} ({width} outputs)")
         env_id = _str_field(data, "env_id")
         env = EnvSpec.from_dict(data.get("env"), env_id)
         if env.id != env_id:
@@ -299,7 +333,7 @@ class Manifest:
             action_space=act_space,
             output=output,
             postprocess=post,
-            preprocess=Preprocess.from_dict(data.get("preprocess"), obs_space.size, obs_space.shape),
+            preprocess=Preprocess.from_dict(raw_preprocess, obs_space.features, obs_space.shape),
             models=models,
             files=files,
             source=_dict_field(data, "source"),

@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--render", action="store_true", help="render the env on screen (needs a display)")
     p.add_argument("--on-bad-obs", choices=("error", "hold", "zero"), default=None,
                    help="with --serve, answer a bad observation line with an error (default), the last good "
-                   "action (hold) or the neutral action: the Box centre, Discrete action 0 (zero); counted")
+                   "action (hold) or the neutral action: the Box centre, Discrete action 0, MultiDiscrete / "
+                   "MultiBinary zeros (zero); counted")
     p.add_argument("--count-saturation", action="store_true",
                    help="with --serve, count observations with features outside the int8 input range (far "
                    "outside the calibration range) and mark their responses with \"saturated\": N")

@@ -8,8 +8,8 @@ is imported; any other name raises :class:`UnsafePickleError`.
 
 The list holds only what builds data: gymnasium spaces, numpy arrays, dtypes
 and random-generator state, the torch activation and optimizer classes and
-SB3's flatten and NatureCNN extractors (as class references, for ``policy_kwargs``), and
-plain containers. No ``getattr``, ``eval``, ``exec``, ``os``, ``subprocess``,
+SB3's flatten, NatureCNN and combined (Dict) extractors (as class references, for
+``policy_kwargs``), and plain containers. No ``getattr``, ``eval``, ``exec``, ``os``, ``subprocess``,
 ``builtins.__import__``, ``builtins.open``...
 
 Only numpy's reconstruction helpers and plain containers may be *called*
@@ -67,7 +67,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
         "rmsprop": "RMSprop", "adagrad": "Adagrad", "adadelta": "Adadelta", "asgd": "ASGD", "rprop": "Rprop",
     }.items()},
     "stable_baselines3.common.sb2_compat.rmsprop_tf_like": frozenset({"RMSpropTFLike"}),
-    "stable_baselines3.common.torch_layers": frozenset({"FlattenExtractor", "NatureCNN"}),
+    # features_extractor_class in policy_kwargs (MultiInputPolicy's default is CombinedExtractor): references only
+    "stable_baselines3.common.torch_layers": frozenset({"FlattenExtractor", "NatureCNN", "CombinedExtractor"}),
 }
 
 # What a pickle may call: helpers that only rebuild data. Everything else in ALLOWED is reference-only.

@@ -140,7 +140,7 @@ def _decode(data: Mapping[str, Any], key: str, name: str, check: Callable[[Any],
     return restricted_loads(payload, f"{name}'s {key}", check=check)
 
 
-def _check_space(space: Any) -> None:
+def _check_space(space: Any, depth: int = 0) -> None:
     """The decoded object must be a consistent gymnasium space (its state came from the file)."""
     from gymnasium import spaces
 
@@ -150,6 +150,28 @@ def _check_space(space: Any) -> None:
         raise ValueError("its Box bounds do not match its shape and dtype")
     if isinstance(space, spaces.Discrete) and not (_integer(space.n) and space.n >= 1 and _integer(space.start)):
         raise ValueError("its Discrete size is not a positive integer")
+    if isinstance(space, spaces.MultiDiscrete) and not _consistent_multi_discrete(space):
+        raise ValueError("its MultiDiscrete nvec is not an array of positive integers of its shape")
+    if isinstance(space, spaces.MultiBinary) and not _positive_shape(getattr(space, "_shape", None)):
+        raise ValueError("its MultiBinary shape is not a tuple of positive integers")
+    if isinstance(space, spaces.Dict):
+        subspaces = getattr(space, "spaces", None)
+        if depth > 0 or not isinstance(subspaces, dict) or not subspaces \
+                or not all(isinstance(k, str) for k in subspaces):
+            raise ValueError("its Dict is not a flat mapping of named spaces")
+        for sub in subspaces.values():
+            _check_space(sub, depth + 1)
+
+
+def _consistent_multi_discrete(space: Any) -> bool:
+    nvec, start = getattr(space, "nvec", None), getattr(space, "start", None)
+    return (isinstance(nvec, np.ndarray) and nvec.dtype.kind in "iu" and nvec.size > 0 and bool(np.all(nvec >= 1))
+            and _positive_shape(getattr(space, "_shape", None)) and nvec.shape == space._shape
+            and (start is None or isinstance(start, np.ndarray) and start.shape == nvec.shape))
+
+
+def _positive_shape(shape: Any) -> bool:
+    return isinstance(shape, tuple) and len(shape) > 0 and all(_integer(v) and v > 0 for v in shape)
 
 
 def _consistent_box(space: Any) -> bool:

@@ -189,6 +189,10 @@ def _check_supported(info: ModelFileInfo, obs_space: SpaceSpec, act_space: Space
 
     if act_space.kind == "discrete" and act_space.start != 0:
         raise UnsupportedModelError("Discrete action spaces with a non-zero start are not supported (nor by SB3)")
+    parts = obs_space.spaces if obs_space.kind == "dict" else (("", obs_space),)
+    if any(sub.kind == "discrete" and sub.start != 0 for _key, sub in parts or ()):
+        raise UnsupportedModelError("Discrete observation spaces with a non-zero start are not supported (SB3's "
+                                    "one-hot ignores start)")
     observation = observation_kind(obs_space)
     candidates = (policy,) if policy is not None else info.algorithm.policies
     errors: list[UnsupportedModelError] = []

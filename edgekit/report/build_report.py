@@ -138,7 +138,15 @@ def build_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOv
     quant = manifest.models["cpu"].input.quant
     image = manifest.preprocess.image
     cover = coverage.image_coverage(calibration, held_out, image, quant) if image is not None else \
-        coverage.input_coverage(calibration, held_out, manifest.preprocess, quant, manifest.observation_space.shape)
+        coverage.input_coverage(calibration, held_out, manifest.preprocess, quant,
+                                manifest.observation_space.shape, policy.encoder.feature_names())
+    if image is None and policy.encoder.groups():
+        cover["discrete_inputs"] = coverage.discrete_inputs(calibration, held_out, policy.encoder,
+                                                            manifest.preprocess, quant)
+        unseen = cover["discrete_inputs"]["unseen_in_calibration"]
+        if unseen:
+            notes.append(f"{len(unseen)} one-hot class(es) or bit(s) occur in the held-out observations but never "
+                         f"in the calibration set: {', '.join(unseen[:10])}")
     if cover["flagged"]:
         notes.append(f"{len(cover['flagged'])} observation feature(s) clip held-out values by more than one "
                      f"int8 input step: {', '.join(cover['flagged'])}")
@@ -196,7 +204,7 @@ def _check_request(model_path: Path | None, episodes: int, thresholds: Threshold
 
 def _observations(bundle_dir: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
     path = verify_file(bundle_dir, manifest, CALIBRATION)
-    size = manifest.observation_space.size
+    size = manifest.observation_space.features
     with np.load(path, allow_pickle=False) as data:
         if "held_out" not in data.files or "calibration" not in data.files:
             raise BundleError(f"{path} has no held_out and calibration observations")
@@ -213,7 +221,7 @@ def _observations(bundle_dir: Path, manifest: Manifest) -> tuple[np.ndarray, np.
 
 def _numeric(bundle_dir: Path, manifest: Manifest, policy: Any, model: Any, held_out: np.ndarray
              ) -> tuple[dict[str, Any], PlotData]:
-    obs = held_out.reshape(-1, *policy.observation_shape)
+    obs = policy.observations_of(held_out)  # as the env returns them (a dict of batches for a Dict space)
     space = manifest.action_space
     float_raw = onnx_outputs(bundle_dir, manifest, held_out)
     if model is not None:
@@ -225,16 +233,17 @@ def _numeric(bundle_dir: Path, manifest: Manifest, policy: Any, model: Any, held
     step = manifest.models["cpu"].output.quant.scale
     metrics = fidelity_metrics(float_raw, int8_raw, float_actions, int8_actions, space, step)
     metrics["observation_set"] = "held_out"
-    plots = PlotData(float_actions.reshape(len(obs), -1), int8_actions.reshape(len(obs), -1), float_raw, int8_raw)
+    rows = len(held_out)
+    plots = PlotData(float_actions.reshape(rows, -1), int8_actions.reshape(rows, -1), float_raw, int8_raw)
     return metrics, plots
 
 
 def _as_trained(manifest: Manifest, obs: Any) -> np.ndarray:
     """Observations as the SB3 model saw them in training (behind VecNormalize, if it was)."""
     norm = manifest.preprocess.normalize
-    obs = np.asarray(obs, dtype=np.float32)
     if norm is None:
-        return obs
+        return obs  # as is: a dict for a Dict space, integers for Discrete
+    obs = np.asarray(obs, dtype=np.float32)
     return norm.apply(obs.reshape(-1, len(norm.mean))).reshape(obs.shape).astype(np.float32)
 
 

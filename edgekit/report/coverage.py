@@ -7,6 +7,12 @@ one. Features clipped by more than one input step are flagged (a value just
 past the edge, as int8's asymmetric -128..127 makes the calibration extremes,
 loses less than a step); the usual fix is calibrating on observations that
 cover them.
+
+One-hot (Discrete, MultiDiscrete) and MultiBinary features get their own
+section (``discrete_inputs``): how often each class or bit was on in the
+calibration and held-out sets, the classes the calibration never saw (their
+effect on the hidden layers' int8 ranges was never measured), and the int8
+levels 0 and 1 take (exact levels when conditioned, see ``stages/condition.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ import numpy as np
 
 from edgekit.bundle.image import ImageInput
 from edgekit.bundle.manifest import Preprocess
+from edgekit.observations import ObservationEncoder
 from edgekit.quant import INT8_MAX, INT8_MIN, QuantParams
+
+LEVEL_TOLERANCE = 1e-3  # an int8 level within this many steps of an integer is exact
 
 FLAG_STEPS = 1.0  # flag a feature when some held-out value is clipped by more than this many input steps
 
@@ -37,8 +46,9 @@ def unclipped_levels(obs: np.ndarray, preprocess: Preprocess, quant: QuantParams
 
 
 def input_coverage(calibration: np.ndarray, held_out: np.ndarray, preprocess: Preprocess, quant: QuantParams,
-                   shape: tuple[int, ...]) -> dict[str, Any]:
-    """The report section: per-feature ranges and saturation on the held-out observations."""
+                   shape: tuple[int, ...], names: list[str] | None = None) -> dict[str, Any]:
+    """The report section: per-feature ranges and saturation on the held-out observations (``names``:
+    one per feature, default ``feature_names(shape)``)."""
     levels = unclipped_levels(held_out, preprocess, quant)
     saturated = (levels < INT8_MIN) | (levels > INT8_MAX)
     beyond = np.maximum(INT8_MIN - levels, levels - INT8_MAX).clip(min=0)  # levels lost to clipping
@@ -46,7 +56,7 @@ def input_coverage(calibration: np.ndarray, held_out: np.ndarray, preprocess: Pr
     offset, pre_scale = np.asarray(preprocess.offset), np.asarray(preprocess.scale)
     rep_low, rep_high = quant.representable
     features = []
-    for i, name in enumerate(feature_names(shape)):
+    for i, name in enumerate(names if names is not None else feature_names(shape)):
         column = held_out[:, i]
         outside = (column < cal_low[i]) | (column > cal_high[i])
         features.append({
@@ -104,4 +114,32 @@ def image_coverage(calibration: np.ndarray, held_out: np.ndarray, image: ImageIn
             "note": f"uint8 pixels map onto the int8 input exactly (q = x - 128, x/{image.divisor:g} folded into "
                     "the input scale): no value saturates, so coverage is summarised per channel",
         },
+    }
+
+
+def discrete_inputs(calibration: np.ndarray, held_out: np.ndarray, encoder: ObservationEncoder,
+                    preprocess: Preprocess, quant: QuantParams) -> dict[str, Any]:
+    """The ``coverage.discrete_inputs`` section: one entry per one-hot branch or MultiBinary part."""
+    names = encoder.feature_names()
+    groups = []
+    for name, kind, where in encoder.groups():
+        index = list(range(where.start, where.stop))
+        cal = (calibration[:, where] > 0.5).sum(axis=0)
+        held = (held_out[:, where] > 0.5).sum(axis=0)
+        levels = preprocess.binary_levels(index, quant)
+        residuals = preprocess.binary_residuals(index, quant)
+        groups.append({
+            "name": name,
+            "kind": kind,
+            "features": [names[i] for i in index],
+            "calibration_on": [int(v) for v in cal],
+            "held_out_on": [int(v) for v in held],
+            "unseen_in_calibration": [names[i] for i, c, h in zip(index, cal, held) if c == 0 and h > 0],
+            "int8_levels": [[float(a), float(b)] for a, b in levels],
+            "exact_levels": bool(np.all(residuals <= LEVEL_TOLERANCE)),
+        })
+    return {
+        "groups": groups,
+        "unseen_in_calibration": [f for g in groups for f in g["unseen_in_calibration"]],
+        "exact_levels": all(g["exact_levels"] for g in groups),
     }

@@ -25,7 +25,7 @@ th,td{border:1px solid #d8d8d8;padding:3px 8px;text-align:right}th{background:#f
 td.l,th.l{text-align:left}.pass{color:#18794e;font-weight:600}.fail{color:#c62828;font-weight:600}
 .na{color:#888}.flag{color:#c62828;font-weight:600}
 .plots{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0}.plots svg{background:#fff;border:1px solid #eee}
-code{font-size:12px}details{font-size:13px}
+code{font-size:12px}details{font-size:13px}h3{font-size:14px;margin:14px 0 6px}
 """
 _MARK = {"pass": ("✓", "pass"), "fail": ("✗", "fail"), "n/a": ("–", "na"), "undefined": ("?", "fail")}
 
@@ -117,6 +117,13 @@ def _numeric(report: dict[str, Any], data: PlotData) -> str:
                           [["int8 vs float", _pct(d["agreement"]), _pct(d["decisive_share"]),
                             _pct(d["decisive_agreement"]), d["disagreements"], d["float_gap_median"],
                             " / ".join(fmt(gap[k]) for k in ("median", "p90", "max")) if gap else "–"]]))
+        if d.get("branches"):
+            out.append(f"<p class=note>One decision per branch: {escape(d['decision'])}. Figures above count "
+                       f"(state, branch) decisions; the whole action agrees on {_pct(d['action_agreement'])} "
+                       "of the states.</p>")
+            out.append(_table(["branch", "agreement", "decisive states", "agreement on decisive", "disagreements"],
+                              [[b["name"], _pct(b["agreement"]), _pct(b["decisive_share"]),
+                                _pct(b["decisive_agreement"]), b["disagreements"]] for b in d["branches"]]))
         out.append("<p class=note>A disagreement where the float gap is below the output step is a harmless tie; "
                    "one on a decisive state changes what the policy does.</p>")
     out.append(_plots(plots.action_scatters(report, data) + [plots.error_histogram(report, data)]))
@@ -179,6 +186,7 @@ def _coverage(report: dict[str, Any]) -> str:
             + f"<p class=note>{escape(summary)} ({section['samples']} held-out observations)</p>"
             + _table(["feature", "calibration range", "held-out range", "int8 range", "int8 step",
                       "outside calibration", "saturated", "max clipped, steps"], rows)
+            + _discrete_inputs(section.get("discrete_inputs"))
             + _plots([plots.coverage_ranges(section)]))
 
 
@@ -211,6 +219,24 @@ def _edgetpu(report: dict[str, Any]) -> str:
             + _table(["#", "op", "Edge TPU", "reason"], rows, left=(1, 3))
             + "<p class=note>A prediction from Coral's published requirements (<code>edgekit check</code>); "
               "the compiler has the last word. The CPU int8 model runs everywhere.</p>")
+
+
+def _discrete_inputs(section: dict[str, Any] | None) -> str:
+    """One-hot and MultiBinary features: how often each is on, and the int8 levels of 0 and 1."""
+    if not section:
+        return ""
+    rows = []
+    for g in section["groups"]:
+        for name, cal, held, levels in zip(g["features"], g["calibration_on"], g["held_out_on"], g["int8_levels"]):
+            unseen = name in g["unseen_in_calibration"]
+            rows.append([(name, "flag" if unseen else ""), g["kind"].replace("_", "-"), cal, held,
+                         f"{fmt(levels[0])} / {fmt(levels[1])}"])
+    exact = ("0 and 1 are exact int8 levels for every one-hot and binary feature." if section["exact_levels"]
+             else "Some one-hot or binary features do not take exact int8 levels (plain conversion?).")
+    unseen = section["unseen_in_calibration"]
+    tail = (f" Never on in the calibration set but on in the held-out set: {', '.join(unseen)}." if unseen else "")
+    return ("<h3>One-hot and binary inputs</h3>" + f"<p class=note>{escape(exact + tail)}</p>"
+            + _table(["feature", "kind", "on in calibration", "on in held-out", "int8 levels of 0 / 1"], rows))
 
 
 def _notes(report: dict[str, Any]) -> str:

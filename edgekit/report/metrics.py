@@ -9,11 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.spaces import SpaceSpec
+from edgekit.postprocess import branches
+from edgekit.spaces import DISCRETE, MULTI_BINARY, MULTI_DISCRETE, SpaceSpec
 
-# A state is decisive when the float policy's best two outputs differ by at
-# least this share of the outputs' robust spread (1st..99th percentile).
+# A decision is decisive when the float policy's best two outputs (of its branch) differ by at
+# least this share of the outputs' robust spread (1st..99th percentile); a Bernoulli decision's
+# gap is |logit| (the logits of 0 and 1 are 0 and the logit).
 DECISIVE_SHARE = 0.01
+DISCRETE_KINDS = (DISCRETE, MULTI_DISCRETE, MULTI_BINARY)
 
 
 def fidelity_metrics(float_out: np.ndarray, int8_out: np.ndarray, float_actions: np.ndarray,
@@ -32,8 +35,10 @@ def fidelity_metrics(float_out: np.ndarray, int8_out: np.ndarray, float_actions:
             "float_range": [float(float_out.min()), float(float_out.max())],
         },
     }
-    if action_space.kind == "discrete":
+    if action_space.kind == DISCRETE:
         metrics["discrete"] = _discrete(float_out, float_actions, int8_actions)
+    elif action_space.kind in DISCRETE_KINDS:
+        metrics["discrete"] = _multi_discrete(float_out, float_actions, int8_actions, action_space)
     else:
         metrics["continuous"] = _continuous(float_actions, int8_actions, action_space)
     return metrics
@@ -86,6 +91,55 @@ def _discrete(float_out: np.ndarray, float_actions: np.ndarray, int8_actions: np
     return out
 
 
+def _multi_discrete(float_out: np.ndarray, float_actions: np.ndarray, int8_actions: np.ndarray,
+                    space: SpaceSpec) -> dict[str, Any]:
+    """MultiDiscrete (one argmax per branch) and MultiBinary (one sign per output): every figure of
+    ``_discrete`` pooled over all (state, branch) decisions, plus whole-action agreement and each branch."""
+    rows = len(float_out)
+    agree = np.asarray(float_actions).reshape(rows, -1) == np.asarray(int8_actions).reshape(rows, -1)
+    bernoulli = space.kind == MULTI_BINARY
+    gaps, decisive = [], []
+    for lo, hi in branches(space):
+        block = float_out[:, lo:hi]
+        if bernoulli:
+            gap = np.abs(block[:, 0])
+        elif hi - lo > 1:
+            ordered = np.sort(block, axis=1)
+            gap = ordered[:, -1] - ordered[:, -2]
+        else:
+            gap = np.full(rows, np.inf)
+        spread = float(np.percentile(block, 99) - np.percentile(block, 1))
+        gaps.append(gap)
+        decisive.append(gap >= DECISIVE_SHARE * spread)
+    gap_all, decisive_all = np.stack(gaps, axis=1), np.stack(decisive, axis=1)
+    name = "bit" if bernoulli else "branch"
+    per_branch = [{
+        "name": f"{name} {k}",
+        "agreement": float(agree[:, k].mean()),
+        "decisive_share": float(decisive_all[:, k].mean()),
+        "decisive_agreement": float(agree[decisive_all[:, k], k].mean()) if decisive_all[:, k].any() else None,
+        "disagreements": int((~agree[:, k]).sum()),
+    } for k in range(agree.shape[1])]
+    out: dict[str, Any] = {
+        "agreement": float(agree.mean()),
+        "decisive_share": float(decisive_all.mean()),
+        "decisive_agreement": float(agree[decisive_all].mean()) if decisive_all.any() else None,
+        "disagreements": int((~agree).sum()),
+        "float_gap_median": float(np.median(gap_all[np.isfinite(gap_all)])) if np.isfinite(gap_all).any() else 0.0,
+        "action_agreement": float(agree.all(axis=1).mean()),
+        "decision": "sign of each logit (MultiBinary)" if bernoulli else "argmax of each branch (MultiDiscrete)",
+        "branches": per_branch,
+    }
+    if (~agree).any():
+        margins = gap_all[~agree]
+        out["disagreement_float_gap"] = {
+            "median": float(np.median(margins)),
+            "p90": float(np.percentile(margins, 90)),
+            "max": float(margins.max()),
+        }
+    return out
+
+
 def _nan_to_none(value: float) -> float | None:
     return None if not np.isfinite(value) else float(value)
 
@@ -95,6 +149,10 @@ def describe(metrics: dict[str, Any], with_max: bool = False) -> str:
     if "discrete" in metrics:
         d = metrics["discrete"]
         decisive = d["decisive_agreement"]
+        if "branches" in d:  # one decision per branch (MultiDiscrete) or bit (MultiBinary)
+            tail = f", {decisive:.2%} on decisive ones" if decisive is not None else ""
+            return (f"agreement {d['agreement']:.2%} of the {len(d['branches'])} decisions per action{tail}; "
+                    f"whole actions {d['action_agreement']:.2%}")
         tail = f", {decisive:.2%} on decisive states" if decisive is not None else ""
         return f"argmax agreement {d['agreement']:.2%}{tail}"
     c = metrics["continuous"]

@@ -23,9 +23,11 @@ def action_scatters(report: dict[str, Any], data: PlotData) -> list[str]:
     discrete = "discrete" in report["validation"]
     if discrete:
         xs, ys = data.float_outputs, data.int8_outputs
-        kind = report["bundle"]["output"].rstrip("s").replace("_", "-")
+        kind = report["bundle"]["output"].rstrip("s").replace("_", "-").replace("multi-", "").replace("bernoulli-", "")
         names = [f"{kind} {k}" for k in range(xs.shape[1])]
-        wrong = np.asarray(data.float_actions).reshape(-1) != np.asarray(data.int8_actions).reshape(-1)
+        rows = len(xs)  # a state is wrong when any branch (MultiDiscrete) or bit (MultiBinary) differs
+        wrong = (np.asarray(data.float_actions).reshape(rows, -1) != np.asarray(data.int8_actions).reshape(rows, -1)
+                 ).any(axis=1)
     else:
         xs, ys = data.float_actions.astype(np.float64), data.int8_actions.astype(np.float64)
         names = [f"action[{d}]" for d in range(xs.shape[1])]

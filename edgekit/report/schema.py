@@ -95,8 +95,9 @@ _LAYER = _obj("one int8 activation tensor and its float counterpart", {
     "accumulated_rmse_in_steps": _f(_NUM, "accumulated_rmse / quantization_step"),
 })
 _FEATURE = _obj("one observation feature", {
-    "index": _f(_INT, "position in the flattened observation", minimum=0),
-    "name": _f(_STR, "obs[i] (obs[i,j] for multi-dimensional observations)"),
+    "index": _f(_INT, "position in the flat features (the flattened observation)", minimum=0),
+    "name": _f(_STR, "obs[i] (obs[i,j] for multi-dimensional observations); obs==k for class k of a Discrete "
+               "one-hot, obs[i]==k of MultiDiscrete branch i; a Dict key in place of obs"),
     "calibration_range": _pair("range in the calibration set"),
     "held_out_range": _pair("range in the held-out set"),
     "int8_range": _pair("range the int8 input can hold, in observation units"),
@@ -107,6 +108,19 @@ _FEATURE = _obj("one observation feature", {
     "max_clipped_steps": _f(_NUM, "largest distance beyond -128..127 of a held-out value, in input steps",
                             minimum=0),
     "flagged": _f(_BOOL, "true when a held-out value is clipped by more than one input step"),
+})
+_DISCRETE_GROUP = _obj("one one-hot branch (a Discrete, one MultiDiscrete branch) or one MultiBinary part", {
+    "name": _f(_STR, "obs, obs[i] (MultiDiscrete branch i), or the Dict key"),
+    "kind": _f(_STR, "one_hot | binary", enum=["one_hot", "binary"]),
+    "features": _arr("feature names: obs==k (class k) or obs[i] (bit i)", {"type": _STR}),
+    "calibration_on": _arr("per feature: calibration observations where it is 1", {"type": _INT}),
+    "held_out_on": _arr("per feature: held-out observations where it is 1", {"type": _INT}),
+    "unseen_in_calibration": _arr("features on in the held-out set but never in the calibration set",
+                                  {"type": _STR}),
+    "int8_levels": _arr("per feature: [level of 0, level of 1], the int8 input levels before rounding",
+                        _arr("two levels", {"type": _NUM})),
+    "exact_levels": _f(_BOOL, "true when the int8 input carries 0 and 1 exactly: integer levels inside "
+                       "-128..127 (with a split input, a half level is carried exactly by the fine part)"),
 })
 
 SCHEMA: dict[str, Any] = {
@@ -129,8 +143,9 @@ SCHEMA: dict[str, Any] = {
             "source": _f("object", "the model.zip it was built from: file, sha256, algorithm, ..."),
             "observation_space": _f("object", "manifest space description"),
             "action_space": _f("object", "manifest space description"),
-            "output": _f(_STR, "what the network emits: actions | squashed_actions | logits | q_values"),
-            "postprocess": _f(_STR, "clip | unscale | argmax"),
+            "output": _f(_STR, "what the network emits: actions | squashed_actions | logits | q_values | "
+                         "multi_logits | bernoulli_logits"),
+            "postprocess": _f(_STR, "clip | unscale | argmax | multi_argmax | threshold"),
             "model_file": _f(_STR, "the int8 model measured"),
             "input_quantization": _QUANT,
             "output_quantization": _QUANT,
@@ -165,17 +180,31 @@ SCHEMA: dict[str, Any] = {
                 "p99_share_of_range": _share("99th percentile", nullable=True),
                 "max_share_of_range": _share("largest", nullable=True),
             }, extra=True),
-            "discrete": _obj("Discrete actions: argmax agreement", {
-                "agreement": _share("share of states where int8 and float pick the same action"),
-                "decisive_share": _share("share of states whose best two float outputs differ by >= 1 % of the "
-                                         "outputs' 1st-99th percentile spread"),
-                "decisive_agreement": _share("agreement on decisive states; the min-agreement figure", nullable=True),
-                "disagreements": _f(_INT, "states where the actions differ", minimum=0),
-                "float_gap_median": _f(_NUM, "median gap between the best two float outputs"),
+            "discrete": _obj("Discrete, MultiDiscrete and MultiBinary actions: decision agreement. For "
+                             "MultiDiscrete (an argmax per branch) and MultiBinary (a sign per bit) every figure "
+                             "but action_agreement counts (state, branch) decisions", {
+                "agreement": _share("share of decisions where int8 and float pick the same action"),
+                "decisive_share": _share("share of decisions whose best two float outputs (of the branch) differ "
+                                         "by >= 1 % of the outputs' 1st-99th percentile spread (MultiBinary: "
+                                         "abs(logit) >= 1 % of the bit's logit spread)"),
+                "decisive_agreement": _share("agreement on decisive decisions; the min-agreement figure",
+                                             nullable=True),
+                "disagreements": _f(_INT, "decisions where the actions differ", minimum=0),
+                "float_gap_median": _f(_NUM, "median gap between the best two float outputs (MultiBinary: abs(logit))"),
                 "disagreement_float_gap": _obj("float gap where the actions differ (small = harmless tie)", {
                     "median": _f(_NUM, "median"), "p90": _f(_NUM, "90th percentile"), "max": _f(_NUM, "largest"),
                 }, extra=True),
-            }, optional=("disagreement_float_gap",), extra=True),
+                "action_agreement": _share("MultiDiscrete / MultiBinary: share of states where the whole action "
+                                           "(every branch) agrees"),
+                "decision": _f(_STR, "MultiDiscrete / MultiBinary: what one decision is"),
+                "branches": _arr("MultiDiscrete / MultiBinary: one entry per branch or bit", _obj("one branch", {
+                    "name": _f(_STR, "branch k (MultiDiscrete) or bit k (MultiBinary)"),
+                    "agreement": _share("share of states where this branch agrees"),
+                    "decisive_share": _share("share of states where this branch's decision is decisive"),
+                    "decisive_agreement": _share("agreement on those", nullable=True),
+                    "disagreements": _f(_INT, "states where this branch differs", minimum=0),
+                }, extra=True)),
+            }, optional=("disagreement_float_gap", "action_agreement", "decision", "branches"), extra=True),
         }, optional=("continuous", "discrete"), extra=True),
         "closed_loop": _obj("float, int8 and random policies over the same seeded episodes", {
             "status": _f(_STR, "ok | skipped", enum=["ok", "skipped"]),
@@ -201,7 +230,7 @@ SCHEMA: dict[str, Any] = {
         "coverage": _obj("per-feature input coverage on the held-out observations", {
             "samples": _f(_INT, "held-out observations", minimum=0),
             "input_quantization": _QUANT,
-            "features": _arr("one per flattened observation feature", _FEATURE),
+            "features": _arr("one per flat observation feature (one-hots and Dict keys included)", _FEATURE),
             "flagged": _arr("names of the flagged features (clipped by more than one step)", {"type": _STR}),
             "saturated_share": _share("share of held-out observations with at least one saturated feature"),
             "image": _obj("image observations: a per-channel summary instead of per-pixel features", {
@@ -211,7 +240,14 @@ SCHEMA: dict[str, Any] = {
                 "channels": _arr("one per channel", {"type": "object"}),
                 "note": _f(_STR, "why there is no per-pixel table"),
             }),
-        }, optional=("image",)),
+            "discrete_inputs": _obj("one-hot (Discrete, MultiDiscrete) and MultiBinary features; only when the "
+                                    "observation has some", {
+                "groups": _arr("one per one-hot branch or MultiBinary part", _DISCRETE_GROUP),
+                "unseen_in_calibration": _arr("features on in the held-out set but never in the calibration set",
+                                              {"type": _STR}),
+                "exact_levels": _f(_BOOL, "true when 0 and 1 of every such feature are exact int8 levels"),
+            }),
+        }, optional=("image", "discrete_inputs")),
         "thresholds": _obj("pass/fail against the thresholds", {
             "given": _obj("the thresholds the user set (null = not enforced)", _THRESHOLD_VALUES),
             "advisory": _obj("targets shown when a threshold is not set", _THRESHOLD_VALUES),

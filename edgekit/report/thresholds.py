@@ -25,7 +25,7 @@ class Thresholds:
     """Limits on the report's three headline figures; ``None`` means not enforced."""
 
     max_action_error: float | None = None  # mean |a_int8 - a_float| as a share of the action range (Box)
-    min_agreement: float | None = None  # argmax agreement on decisive held-out states (Discrete)
+    min_agreement: float | None = None  # agreement on decisive held-out decisions (Discrete, Multi*)
     min_score: float | None = None  # closed-loop (R_int8 - R_random) / (R_float - R_random)
 
     def check(self) -> None:
@@ -79,8 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fail (exit 3) if the mean action error exceeds F as a share of the action range "
                         f"(Box actions; advisory target {ADVISORY.max_action_error})")
     parser.add_argument("--min-agreement", type=float, default=None, metavar="F",
-                        help="fail (exit 3) if argmax agreement on decisive states is below F "
-                        f"(Discrete actions; advisory target {ADVISORY.min_agreement})")
+                        help="fail (exit 3) if agreement on decisive states (per branch for MultiDiscrete, "
+                        "per bit for MultiBinary) is below F "
+                        f"(Discrete, MultiDiscrete, MultiBinary actions; advisory target {ADVISORY.min_agreement})")
     parser.add_argument("--min-score", type=float, default=None, metavar="F",
                         help="fail (exit 3) if the normalized closed-loop score is below F (needs --model; "
                         f"advisory target {ADVISORY.min_score})")

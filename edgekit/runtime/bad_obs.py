@@ -8,8 +8,9 @@ A robot's control loop may prefer an action to an error: ``--on-bad-obs``
 * ``zero``: the neutral action, marked ``"substituted": "zero"``.
 
 The neutral action is the centre of a Box action space ((low + high) / 2,
-0 clipped into the bounds on an unbounded side) and the first action of a
-Discrete one. The centre, not the policy's action for an all-zeros
+0 clipped into the bounds on an unbounded side), the first action of a
+Discrete one, the first action of every MultiDiscrete branch and all-zeros
+for MultiBinary. The centre, not the policy's action for an all-zeros
 observation: that action is whatever the network learnt for a state that may
 never occur, while the centre is the middle of what the actuator accepts
 (zero torque for a symmetric range). Each substitution is counted.
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import UsageError
-from edgekit.spaces import DISCRETE, SpaceSpec
+from edgekit.spaces import DISCRETE, MULTI_BINARY, MULTI_DISCRETE, SpaceSpec
 
 MODES = ("error", "hold", "zero")
 
@@ -32,6 +33,10 @@ def neutral_action(space: SpaceSpec) -> Any:
     """The action answered in place of a bad observation, as JSON-ready values."""
     if space.kind == DISCRETE:
         return int(space.start or 0)
+    if space.kind == MULTI_DISCRETE:
+        return [0] * len(space.nvec or ())
+    if space.kind == MULTI_BINARY:
+        return np.zeros(space.shape, dtype=np.float32).tolist()
     low = np.asarray(space.low, dtype=np.float64)
     high = np.asarray(space.high, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf on an unbounded side, not selected

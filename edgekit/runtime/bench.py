@@ -27,8 +27,9 @@ class DeviceBench:
     predict: dict[str, float]
 
 
-def bench_observations(policy: EdgePolicy, count: int) -> np.ndarray:
-    """Held-out observations from the bundle (checked), or zeros if it has none."""
+def bench_observations(policy: EdgePolicy, count: int) -> list[Any]:
+    """Held-out observations from the bundle (checked), or zeros if it has none, one per call, as the
+    env returns them."""
     name = "calibration.npz"
     if name in policy.manifest.files:
         path = verify_file(policy.bundle_dir, policy.manifest, name)
@@ -36,14 +37,22 @@ def bench_observations(policy: EdgePolicy, count: int) -> np.ndarray:
             obs = np.asarray(data["held_out"], dtype=policy.observation_dtype)  # images: uint8
         if len(obs):
             reps = -(-count // len(obs))
-            return np.tile(obs, (reps, 1))[:count].reshape(-1, *policy.observation_shape)
-    return np.zeros((count, *policy.observation_shape), dtype=policy.observation_dtype)
+            return _rows(policy.observations_of(np.tile(obs, (reps, 1))[:count]), count)
+    return _rows(policy.observations_of(np.zeros((count, policy.encoder.features), dtype=policy.observation_dtype)),
+                 count)
+
+
+def _rows(batch: Any, count: int) -> list[Any]:
+    """A batch (an array, or a dict of arrays for a Dict space) as ``count`` single observations."""
+    if isinstance(batch, dict):
+        return [{key: value[i] for key, value in batch.items()} for i in range(count)]
+    return list(batch)
 
 
 def bench_policy(policy: EdgePolicy, iterations: int = 2000, warmup: int = 100) -> DeviceBench:
     """Time raw invoke (pre-quantized input) and full predict, one call per observation."""
     obs = bench_observations(policy, iterations)
-    quantized = list(policy.quantize_observations(obs))
+    quantized = [policy.quantize_observations(row)[0] for row in obs]
     for i in range(min(warmup, iterations)):
         policy.predict(obs[i])
     clock = time.perf_counter

@@ -17,8 +17,8 @@ import numpy as np
 
 from edgekit.bundle.image import HWC, ImageInput
 from edgekit.errors import InputError
-from edgekit.postprocess import ARGMAX, PostProcessor
-from edgekit.runtime.step import StepFn, lookup_table
+from edgekit.postprocess import MULTI_ARGMAX, PostProcessor
+from edgekit.runtime.step import StepFn, branch_picker, lookup_table
 
 SIGN_BIT = 0x80  # uint8 x ^ 0x80, read as int8, is x - 128
 
@@ -77,7 +77,8 @@ def make_image_step(interpreter: Any, in_index: int, out_index: int, image: Imag
     invoke = interpreter._interpreter.Invoke
     in_view = interpreter.tensor(in_index)().view(np.uint8).reshape(image.hwc)
     out_view = interpreter.tensor(out_index)().reshape(-1)
-    table = None if post.kind == ARGMAX else lookup_table(post, dequantize, out_view.size)
+    table = lookup_table(post, dequantize, out_view.size) if post.elementwise else None
+    pick = branch_picker(out_view, post.branches) if post.kind == MULTI_ARGMAX else None
     columns = np.arange(out_view.size)
     start = post.start
     hwc = image.layout == HWC
@@ -87,7 +88,7 @@ def make_image_step(interpreter: Any, in_index: int, out_index: int, image: Imag
         xor(observation if hwc else observation.transpose(1, 2, 0), SIGN_BIT, out=in_view)
         invoke()
         if table is None:
-            return np.array(int(out_view.argmax()) + start, dtype=np.int64)
+            return pick() if pick is not None else np.array(int(out_view.argmax()) + start, dtype=np.int64)
         return table[columns, out_view].reshape(action_shape)
 
     return step

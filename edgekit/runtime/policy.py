@@ -1,10 +1,12 @@
 """``EdgePolicy``: a bundle's int8 policy on an Edge TPU or the CPU.
 
 ``predict`` does what SB3's ``model.predict(obs, deterministic=True)[0]``
-does, on the int8 model: preprocess and quantize the observation, invoke,
-dequantize, post-process (clip / unscale / argmax). Every constant comes from
-the manifest. Image bundles take uint8 images in the env's own layout
-(``runtime.image_input``). Imports numpy and one TFLite interpreter, nothing heavier.
+does, on the int8 model: encode the observation as SB3's preprocessing does
+(one-hot, concatenated Dict keys: ``edgekit.observations``), preprocess and
+quantize it, invoke, dequantize, post-process (clip / unscale / argmax /
+per-branch argmax / threshold). Every constant comes from the manifest.
+Image bundles take uint8 images in the env's own layout (``runtime.image_input``).
+Imports numpy and one TFLite interpreter, nothing heavier.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import numpy as np
 
 from edgekit.bundle.files import verify_file
 from edgekit.bundle.manifest import Manifest, ModelEntry
-from edgekit.errors import BundleError, DeviceError, InputError
+from edgekit.errors import BundleError, DeviceError
 from edgekit.native_io import quiet_native_stderr
+from edgekit.observations import ObservationEncoder
 from edgekit.postprocess import PostProcessor
 from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
+from edgekit.runtime.encoded_step import make_encoded_step
 from edgekit.runtime.image_input import ImageObservations, make_image_step
 from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend, load_edgetpu_delegate
-from edgekit.runtime.step import fast_path_available, make_step
+from edgekit.runtime.step import fast_path_available, make_step, output_reader
 from edgekit.runtime.tflite_guard import check_tflite_structure
 
 
@@ -42,7 +46,8 @@ class EdgePolicy:
         self.backend = backend
         self.model_file = entry.file
         self.entry = entry
-        self.observation_shape = manifest.observation_space.shape
+        self.observation_shape = manifest.observation_space.shape  # one observation (Box); () for Discrete, Dict
+        self.encoder = ObservationEncoder(manifest.observation_space)
         image = manifest.preprocess.image  # images: accepted in the env's layout, as uint8 (runtime.image_input)
         self._image = None if image is None else ImageObservations(image)
         if image is not None:
@@ -61,7 +66,7 @@ class EdgePolicy:
         # obs -> int8 in one multiply-add: q = obs * a + b, with the preprocessing folded in. VecNormalize's
         # clip((x - mean) / std, -c, c) folds too: it is a clamp of x to mean ± c * std, then an affine map.
         qin, pre = entry.input.quant, manifest.preprocess
-        size = 0 if image is not None else manifest.observation_space.size  # images: no per-feature map
+        size = 0 if image is not None else self.encoder.features  # images: no per-feature map
         mean, std = (np.zeros(size), np.ones(size)) if pre.normalize is None else \
             (np.asarray(pre.normalize.mean), np.asarray(pre.normalize.std))
         scale = np.asarray(pre.scale, dtype=np.float64) * qin.scale
@@ -74,7 +79,7 @@ class EdgePolicy:
         self._out_scale = np.float32(entry.output.quant.scale)
         self._out_zero = np.float32(entry.output.quant.zero_point)
         self._post = PostProcessor(manifest.postprocess, manifest.action_space)
-        self._size = manifest.observation_space.size
+        self._size = size
         self.fast_path = fast_path_available(interpreter)
         if self.fast_path:
             self._install_fast_predict()
@@ -130,7 +135,7 @@ class EdgePolicy:
             if np.dtype(detail["dtype"]) != np.int8 or tuple(detail["shape"]) != spec.shape \
                     or not np.isclose(scale, spec.quant.scale, rtol=1e-6) or zero != spec.quant.zero_point:
                 raise BundleError(f"the model's {what} tensor does not match the manifest")
-        expected = self.manifest.observation_space.size * self.manifest.preprocess.input_factor
+        expected = self.encoder.features * self.manifest.preprocess.input_factor
         if self._in_shape[0] != 1 or int(np.prod(self._in_shape)) != expected:
             raise BundleError("the model's input shape does not fit the observation space")
         image = self.manifest.preprocess.image
@@ -156,23 +161,46 @@ class EdgePolicy:
         return self._post(self._dequantize(raw))
 
     def _install_fast_predict(self) -> None:
-        """Shadow ``predict`` with a closure that sends single ndarray observations down the fast step."""
+        """Shadow ``predict`` with a closure that sends single observations down the fast step: ndarrays of
+        a Box's shape directly, images as uint8 in the env's layout, anything else once encoded into its
+        flat features."""
         if self._image is not None:
             self._install_fast_image_predict(self._image)
             return
+        identity = self.encoder.identity
         step = make_step(self._interpreter, self._in_index, self._out_index, self._a, self._b, self._post,
-                         self._dequantize, self.observation_shape, self.manifest.action_space.shape,
-                         split=self._split, zero_point=self._zero, clamp=self._clamp)
+                         self._dequantize, self.observation_shape if identity else (self._size,),
+                         self.manifest.action_space.shape, split=self._split, zero_point=self._zero,
+                         clamp=self._clamp)
         self._invoke = self._interpreter._interpreter.Invoke  # invoke() refuses the step's held views
         general, shape, ndarray = self._predict_general, self.observation_shape, np.ndarray
+        encode = self.encoder.encode
 
         def predict(observation: Any) -> np.ndarray:
             if type(observation) is ndarray and observation.shape == shape:
                 return step(observation)
             return general(observation)
 
-        predict.__doc__ = EdgePolicy.predict.__doc__
-        self.predict = predict  # type: ignore[method-assign]
+        direct = None  # one observation straight to int8 levels (not with a split input)
+        if not identity and not self._split and self._clamp is None:
+            read = output_reader(self._interpreter.tensor(self._out_index)().reshape(-1), self._post,
+                                 self._dequantize, self.manifest.action_space.shape)
+            direct = make_encoded_step(self._interpreter, self._in_index, self._out_index, self._a, self._b,
+                                       self.encoder, read)
+
+        def predict_encoded(observation: Any) -> np.ndarray:
+            if direct is not None:
+                action = direct(observation)
+                if action is not None:
+                    return action
+            flat, single = encode(observation)  # batches, JSON lists, and the errors
+            if single:
+                return step(flat[0])
+            return self._post(self._dequantize(np.stack([self._forward(row) for row in flat])))
+
+        chosen = predict if identity else predict_encoded
+        chosen.__doc__ = EdgePolicy.predict.__doc__
+        self.predict = chosen  # type: ignore[method-assign]
 
     def _install_fast_image_predict(self, images: ImageObservations) -> None:
         """As ``_install_fast_predict``, for single uint8 images in the env's layout."""
@@ -199,6 +227,14 @@ class EdgePolicy:
         self._set(self._in_index, q.reshape(self._in_shape))
         self._invoke()
         return self._get(self._out_index)[0]
+
+    def observations_of(self, features: np.ndarray) -> Any:
+        """A batch of observations as the env returns them (a dict of batches for a Dict space; uint8 images in
+        the env's layout) from flat features (B, F), e.g. a bundle's calibration.npz or verify.npz rows: what
+        ``predict`` takes."""
+        if self._image is not None:
+            return np.asarray(features).astype(np.uint8, copy=False).reshape(-1, *self.observation_shape)
+        return self.encoder.decode(features)
 
     def quantize_observations(self, observation: Any) -> np.ndarray:
         """The int8 model inputs (B, input size) for observations as the env returns them (one, or a batch):
@@ -241,24 +277,11 @@ class EdgePolicy:
         return (q.astype(np.float32) - self._out_zero) * self._out_scale
 
     def _as_batch(self, observation: Any) -> tuple[np.ndarray, bool]:
+        """Flat features (B, F) of one observation or a batch, checked (``ObservationEncoder.encode``;
+        images: ``ImageObservations.as_batch``)."""
         if self._image is not None:
             return self._image.as_batch(observation)
-        try:
-            obs = np.asarray(observation, dtype=np.float32)
-        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int beyond any float
-            raise InputError(f"observation is not numeric: {exc}") from None
-        if obs.shape == self.observation_shape:
-            single = True
-        elif obs.ndim == len(self.observation_shape) + 1 and obs.shape[1:] == self.observation_shape:
-            single = False
-        else:
-            raise InputError(
-                f"observation shape {obs.shape} does not fit the policy's {self.observation_shape} "
-                f"(or a batch (B, {', '.join(map(str, self.observation_shape))}))"
-            )
-        flat = obs.reshape(-1, self._size)
-        if not np.isfinite(flat).all():
-            raise InputError("observation contains NaN or infinity")
+        flat, single = self.encoder.encode(observation)
         if self._clamp is not None:  # VecNormalize's clip, in raw units (its affine part is in a and b)
             flat = np.clip(flat, self._clamp[0], self._clamp[1])
         return flat, single

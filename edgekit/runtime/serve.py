@@ -6,7 +6,14 @@ Protocol (stdio and TCP alike), one request per line:
     {"id": 7, "obs": [0.1, -0.9, 0.3]}  -> {"id": 7, "action": [1.52]}
     not json / wrong shape / NaN        -> {"error": "..."}            (the loop goes on)
 
-Discrete actions are integers (``{"action": 1}``). Every response line is
+Discrete actions are integers (``{"action": 1}``), MultiDiscrete ones lists of
+integers, MultiBinary ones lists of 0.0/1.0 (as SB3's predict returns them).
+Observations are what the env returns, as JSON: a number for Discrete, lists
+for Box / MultiDiscrete / MultiBinary, and for a Dict space an object of
+key -> value, inside the request object (``{"obs": {"pos": [0.1, 0.2],
+"mode": 2}}``) or on its own (``{"pos": [0.1, 0.2], "mode": 2}``: an object
+without an ``"obs"`` field is the observation when the space is a Dict; a
+Dict with a key named ``obs`` needs the request object). Every response line is
 flushed at once. With a ``BadObsGuard`` (``--on-bad-obs hold|zero``) a bad
 line is answered with a substitute action instead of an error
 (``{"action": ..., "substituted": "hold", "reason": "..."}``), see
@@ -41,13 +48,13 @@ def handle_line(policy: EdgePolicy, line: str, guard: BadObsGuard | None = None)
     request_id: Any = None
     try:
         request = json.loads(line, parse_constant=_reject_constant)
-        if isinstance(request, dict):
+        if isinstance(request, dict) and ("obs" in request or policy.encoder.keys is None):
             request_id = request.get("id")
             if "obs" not in request:
                 raise ValueError('a request object needs an "obs" field')
             obs = request["obs"]
         else:
-            obs = request
+            obs = request  # a list or number; for a Dict space, an object that is the observation itself
         action = policy.predict(obs)
         response: dict[str, Any] = {"action": action.tolist()}
         if guard is not None:

@@ -10,7 +10,10 @@ The model itself takes a microsecond or two, so the overhead around it matters:
   against re-allocation;
 * the int8 output has 256 levels per element, so dequantize + post-process is a
   lookup table filled by the same ``PostProcessor`` the batch path uses
-  (identical results by construction);
+  (identical results by construction) wherever each action value depends on one
+  output (clip, unscale, threshold); an argmax (per branch for MultiDiscrete)
+  runs on the int8 levels, which dequantization orders the same way (first
+  index on ties, as numpy);
 * small observations are quantized with Python scalars (numpy's per-call overhead
   exceeds the arithmetic for a handful of values), larger ones with numpy;
 * the step is a closure over local variables: attribute lookups and method
@@ -29,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputError
-from edgekit.postprocess import ARGMAX, PostProcessor
+from edgekit.postprocess import MULTI_ARGMAX, PostProcessor
 from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
 
 SCALAR_LIMIT = 32  # features (and outputs) up to which Python scalars beat numpy
@@ -73,16 +76,51 @@ def make_step(interpreter: Any, in_index: int, out_index: int, a: np.ndarray, b:
     invoke = interpreter._interpreter.Invoke
     in_view = interpreter.tensor(in_index)().reshape(-1)
     out_view = interpreter.tensor(out_index)().reshape(-1)
-    table = None if post.kind == ARGMAX else lookup_table(post, dequantize, out_view.size)
+    table = lookup_table(post, dequantize, out_view.size) if post.elementwise else None
+    pick = branch_picker(out_view, post.branches) if post.kind == MULTI_ARGMAX else None
     bounds = None if clamp is None else (clamp[0].tolist(), clamp[1].tolist())
     if split:
         return _split_step(invoke, in_view, out_view, a, b, table, post.start, action_shape, split, zero_point,
-                           bounds)
+                           bounds, pick)
     if a.size <= SCALAR_LIMIT and out_view.size <= SCALAR_LIMIT:
         return _scalar_step(invoke, in_view, out_view, a, b, table, post.start, observation_shape, action_shape,
-                            bounds)
-    step = _vector_step(invoke, in_view, out_view, a, b, table, post.start, action_shape)
+                            bounds, pick)
+    step = _vector_step(invoke, in_view, out_view, a, b, table, post.start, action_shape, pick)
     return step if clamp is None else _clamped(step, clamp[0], clamp[1], observation_shape)
+
+
+def branch_picker(out_view: np.ndarray, branches: list[tuple[int, int]]) -> Callable[[], np.ndarray]:
+    """Per-branch argmax of the int8 outputs (MultiDiscrete), as int64 like SB3's actions."""
+    source = memoryview(out_view).cast("B").cast("b")
+    ranges = [(range(lo, hi), lo) for lo, hi in branches]
+    array, int64, get = np.array, np.int64, source.__getitem__
+
+    def pick() -> np.ndarray:
+        return array([max(r, key=get) - lo for r, lo in ranges], dtype=int64)
+
+    return pick
+
+
+def output_reader(out_view: np.ndarray, post: PostProcessor, dequantize: Callable[[np.ndarray], np.ndarray],
+                  action_shape: tuple[int, ...]) -> Callable[[], np.ndarray]:
+    """``read() -> action`` from the int8 output view, as the scalar step post-processes it."""
+    source = memoryview(out_view).cast("B").cast("b")
+    width, start = out_view.size, post.start
+    array, float32, int64 = np.array, np.float32, np.int64
+    if post.kind == MULTI_ARGMAX:
+        return branch_picker(out_view, post.branches)
+    if not post.elementwise:
+        outputs, get = range(width), source.__getitem__
+        return lambda: array(max(outputs, key=get) + start, dtype=int64)
+    rows = [row.tolist() for row in lookup_table(post, dequantize, width)]
+    flat_out = len(action_shape) == 1
+    outputs = range(width)
+
+    def read() -> np.ndarray:
+        action = array([rows[k][source[k]] for k in outputs], dtype=float32)
+        return action if flat_out else action.reshape(action_shape)
+
+    return read
 
 
 def _clamp_values(values: list[float], bounds: tuple[list[float], list[float]]) -> list[float]:
@@ -106,7 +144,8 @@ def _clamped(step: StepFn, low: np.ndarray, high: np.ndarray, observation_shape:
 
 def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
                  b: np.ndarray, table: np.ndarray | None, start: int, observation_shape: tuple[int, ...],
-                 action_shape: tuple[int, ...], bounds: tuple[list[float], list[float]] | None = None) -> StepFn:
+                 action_shape: tuple[int, ...], bounds: tuple[list[float], list[float]] | None = None,
+                 pick: Callable[[], np.ndarray] | None = None) -> StepFn:
     target = memoryview(in_view).cast("B").cast("b")
     source = memoryview(out_view).cast("B").cast("b")
     a_list, b_list = a.tolist(), b.tolist()
@@ -133,6 +172,8 @@ def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.n
             i += 1  # noqa: SIM113
         invoke()
         if rows is None:
+            if pick is not None:
+                return pick()
             return array(max(outputs, key=source.__getitem__) + start, dtype=int64)
         if single is not None:
             return single[source[0]].copy()
@@ -143,7 +184,8 @@ def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.n
 
 
 def _vector_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
-                 b: np.ndarray, table: np.ndarray | None, start: int, action_shape: tuple[int, ...]) -> StepFn:
+                 b: np.ndarray, table: np.ndarray | None, start: int, action_shape: tuple[int, ...],
+                 pick: Callable[[], np.ndarray] | None = None) -> StepFn:
     buf = np.empty(a.size, dtype=np.float64)
     zeros = np.zeros(a.size, dtype=np.float64)
     columns = np.arange(out_view.size)
@@ -158,7 +200,7 @@ def _vector_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.n
         rint(buf, out=in_view, casting="unsafe")
         invoke()
         if table is None:
-            return np.array(int(out_view.argmax()) + start, dtype=np.int64)
+            return pick() if pick is not None else np.array(int(out_view.argmax()) + start, dtype=np.int64)
         return table[columns, out_view].reshape(action_shape)
 
     return step
@@ -166,7 +208,8 @@ def _vector_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.n
 
 def _split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
                 b: np.ndarray, table: np.ndarray | None, start: int, action_shape: tuple[int, ...], split: int,
-                zero_point: int, bounds: tuple[list[float], list[float]] | None = None) -> StepFn:
+                zero_point: int, bounds: tuple[list[float], list[float]] | None = None,
+                pick: Callable[[], np.ndarray] | None = None) -> StepFn:
     """Coarse + fine input parts per feature, with Python scalars for small inputs."""
     n = a.size
     if n > SCALAR_LIMIT:
@@ -209,7 +252,7 @@ def _split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.nd
         quantize(observation)
         invoke()
         if table is None:
-            return np.array(int(out_view.argmax()) + start, dtype=np.int64)
+            return pick() if pick is not None else np.array(int(out_view.argmax()) + start, dtype=np.int64)
         return table[columns, out_view].reshape(action_shape)
 
     return step

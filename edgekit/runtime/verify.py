@@ -51,7 +51,7 @@ def kernel_spread_steps(policy: EdgePolicy, observations: np.ndarray) -> float:
     reference.allocate_tensors()
     in_detail, out_detail = reference.get_input_details()[0], reference.get_output_details()[0]
     worst = 0
-    for q in policy.quantize_observations(observations.reshape(-1, *policy.observation_shape)):
+    for q in policy.quantize_observations(policy.observations_of(observations)):
         reference.set_tensor(in_detail["index"], q.reshape(in_detail["shape"]))
         reference.invoke()
         ref = reference.get_tensor(out_detail["index"]).astype(np.int32).reshape(-1)
@@ -85,12 +85,13 @@ def verify_bundle(bundle_dir: Path, device: str = "auto", interpreter: str | Non
         tolerance_steps = default_tolerance(spread)
     if len(obs) != len(host_outputs) or len(obs) == 0:
         raise BundleError(f"{VERIFY_FILE} holds mismatched or empty arrays")
-    obs = obs.reshape(-1, *policy.observation_shape)
+    count = len(obs)
+    obs = policy.observations_of(obs)  # stored as flat features; predict takes them as the env returns them
     step = policy.entry.output.quant.scale
     outputs = policy.predict_outputs(obs)
     steps = np.abs(outputs - host_outputs) / step
     host_actions = policy._post(host_outputs)
-    mismatches = int(np.sum(np.any((policy.predict(obs) != host_actions).reshape(len(obs), -1), axis=1)))
+    mismatches = int(np.sum(np.any((policy.predict(obs) != host_actions).reshape(count, -1), axis=1)))
     return VerifyResult(device=policy.device, interpreter=policy.backend.name, files_checked=len(files),
-                        samples=len(obs), max_steps=float(steps.max()), mean_steps=float(steps.mean()),
+                        samples=count, max_steps=float(steps.max()), mean_steps=float(steps.mean()),
                         action_mismatches=mismatches, tolerance_steps=float(tolerance_steps))

@@ -20,7 +20,21 @@ and every rewrite is exact in float (or bounded, and then measured):
   longer stretch the last layer's scale over ±90;
 * **Q-values and logits**: the mean over actions is subtracted inside the head
   (argmax and softmax are unchanged), removing the large common offset that
-  made the output step coarser than the gaps between actions.
+  made the output step coarser than the gaps between actions; for MultiDiscrete
+  logits, per branch (each branch's argmax is unchanged);
+* **Bernoulli logits** (MultiBinary): left as they are: the action is the sign,
+  and int8 holds 0 exactly (the converter always puts 0 on a level), so
+  centring would change decisions.
+
+Features that only take 0 and 1 (one-hot Discrete / MultiDiscrete, MultiBinary)
+get a fixed map instead of their calibration range, chosen so that 0 and 1 land
+on exact int8 levels. The other features span exactly [-1, 1] (their
+calibration extremes), so the int8 input step is s = 2/255 and real 0 is a level
+(the converter puts the zero point there): 0 and 1 become -/+ ``BINARY_LEVEL`` =
+254/255 = 127 s, exact levels 254 steps apart whether the zero point is 0 or -1.
+Without such features (only 0/1 ones) the input spans [0, 1]: 0 and 1 stay as
+they are, levels -128 and 127. ``stages/quantize.py`` checks the levels after
+conversion.
 """
 
 from __future__ import annotations
@@ -34,7 +48,7 @@ import numpy as np
 from edgekit.actor import SplitInputLinear, replace_first_linear
 from edgekit.artifacts import ObservationSets, PolicyGraph
 from edgekit.bundle.manifest import Preprocess
-from edgekit.postprocess import ARGMAX, CLIP, UNSCALE
+from edgekit.postprocess import ARGMAX, CLIP, MULTI_ARGMAX, THRESHOLD, UNSCALE
 from edgekit.spaces import SpaceSpec
 from edgekit.stages.finetune import finetune, split_gain
 from edgekit.stages.finetune import supported as finetune_supported
@@ -44,6 +58,7 @@ SQUASH_LIMIT = 4.0  # tanh(4) = 0.99933
 SPLIT_WHEN_BETTER_BY = 0.9
 MIN_FEATURE_SPAN = 1e-6
 MAX_FINITE_BOUND = 1e6
+BINARY_LEVEL = 254.0 / 255.0  # a 0/1 feature's 1 (and -0 for its 0) as the model takes it: 127 steps of 2/255
 
 
 @dataclass(frozen=True)
@@ -89,8 +104,14 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
                                   "scale); per-feature input scaling, split input and finetune skipped for the CNN")
     with torch.no_grad():
         if options.input_scaling and graph.image is None:
-            preprocess = _fold_input_scaling(actor, model_inputs(sets.calibration, preprocess), graph.normalize)
+            preprocess = _fold_input_scaling(actor, model_inputs(sets.calibration, preprocess), graph.normalize,
+                                             graph.binary_inputs)
             applied["input_scaling"] = "per-feature calibration range -> [-1, 1], folded into the first layer"
+            if graph.binary_inputs:
+                centred = preprocess.offset[graph.binary_inputs[0]] != 0.0
+                applied["binary_inputs"] = (f"{len(graph.binary_inputs)} one-hot / binary features: 0 and 1 on "
+                                            "exact int8 levels " + ("(-/+254/255, 254 input steps apart)" if centred
+                                                                     else "(-128 and 127)"))
         if options.output_range:
             postprocess = _fold_output_range(actor, graph, model_inputs(sets.calibration, preprocess),
                                              action_space, applied)
@@ -120,6 +141,8 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
         output_size=graph.output_size,
         output=graph.output,
         postprocess=postprocess,
+        binary_inputs=graph.binary_inputs,
+        branches=graph.branches,
     )
     return Conditioned(graph=conditioned, preprocess=preprocess, applied=applied)
 
@@ -129,12 +152,20 @@ def model_inputs(obs: np.ndarray, preprocess: Preprocess) -> np.ndarray:
     return preprocess.model_inputs(obs)
 
 
-def _fold_input_scaling(actor: Any, calibration: np.ndarray, normalize: Any) -> Preprocess:
+def _fold_input_scaling(actor: Any, calibration: np.ndarray, normalize: Any,
+                        binary: tuple[int, ...] = ()) -> Preprocess:
     import torch
 
     low, high = calibration.min(axis=0).astype(np.float64), calibration.max(axis=0).astype(np.float64)
     offset = (low + high) / 2.0
     scale = np.maximum((high - low) / 2.0, MIN_FEATURE_SPAN)
+    if binary:  # a fixed map, not the calibration range: 0 and 1 on exact int8 levels (see the module docstring)
+        index = np.asarray(binary, dtype=np.int64)
+        others = np.ones(len(offset), dtype=bool)
+        others[index] = False
+        spanning = bool(np.any((high - low)[others] / 2.0 > MIN_FEATURE_SPAN))  # the input then spans [-1, 1]
+        offset[index] = 0.5 if spanning else 0.0
+        scale[index] = 0.5 / BINARY_LEVEL if spanning else 1.0
     first = actor.first_linear()
     w = first.weight.double()
     s = torch.as_tensor(scale, dtype=torch.float64)
@@ -156,6 +187,16 @@ def _fold_output_range(actor: Any, graph: PolicyGraph, inputs: np.ndarray, actio
         head.bias.sub_(head.bias.mean())
         applied["output_range"] = f"{graph.output} centred over actions (argmax unchanged)"
         return ARGMAX
+    if graph.postprocess == MULTI_ARGMAX:
+        for lo, hi in graph.branches:
+            head.weight[lo:hi].sub_(head.weight[lo:hi].mean(dim=0, keepdim=True))
+            head.bias[lo:hi].sub_(head.bias[lo:hi].mean())
+        applied["output_range"] = (f"{graph.output} centred per branch ({len(graph.branches)} branches; "
+                                   "argmax unchanged)")
+        return MULTI_ARGMAX
+    if graph.postprocess == THRESHOLD:
+        applied["output_range"] = f"{graph.output} kept as they are (the sign decides; int8 holds 0 exactly)"
+        return THRESHOLD
     if graph.postprocess == CLIP:
         low, high = action_space.low_array().reshape(-1), action_space.high_array().reshape(-1)
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))

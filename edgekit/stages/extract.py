@@ -1,8 +1,14 @@
 """Stage: SB3 policy -> the deterministic actor as a plain torch module.
 
 The table in ``edgekit.algorithms`` says how, per algorithm. This stage checks
-the parts edgekit can deploy (an MLP feature extractor) and that the module
+the parts edgekit can deploy (an MLP after SB3's flatten extractor, or
+``CombinedExtractor`` with one ``nn.Flatten`` per Dict key) and that the module
 reproduces SB3's own ``predict`` on sample observations.
+
+The module takes flat float features (``edgekit.observations``): SB3's
+``preprocess_obs`` (one-hot, float cast) and the extractor's concatenation
+happen before it, on the host side of the int8 input, so the extractor itself
+becomes a flatten.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from edgekit.artifacts import LoadedAgent, PolicyGraph
 from edgekit.bundle.image import ImageInput
 from edgekit.bundle.manifest import ObsNormalization
 from edgekit.errors import ConversionError, UnsupportedModelError
-from edgekit.postprocess import PostProcessor
+from edgekit.observations import ObservationEncoder
+from edgekit.postprocess import MULTI_ARGMAX, PostProcessor, branches
+from edgekit.spaces import DICT, SpaceSpec
 
 
 def extract_policy(agent: LoadedAgent, normalize: ObsNormalization | None = None,
@@ -27,7 +35,6 @@ def extract_policy(agent: LoadedAgent, normalize: ObsNormalization | None = None
     the graph then takes them in the env's layout.
     """
     import torch
-    from stable_baselines3.common.torch_layers import FlattenExtractor
 
     from edgekit.activations import prepare_activations
 
@@ -36,31 +43,29 @@ def extract_policy(agent: LoadedAgent, normalize: ObsNormalization | None = None
     policy.set_training_mode(False)
     module = agent.algorithm.build_actor(policy).eval()
     module.body, rewrites = prepare_activations(module.body)  # new modules: the SB3 policy stays as it is
-    extractor = getattr(module, "features_extractor", None)
     if image is not None:
         _use_channels_last_cnn(agent, module, image)
-    elif not isinstance(extractor, FlattenExtractor):
-        raise UnsupportedModelError(
-            f"{agent.policy_class} with {type(extractor).__name__} is not supported "
-            "(MlpPolicy on a float Box, CnnPolicy on images are)",
-            hint="see the README's support table",
-        )
+    else:
+        module.features_extractor = _flat_extractor(agent, getattr(module, "features_extractor", None))
     output = agent.algorithm.output_of(policy, agent.action_space.kind)
-    size = agent.observation_space.size
+    encoder = ObservationEncoder(agent.observation_space)
     with torch.no_grad():
-        dummy = torch.zeros(1, *image.chw) if image is not None else torch.zeros(1, size)
+        dummy = torch.zeros(1, *image.chw) if image is not None else torch.zeros(1, encoder.features)
         out_size = int(module(dummy).shape[-1])
+    postprocess = POSTPROCESS_OF_OUTPUT[output]
     graph = PolicyGraph(
         module=module,
-        input_size=size,
+        input_size=encoder.features,
         output_size=out_size,
         output=output,
-        postprocess=POSTPROCESS_OF_OUTPUT[output],
+        postprocess=postprocess,
         normalize=normalize,
         image=image,
         rewrites=rewrites,
+        binary_inputs=tuple(int(i) for i in np.flatnonzero(encoder.binary)),
+        branches=tuple(branches(agent.action_space)) if postprocess == MULTI_ARGMAX else (),
     )
-    _check_against_sb3(agent, graph)
+    _check_against_sb3(agent, graph, encoder)
     return graph
 
 
@@ -86,28 +91,58 @@ def _use_channels_last_cnn(agent: LoadedAgent, module: object, image: ImageInput
     module.features_extractor = extractor  # type: ignore[attr-defined]
 
 
-def _check_against_sb3(agent: LoadedAgent, graph: PolicyGraph, samples: int = 64) -> None:
+def _flat_extractor(agent: LoadedAgent, extractor: object) -> object:
+    """The extractor as the flat features need it: SB3's FlattenExtractor as it is, CombinedExtractor
+    (Flatten per key, concatenated in the space's key order) as one flatten."""
+    from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor
+    from torch import nn
+
+    if isinstance(extractor, FlattenExtractor):
+        return extractor
+    if isinstance(extractor, CombinedExtractor) and agent.observation_space.kind == DICT:
+        keys = [key for key, _sub in agent.observation_space.spaces or ()]
+        if list(extractor.extractors.keys()) == keys and \
+                all(type(m) is nn.Flatten for m in extractor.extractors.values()):
+            return nn.Flatten()
+        raise _unsupported(agent, "CombinedExtractor with an image (CNN) key, or keys out of the space's order")
+    raise _unsupported(agent, f"{type(extractor).__name__} as features extractor")
+
+
+def _unsupported(agent: LoadedAgent, what: str) -> UnsupportedModelError:
+    return UnsupportedModelError(
+        f"{agent.policy_class} with {what} is not supported yet (MlpPolicy, MultiInputPolicy with vector "
+        "keys, and CnnPolicy with SB3's NatureCNN on images are)",
+        hint="see the README's support table",
+    )
+
+
+def _check_against_sb3(agent: LoadedAgent, graph: PolicyGraph, encoder: ObservationEncoder,
+                       samples: int = 64) -> None:
     """The extracted actor must give SB3's deterministic actions (bounded sample obs)."""
-    space = agent.observation_space
     rng = np.random.default_rng(0)
     if graph.image is not None:  # random images in the env's layout; SB3's policy takes them as (C, H, W)
         obs = rng.integers(0, 256, size=(samples, *graph.image.shape), dtype=np.uint8)
         expected = agent.model.predict(graph.image.nhwc(obs).transpose(0, 3, 1, 2), deterministic=True)[0]
+        features = obs.reshape(samples, -1)
     else:
-        low = np.clip(space.low_array(), -10, 10)
-        high = np.clip(space.high_array(), -10, 10)
-        obs = rng.uniform(low, high, size=(samples, *space.shape)).astype(np.float32)
-        seen = obs if graph.normalize is None else \
-            graph.normalize.apply(obs.reshape(samples, -1)).reshape(obs.shape)
-        expected = agent.model.predict(seen.astype(np.float32), deterministic=True)[0]
+        obs = encoder.sample(rng, samples)
+        features, _single = encoder.encode(obs)
+        seen = obs if graph.normalize is None else _normalized(graph.normalize, obs, agent.observation_space)
+        expected = agent.model.predict(seen, deterministic=True)[0]
     post = PostProcessor(graph.postprocess, agent.action_space)
-    actual = post(graph.outputs(obs.reshape(samples, -1)))
-    if graph.postprocess == "argmax":
-        bad = int(np.sum(actual != expected))
-    else:
+    actual = post(graph.outputs(features))
+    if graph.postprocess in ("clip", "unscale"):
         bad = int(np.sum(~np.isclose(actual, expected, atol=1e-5, rtol=1e-5)))
+    else:
+        bad = int(np.sum(actual != expected))
     if bad:
         raise ConversionError(
             f"the extracted {agent.algorithm.name} actor disagrees with SB3's predict on {bad} values",
             hint="this is an edgekit bug for this policy; please report it with the model",
         )
+
+
+def _normalized(normalize: ObsNormalization, obs: np.ndarray, space: SpaceSpec) -> np.ndarray:
+    """A Box observation batch as the policy saw it behind VecNormalize."""
+    count = len(obs)
+    return normalize.apply(obs.reshape(count, -1)).reshape(count, *space.shape).astype(np.float32)

@@ -44,7 +44,7 @@ def supported(actor: DeterministicActor) -> bool:
 
     allowed = (nn.Linear, nn.Tanh, nn.ReLU, nn.Identity, nn.Sequential, nn.Flatten)
     return all(isinstance(m, allowed) for m in actor.body.modules()) and \
-        type(actor.features_extractor).__name__ == "FlattenExtractor"
+        type(actor.features_extractor).__name__ in ("FlattenExtractor", "Flatten")  # Flatten: a Dict's features
 
 
 def finetune(actor: DeterministicActor, inputs: np.ndarray, targets: np.ndarray, steps: int = 400,

@@ -5,7 +5,8 @@ Full-integer post-training quantization with int8 input and output tensors
 TPU host) and per-tensor weights: the Edge TPU compiler expects per-tensor
 FULLY_CONNECTED weights, and a current converter quantizes per channel unless
 told otherwise. The result is inspected and refused unless every tensor is
-int8 (int32 biases excepted).
+int8 (int32 biases excepted), and one-hot / binary input features must find 0
+and 1 on exact int8 levels (see ``stages/condition.py``).
 
 Image inputs (NCHW calibration, fed NHWC as onnx2tf's graph takes them) must
 get input scale 1/divisor and zero point -128, so that a pixel's int8 value is
@@ -24,15 +25,23 @@ import numpy as np
 from edgekit.artifacts import Int8Model, TFModel
 from edgekit.bundle.image import ZERO_POINT, ImageInput
 from edgekit.bundle.manifest import Preprocess, TensorSpec
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, QuantizationError
 from edgekit.native_io import quiet_native_stderr
+from edgekit.quant import QuantParams
 from edgekit.stages.convert import nhwc
 from edgekit.tf_env import import_tensorflow
 from edgekit.tflite_inspect import inspect_int8_model
 
+LEVEL_TOLERANCE = 1e-3  # in input steps: float32 rounding of scale and preprocessing, far below a level
 
-def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Preprocess, path: Path) -> Int8Model:
-    """Convert with the ``calibration`` inputs (in model-input space) and check the result."""
+
+def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Preprocess, path: Path,
+                  binary: tuple[int, ...] = ()) -> Int8Model:
+    """Convert with the ``calibration`` inputs (in model-input space) and check the result.
+
+    ``binary``: the observation features that only take 0 and 1 (one-hot, MultiBinary) and that the
+    conditioning mapped onto exact int8 levels.
+    """
     tf = import_tensorflow()
     if preprocess.image is not None:
         calibration = _full_pixel_range(nhwc(calibration), preprocess.image.divisor)
@@ -58,6 +67,7 @@ def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Prepro
     info.require_fully_int8()
     if preprocess.image is not None:
         _check_image_input(info.input, preprocess.image)
+    check_binary_levels(preprocess, binary, info.input.quant)
     return Int8Model(path=path, input=info.input, output=info.output, preprocess=preprocess, ops=info.op_names)
 
 
@@ -78,3 +88,17 @@ def _check_image_input(spec: TensorSpec, image: ImageInput) -> None:
     if spec.quant.zero_point != ZERO_POINT or not np.isclose(spec.quant.scale, image.scale, rtol=1e-6):
         raise ConversionError(f"the int8 input quantization is {spec.quant}, not scale 1/{image.divisor:g} and "
                               f"zero point {ZERO_POINT}", hint="this is an edgekit bug; please report it")
+
+
+def check_binary_levels(preprocess: Preprocess, binary: tuple[int, ...], quant: QuantParams) -> None:
+    """0 and 1 of every 0/1 feature must reach the model exactly, on distinct int8 levels (``binary``: the
+    features the conditioning mapped for that; empty with ``--no-input-scaling``, a plain conversion)."""
+    if not binary:
+        return
+    residuals = preprocess.binary_residuals(list(binary), quant)
+    levels = preprocess.binary_levels(list(binary), quant)
+    if not (np.all(residuals <= LEVEL_TOLERANCE) and np.all(levels[:, 1] - levels[:, 0] >= 1.0)):
+        raise QuantizationError(
+            f"one-hot / binary inputs are not on exact int8 levels (off by up to {float(residuals.max()):.3g} "
+            f"steps; input scale {quant.scale:.6g}, zero point {quant.zero_point}, split {preprocess.split})",
+            hint="this is an edgekit bug; please report it with the model (--no-input-scaling avoids the check)")

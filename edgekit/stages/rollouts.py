@@ -5,11 +5,15 @@ space's bounds (often infinite, or far wider than reached). So the float
 policy is rolled out in the env, with a small share of random actions so that
 states next to the policy's usual path are covered too. The held-out set comes
 from separate episodes (another seed) and is never used for calibration.
+
+Both sets hold the flat float features the network reads (``edgekit.observations``:
+a flattened Box, one-hots for Discrete / MultiDiscrete, Dict keys concatenated),
+one row per observation; ``ObservationEncoder.decode`` gives the observations back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,8 @@ import numpy as np
 from edgekit.artifacts import LoadedAgent, ObservationSets, PolicyGraph
 from edgekit.env_spec import EnvSpec
 from edgekit.envs import check_env_fits, make_env
-from edgekit.errors import UsageError
+from edgekit.errors import InputError, UsageError
+from edgekit.observations import ObservationEncoder
 from edgekit.postprocess import PostProcessor
 from edgekit.progress import Progress
 
@@ -65,14 +70,14 @@ def collect_observations(
         check_env_fits(spec.id, env, agent.observation_space, agent.action_space)
         post = PostProcessor(graph.postprocess, agent.action_space)
         calibration_steps, held_out_steps = recipe.steps(image=graph.image is not None)
+        encoder = _encoder(agent, graph)
         if recipe.calibration_file is not None:
-            shape = graph.image.shape if graph.image is not None else agent.observation_space.shape
-            calib, calib_eps = load_observations(recipe.calibration_file, shape), 0
+            calib, calib_eps = load_observations(recipe.calibration_file, encoder), 0
             if graph.image is not None:
                 calib = _as_pixels(calib, recipe.calibration_file)
         else:
-            calib, calib_eps = _rollout(env, graph, post, calibration_steps, recipe, recipe.seed, progress)
-        held, held_eps = _rollout(env, graph, post, held_out_steps, recipe, recipe.seed + 10_007, progress)
+            calib, calib_eps = _rollout(env, graph, post, encoder, calibration_steps, recipe, recipe.seed, progress)
+        held, held_eps = _rollout(env, graph, post, encoder, held_out_steps, recipe, recipe.seed + 10_007, progress)
     finally:
         env.close()
     facts = {
@@ -88,9 +93,13 @@ def collect_observations(
     return ObservationSets(calibration=calib, held_out=held, facts=facts)
 
 
-def load_observations(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """Observations recorded elsewhere (e.g. on the real robot): ``.npy``, or ``.npz`` holding one array
-    (or a ``calibration`` array, as in a bundle's calibration.npz). Returns flat float32 (N, size)."""
+def load_observations(path: Path, encoder: ObservationEncoder) -> np.ndarray:
+    """Observations recorded elsewhere (e.g. on the real robot), as flat features (N, F) float32.
+
+    ``.npy``, or ``.npz`` holding one array (or a ``calibration`` array, as in a bundle's calibration.npz;
+    for a Dict space, one array per key). An array is either the observations (N, *observation shape) or,
+    for non-Box spaces, already the flat features (N, F) (a bundle's calibration set).
+    """
     if not path.is_file():
         raise UsageError(f"calibration data {path} does not exist")
     try:
@@ -98,22 +107,29 @@ def load_observations(path: Path, shape: tuple[int, ...]) -> np.ndarray:
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
                 names = loaded.files
-                key = "calibration" if "calibration" in names else (names[0] if len(names) == 1 else None)
-                if key is None:
-                    raise UsageError(f"{path} holds several arrays {names}; keep one, or name it 'calibration'")
-                loaded = loaded[key]
+                keys = encoder.keys
+                if keys is not None and set(keys) <= set(names) and "calibration" not in names:
+                    loaded = {k: np.asarray(loaded[k]) for k in keys}
+                else:
+                    key = "calibration" if "calibration" in names else (names[0] if len(names) == 1 else None)
+                    if key is None:
+                        raise UsageError(f"{path} holds several arrays {names}; keep one, or name it 'calibration'")
+                    loaded = loaded[key]
     except UsageError:
         raise
     except (OSError, ValueError, EOFError) as exc:
         raise UsageError(f"cannot read calibration data {path}: {exc}", hint="save it with numpy.save") from None
-    data = np.asarray(loaded)
-    size = int(np.prod(shape))
-    if data.ndim < 1 or data.size % size or data.shape[-len(shape):] != tuple(shape) and data.shape[-1] != size:
-        raise UsageError(f"calibration data {path} has shape {data.shape}; expected (N, {', '.join(map(str, shape))})")
-    flat = data.reshape(-1, size).astype(np.float32)
+    flat = _as_features(path, loaded, encoder)
     if len(flat) < 100 or not np.all(np.isfinite(flat)):
         raise UsageError(f"calibration data {path} needs at least 100 finite observations (has {len(flat)})")
     return flat
+
+
+def _encoder(agent: LoadedAgent, graph: PolicyGraph) -> ObservationEncoder:
+    """The observations' encoder; images: a uint8 Box in the env's own layout (stored as pixels)."""
+    if graph.image is None:
+        return ObservationEncoder(agent.observation_space)
+    return ObservationEncoder(replace(agent.observation_space, shape=tuple(graph.image.shape)))
 
 
 def _as_pixels(flat: np.ndarray, path: Path) -> np.ndarray:
@@ -124,10 +140,45 @@ def _as_pixels(flat: np.ndarray, path: Path) -> np.ndarray:
     return flat.astype(np.uint8)
 
 
+def _as_features(path: Path, loaded: Any, encoder: ObservationEncoder) -> np.ndarray:
+    shape = encoder.space.shape
+    expected = f"expected (N, {', '.join(map(str, shape))})" if encoder.keys is None else \
+        f"expected one array per key {list(encoder.keys)}, or the flat features (N, {encoder.features})"
+    if isinstance(loaded, dict):
+        return _encoded(path, loaded, encoder)
+    data = np.asarray(loaded)
+    if encoder.identity:
+        size = int(np.prod(shape))
+        if data.ndim < 1 or data.size % size or data.shape[-len(shape):] != tuple(shape) and data.shape[-1] != size:
+            raise UsageError(f"calibration data {path} has shape {data.shape}; {expected}")
+        return data.reshape(-1, size).astype(np.float32)
+    if data.ndim == 2 and data.shape[1] == encoder.features and (encoder.keys is not None or shape != data.shape[1:]):
+        flat = data.astype(np.float32)
+        again, _ = encoder.encode(encoder.decode(flat))  # the flat features of real observations only
+        if not np.array_equal(again, flat):
+            raise UsageError(f"calibration data {path} is not the flat features of {encoder.space.describe()} "
+                             "observations (one-hots and 0/1 values)")
+        return flat
+    if encoder.keys is not None:
+        raise UsageError(f"calibration data {path} has shape {data.shape}; {expected}")
+    return _encoded(path, data, encoder)
+
+
+def _encoded(path: Path, observations: Any, encoder: ObservationEncoder) -> np.ndarray:
+    try:
+        flat, single = encoder.encode(observations)
+    except InputError as exc:
+        raise UsageError(f"calibration data {path} does not fit the observation space: {exc.message}") from None
+    if single:
+        raise UsageError(f"calibration data {path} holds one observation; it needs at least 100")
+    return flat
+
+
 def _rollout(
     env: Any,
     graph: PolicyGraph,
     post: PostProcessor,
+    encoder: ObservationEncoder,
     steps: int,
     recipe: RolloutRecipe,
     seed: int,
@@ -140,7 +191,10 @@ def _rollout(
     out = np.empty((steps, graph.input_size), dtype=dtype)
     episodes = 1
     for i in range(steps):
-        flat = np.asarray(obs, dtype=dtype).reshape(-1)
+        try:
+            flat = np.asarray(obs, dtype=dtype).reshape(-1) if graph.image is not None else encoder.encode(obs)[0][0]
+        except InputError as exc:
+            raise UsageError(f"the environment returned an observation outside its space: {exc.message}") from None
         out[i] = flat
         if rng.random() < recipe.random_action_share:
             action = env.action_space.sample()

@@ -22,7 +22,7 @@ def validate_int8(bundle_dir: Path, reference: PolicyGraph, conditioned: Conditi
     """Compare actions with the float policy's, and raw outputs with the conditioned float model's."""
     policy = EdgePolicy.load(bundle_dir, device="cpu")
     space = policy.manifest.action_space
-    obs = sets.held_out.reshape(-1, *policy.observation_shape)
+    obs = policy.observations_of(sets.held_out)  # as the env returns them: predict encodes them again
     float_actions = PostProcessor(reference.postprocess, space)(reference.outputs(sets.held_out))
     int8_actions = policy.predict(obs)
     float_raw = conditioned.graph.outputs(model_inputs(sets.held_out, conditioned.preprocess))

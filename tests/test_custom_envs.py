@@ -153,3 +153,17 @@ def test_env_kwargs_option_errors(tmp_path):
     assert proc.returncode == 2 and "must be a JSON object" in proc.stderr
     proc = run_cli("build", str(EXAMPLE_MODEL), "-o", str(tmp_path / "b"))
     assert proc.returncode == 2 and "which environment" in proc.stderr and "--env" in proc.stderr
+
+
+@pytest.mark.slow
+def test_registered_id_from_a_module_plays_a_dict_bundle(built_bundle):
+    """The tests' own envs are registered by importing tests/coverage_envs.py: --env-module names it."""
+    from conftest import REPO
+
+    bundle = built_bundle("ppo-dict-discrete").bundle_dir
+    env = {"PYTHONPATH": str(REPO / "tests")}
+    unknown = run_cli("run", str(bundle), "--episodes", "1", env=env)
+    assert unknown.returncode == 1 and "unknown Gymnasium environment id" in unknown.stderr
+    played = run_cli("run", str(bundle), "--env-module", "coverage_envs", "--episodes", "2", env=env)
+    assert played.returncode == 0, played.stderr
+    assert "mean return" in played.stdout and "over 2 episodes" in played.stdout

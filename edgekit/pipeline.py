@@ -195,14 +195,12 @@ def _vecnormalize(options: BuildOptions, source: ModelSource, config: dict[str, 
                                  hint="pass --vecnormalize STATS.pkl (the policy needs the training statistics), "
                                  "or --no-vecnormalize if you know better")
         return None, ""
-    if agent.observation_space.kind != "box":
-        from edgekit.errors import UnsupportedModelError
-
+    if agent.observation_space.kind not in ("box", "dict"):
         raise UnsupportedModelError(
             f"VecNormalize statistics ({path}) with {agent.observation_space.describe()} observations are not "
-            "supported (SB3 normalizes Box observations only; edgekit deploys it for Box spaces)",
+            "supported (SB3 normalizes Box and Dict observations only)",
             hint="pass --no-vecnormalize if the model was not trained behind VecNormalize")
-    return load_vecnormalize(path, agent.observation_space.size), str(path)
+    return load_vecnormalize(path, agent.observation_space), str(path)
 
 
 def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress) -> Int8Model:

@@ -114,18 +114,36 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class ObsNormalization:
-    """SB3 VecNormalize's observation normalization: ``clip((x - mean) / std, -clip, clip)``."""
+    """SB3 VecNormalize's observation normalization: ``clip((x - mean) / std, -clip, clip)``, per flat feature.
+
+    ``active`` (Dict observations, VecNormalize's ``norm_obs_keys``): which features are normalized; the
+    others (keys not normalized, one-hots) pass unchanged (their mean 0 and std 1). None: every feature.
+    """
 
     mean: tuple[float, ...]
     std: tuple[float, ...]  # sqrt(var + epsilon)
     clip: float
+    active: tuple[bool, ...] | None = None
 
     def apply(self, obs: np.ndarray) -> np.ndarray:
         x = (np.asarray(obs, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
-        return np.clip(x, -self.clip, self.clip)
+        clipped = np.clip(x, -self.clip, self.clip)
+        return clipped if self.active is None else np.where(np.asarray(self.active), clipped, x)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The clip in raw units, per feature: ``mean -/+ clip * std`` (infinite where not normalized)."""
+        mean, std = np.asarray(self.mean, dtype=np.float64), np.asarray(self.std, dtype=np.float64)
+        low, high = mean - self.clip * std, mean + self.clip * std
+        if self.active is None:
+            return low, high
+        active = np.asarray(self.active)
+        return np.where(active, low, -np.inf), np.where(active, high, np.inf)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mean": list(self.mean), "std": list(self.std), "clip": self.clip}
+        out: dict[str, Any] = {"mean": list(self.mean), "std": list(self.std), "clip": self.clip}
+        if self.active is not None:
+            out["active"] = list(self.active)
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, size: int) -> ObsNormalization | None:
@@ -139,7 +157,14 @@ class ObsNormalization:
         if any(v <= 0 for v in std) or not isinstance(clip, (int, float)) or isinstance(clip, bool) \
                 or not 0 < clip < 1e6:
             raise BundleError("manifest: preprocess.normalize needs positive std and clip")
-        return cls(mean=mean, std=std, clip=float(clip))
+        active = data.get("active")
+        if active is not None:
+            if not isinstance(active, list) or len(active) != size or not all(isinstance(v, bool) for v in active):
+                raise BundleError(f"manifest: preprocess.normalize.active must be a list of {size} booleans")
+            if any(not a and (m != 0.0 or s != 1.0) for a, m, s in zip(active, mean, std)):
+                raise BundleError("manifest: features not normalized must have mean 0 and std 1")
+            active = tuple(active)
+        return cls(mean=mean, std=std, clip=float(clip), active=active)
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,9 @@ def _in_folder(folder: Path, hub: bool) -> ModelSource:
 def _beside(model: Path) -> ModelSource:
     """Companion files of a zip: in ``STEM/`` (rl-zoo3 run folder) or next to it (hub snapshot)."""
     run_folder = model.parent / model.stem
-    if run_folder.is_dir() and (run_folder / CONFIG).is_file():
+    if run_folder.is_dir() and any((run_folder / name).is_file() for name in (CONFIG, ENV_KWARGS, *VECNORMALIZE_NAMES)):
         return ModelSource(
-            model=model, layout="rl-zoo3 run folder", config=run_folder / CONFIG,
+            model=model, layout="rl-zoo3 run folder", config=_file(run_folder / CONFIG),
             env_kwargs=_file(run_folder / ENV_KWARGS), vecnormalize=_first(run_folder, VECNORMALIZE_NAMES),
             env_id=model.stem,
         )

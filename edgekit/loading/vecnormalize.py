@@ -18,6 +18,7 @@ import numpy as np
 from edgekit.bundle.manifest import ObsNormalization
 from edgekit.errors import ModelFileError
 from edgekit.loading.restricted_unpickle import restricted_loads
+from edgekit.spaces import DICT, SpaceSpec
 
 MAX_BYTES = 16 * 1024 * 1024
 FILE_NAMES = ("vecnormalize.pkl", "vec_normalize.pkl")  # rl-zoo3 run folders; Hugging Face hub repos
@@ -33,8 +34,14 @@ _STAND_INS = {
 }
 
 
-def load_vecnormalize(path: Path, obs_size: int) -> ObsNormalization | None:
-    """Decode the statistics; None when the wrapper did not normalize observations."""
+def load_vecnormalize(path: Path, observation: SpaceSpec | int) -> ObsNormalization | None:
+    """Decode the statistics for the model's observation space (or a flat Box of that many features);
+    None when the wrapper did not normalize observations.
+
+    A Dict space keeps one ``RunningMeanStd`` per key and normalizes the keys in ``norm_obs_keys``
+    (Box keys only, as SB3 requires): the result covers the flat features of
+    ``edgekit.observations`` with the other features marked inactive.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"VecNormalize statistics {path} do not exist", hint="pass the vecnormalize.pkl saved "
@@ -46,19 +53,63 @@ def load_vecnormalize(path: Path, obs_size: int) -> ObsNormalization | None:
         raise ModelFileError(f"{path} does not hold VecNormalize statistics")
     if not getattr(state, "norm_obs", True):
         return None
-    rms = getattr(state, "obs_rms", None)
-    mean, var = _array(rms, "mean", obs_size, path), _array(rms, "var", obs_size, path)
     epsilon, clip = _number(state, "epsilon", 1e-8, path), _number(state, "clip_obs", 10.0, path)
-    if np.any(var < 0) or clip <= 0:
-        raise ModelFileError(f"{path} holds invalid statistics (negative variance or clip)")
-    std = np.sqrt(var + epsilon)
-    return ObsNormalization(mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std), clip=float(clip))
+    if clip <= 0:
+        raise ModelFileError(f"{path} holds an invalid clip_obs ({clip})")
+    rms = getattr(state, "obs_rms", None)
+    if isinstance(observation, SpaceSpec) and observation.kind == DICT:
+        return _dict_statistics(state, rms, observation, epsilon, clip, path)
+    size = observation if isinstance(observation, int) else observation.size
+    mean, std = _statistics(rms, size, epsilon, path, "obs_rms")
+    return ObsNormalization(mean=tuple(mean.tolist()), std=tuple(std.tolist()), clip=clip)
 
 
-def _array(rms: Any, name: str, size: int, path: Path) -> np.ndarray:
+def _dict_statistics(state: Any, rms: Any, space: SpaceSpec, epsilon: float, clip: float,
+                     path: Path) -> ObsNormalization:
+    """Per-feature statistics of a Dict observation: the keys in ``norm_obs_keys`` normalized, the rest not."""
+    from edgekit.observations import ObservationEncoder
+
+    keys = getattr(state, "norm_obs_keys", None)
+    if not isinstance(rms, dict):
+        raise ModelFileError(f"{path}: obs_rms is not a statistics per key, as VecNormalize keeps for a Dict space",
+                             hint="pass the vecnormalize.pkl saved with this model")
+    if keys is None:
+        keys = list(rms)
+    if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
+        raise ModelFileError(f"{path}: norm_obs_keys is not a list of key names")
+    mean, std, active = [], [], []
+    for key, sub, where in ObservationEncoder(space).layout():
+        width = where.stop - where.start
+        if key in keys:
+            if sub.kind != "box" or key not in rms:
+                raise ModelFileError(f"{path} normalizes key {key!r}, which is not a Box key with statistics",
+                                     hint="pass the vecnormalize.pkl saved with this model")
+            m, s = _statistics(rms[key], width, epsilon, path, f"obs_rms[{key!r}]")
+            mean += m.tolist()
+            std += s.tolist()
+            active += [True] * width
+        else:
+            mean += [0.0] * width
+            std += [1.0] * width
+            active += [False] * width
+    unknown = sorted(set(keys) - {key for key, _sub in space.spaces or ()})
+    if unknown:
+        raise ModelFileError(f"{path} normalizes keys {unknown} that the observation space does not have")
+    return ObsNormalization(mean=tuple(mean), std=tuple(std), clip=clip, active=tuple(active))
+
+
+def _statistics(rms: Any, size: int, epsilon: float, path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std = sqrt(var + epsilon)) of one RunningMeanStd, checked against ``size`` features."""
+    mean, var = _array(rms, "mean", size, path, where), _array(rms, "var", size, path, where)
+    if np.any(var < 0):
+        raise ModelFileError(f"{path} holds invalid statistics (negative variance in {where})")
+    return mean, np.sqrt(var + epsilon)
+
+
+def _array(rms: Any, name: str, size: int, path: Path, where: str = "obs_rms") -> np.ndarray:
     value = np.asarray(getattr(rms, name, None), dtype=np.float64).reshape(-1) if rms is not None else None
     if value is None or value.size != size or not np.all(np.isfinite(value)):
-        raise ModelFileError(f"{path}: obs_rms.{name} does not fit the model's {size} observation features",
+        raise ModelFileError(f"{path}: {where}.{name} does not fit the model's {size} observation features",
                              hint="pass the vecnormalize.pkl saved with this model")
     return value
 

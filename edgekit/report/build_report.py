@@ -24,6 +24,7 @@ from edgekit.bundle.files import sha256_file, verify_file
 from edgekit.bundle.manifest import Manifest
 from edgekit.env_spec import EnvOverride, EnvSpec
 from edgekit.errors import BundleError, UsageError
+from edgekit.observations import ObservationEncoder
 from edgekit.postprocess import PostProcessor
 from edgekit.report import closed_loop, coverage, layers
 from edgekit.report.metrics import fidelity_metrics
@@ -243,8 +244,12 @@ def _as_trained(manifest: Manifest, obs: Any) -> np.ndarray:
     norm = manifest.preprocess.normalize
     if norm is None:
         return obs  # as is: a dict for a Dict space, integers for Discrete
-    obs = np.asarray(obs, dtype=np.float32)
-    return norm.apply(obs.reshape(-1, len(norm.mean))).reshape(obs.shape).astype(np.float32)
+    encoder = ObservationEncoder(manifest.observation_space)
+    features, single = encoder.encode(obs)
+    seen = encoder.decode(norm.apply(features))
+    if not single:
+        return seen
+    return {k: v[0] for k, v in seen.items()} if isinstance(seen, dict) else seen[0]
 
 
 def _closed_loop(spec: EnvSpec, manifest: Manifest, policy: Any, model: Any, episodes: int, seed: int,

@@ -72,8 +72,7 @@ class EdgePolicy:
         scale = np.asarray(pre.scale, dtype=np.float64) * qin.scale
         self._a = 1.0 / (std * scale)
         self._b = qin.zero_point - (mean / std + np.asarray(pre.offset, dtype=np.float64)) / scale
-        self._clamp = None if pre.normalize is None else \
-            (mean - pre.normalize.clip * std, mean + pre.normalize.clip * std)
+        self._clamp = None if pre.normalize is None else pre.normalize.bounds()
         self._split = pre.split
         self._zero = qin.zero_point
         self._out_scale = np.float32(entry.output.quant.scale)

@@ -13,6 +13,8 @@ becomes a flatten.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgekit.algorithms import POSTPROCESS_OF_OUTPUT
@@ -22,7 +24,7 @@ from edgekit.bundle.manifest import ObsNormalization
 from edgekit.errors import ConversionError, UnsupportedModelError
 from edgekit.observations import ObservationEncoder
 from edgekit.postprocess import MULTI_ARGMAX, PostProcessor, branches
-from edgekit.spaces import DICT, SpaceSpec
+from edgekit.spaces import DICT
 
 
 def extract_policy(agent: LoadedAgent, normalize: ObsNormalization | None = None,
@@ -127,7 +129,7 @@ def _check_against_sb3(agent: LoadedAgent, graph: PolicyGraph, encoder: Observat
     else:
         obs = encoder.sample(rng, samples)
         features, _single = encoder.encode(obs)
-        seen = obs if graph.normalize is None else _normalized(graph.normalize, obs, agent.observation_space)
+        seen = obs if graph.normalize is None else _normalized(graph.normalize, obs, encoder)
         expected = agent.model.predict(seen, deterministic=True)[0]
     post = PostProcessor(graph.postprocess, agent.action_space)
     actual = post(graph.outputs(features))
@@ -142,7 +144,8 @@ def _check_against_sb3(agent: LoadedAgent, graph: PolicyGraph, encoder: Observat
         )
 
 
-def _normalized(normalize: ObsNormalization, obs: np.ndarray, space: SpaceSpec) -> np.ndarray:
-    """A Box observation batch as the policy saw it behind VecNormalize."""
-    count = len(obs)
-    return normalize.apply(obs.reshape(count, -1)).reshape(count, *space.shape).astype(np.float32)
+def _normalized(normalize: ObsNormalization, obs: Any, encoder: ObservationEncoder) -> Any:
+    """A batch of observations as the policy saw them behind VecNormalize (a dict of batches for a Dict
+    space: its normalized keys changed, the others as they are)."""
+    features, _single = encoder.encode(obs)
+    return encoder.decode(normalize.apply(features))

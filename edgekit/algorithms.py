@@ -190,17 +190,6 @@ def _actor_critic_output(policy: Any, action_kind: str) -> str:
     return SQUASHED_ACTIONS if policy.squash_output else ACTIONS
 
 
-def _ars_output(policy: Any, action_kind: str) -> str:
-    """The distribution SB3 makes for the action space (``make_proba_distribution``): its mode's input."""
-    if action_kind == DISCRETE:
-        return LOGITS
-    if action_kind == MULTI_DISCRETE:
-        return MULTI_LOGITS
-    if action_kind == MULTI_BINARY:
-        return BERNOULLI_LOGITS
-    return SQUASHED_ACTIONS if policy.squash_output else ACTIONS
-
-
 def _always(output: str) -> Callable[[Any, str], str]:
     return lambda _policy, _kind: output
 
@@ -237,7 +226,8 @@ ALGORITHMS: Mapping[str, AlgorithmSpec] = {
         AlgorithmSpec("TRPO", "TRPO", (BOX, DISCRETE), _actor_critic_actor, _actor_critic_output,
                       "on-policy (sb3-contrib), SB3's actor-critic policy; Gaussian mean (clipped) or argmax",
                       package=CONTRIB),
-        AlgorithmSpec("ARS", "ARS", (BOX, DISCRETE), _ars_actor, _ars_output,
+        # ARS's outputs mean what an actor-critic's do: argmax on Discrete, tanh-unscaled or clipped on a Box
+        AlgorithmSpec("ARS", "ARS", (BOX, DISCRETE), _ars_actor, _actor_critic_output,
                       "random search (sb3-contrib); MLP or linear policy, tanh-unscaled or clipped, or argmax",
                       policies=("MlpPolicy", "LinearPolicy"), package=CONTRIB, policy_takes_schedule=False),
         AlgorithmSpec("CrossQ", "CrossQ", (BOX,), _crossq_actor, _always(SQUASHED_ACTIONS),

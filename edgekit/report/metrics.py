@@ -82,12 +82,7 @@ def _discrete(float_out: np.ndarray, float_actions: np.ndarray, int8_actions: np
         "float_gap_median": float(np.median(gap)),
     }
     if (~agree).any():
-        margins = gap[~agree]
-        out["disagreement_float_gap"] = {
-            "median": float(np.median(margins)),
-            "p90": float(np.percentile(margins, 90)),
-            "max": float(margins.max()),
-        }
+        out["disagreement_float_gap"] = _gap_summary(gap[~agree])
     return out
 
 
@@ -131,12 +126,7 @@ def _multi_discrete(float_out: np.ndarray, float_actions: np.ndarray, int8_actio
         "branches": per_branch,
     }
     if (~agree).any():
-        margins = gap_all[~agree]
-        out["disagreement_float_gap"] = {
-            "median": float(np.median(margins)),
-            "p90": float(np.percentile(margins, 90)),
-            "max": float(margins.max()),
-        }
+        out["disagreement_float_gap"] = _gap_summary(gap_all[~agree])
     return out
 
 
@@ -160,3 +150,9 @@ def describe(metrics: dict[str, Any], with_max: bool = False) -> str:
         return f"max raw error {metrics['raw_output']['max_abs_error']:.3g}"
     worst = f", max {c['max_share_of_range']:.2%}" if with_max else ""
     return f"action error mean {c['mean_share_of_range']:.2%}, p99 {c['p99_share_of_range']:.2%}{worst} of the range"
+
+
+def _gap_summary(margins: np.ndarray) -> dict[str, float]:
+    """How close the float policy was to deciding otherwise where int8 decided otherwise."""
+    return {"median": float(np.median(margins)), "p90": float(np.percentile(margins, 90)),
+            "max": float(margins.max())}

@@ -26,7 +26,7 @@ from edgekit.errors import BundleError, UsageError
 from edgekit.postprocess import PostProcessor
 from edgekit.report import closed_loop, coverage, layers
 from edgekit.report.metrics import fidelity_metrics
-from edgekit.report.reference import load_sb3_model, onnx_outputs
+from edgekit.report.reference import load_sb3_model, onnx_outputs, policy_raw_outputs
 from edgekit.report.schema import SCHEMA_NAME, SCHEMA_VERSION
 from edgekit.report.thresholds import ADVISORY, EXIT_THRESHOLD_FAILED, Check, Thresholds, evaluate
 
@@ -194,7 +194,8 @@ def _numeric(bundle_dir: Path, manifest: Manifest, policy: Any, model: Any, held
     int8_raw = policy.predict_outputs(obs)
     int8_actions = policy.predict(obs)
     step = manifest.models["cpu"].output.quant.scale
-    metrics = fidelity_metrics(float_raw, int8_raw, float_actions, int8_actions, space, step)
+    own = policy_raw_outputs(model, manifest, held_out) if model is not None and space.kind == "discrete" else None
+    metrics = fidelity_metrics(float_raw, int8_raw, float_actions, int8_actions, space, step, policy_out=own)
     metrics["observation_set"] = "held_out"
     plots = PlotData(float_actions.reshape(len(obs), -1), int8_actions.reshape(len(obs), -1), float_raw, int8_raw)
     return metrics, plots

@@ -72,3 +72,21 @@ def load_sb3_model(model_path: Path, manifest: Manifest) -> Any:
         raise UsageError(f"{model_path} does not have the bundle's observation and action spaces",
                          hint="pass the model.zip the bundle was built from")
     return agent.model
+
+
+def policy_raw_outputs(model: Any, manifest: Manifest, obs: np.ndarray) -> np.ndarray | None:
+    """The SB3 policy's own raw outputs (B, K) (Q-values, logits) for flat observations, before edgekit's
+    conditioning rewrote them; None when the algorithm is not in the table (the caller falls back)."""
+    import torch
+
+    from edgekit.algorithms import ALGORITHMS
+
+    spec = ALGORITHMS.get(manifest.algorithm)
+    if spec is None:
+        return None
+    actor = spec.build_actor(model.policy).eval()
+    x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+    if manifest.preprocess.normalize is not None:
+        x = manifest.preprocess.normalize.apply(x).astype(np.float32)
+    with torch.no_grad():
+        return actor(torch.as_tensor(x)).numpy().astype(np.float64)

@@ -59,6 +59,9 @@ from edgekit.stages.widen import choose as choose_widening
 SQUASH_LIMIT = 4.0  # tanh(4) = 0.99933
 # Split the input only when the simulation says it lowers the int8 error by at least 10 %.
 SPLIT_WHEN_BETTER_BY = 0.9
+# Distillation after widening: full steps up to 150 k weights, proportionally fewer above (build time).
+FULL_STEPS_UP_TO = 150_000
+MIN_STEPS_AFTER_WIDENING = 500
 ARGMAX_CLAMP_PERCENTILE = 99.5  # centred Q-values / logits are clamped at this percentile of their magnitude
 ARGMAX_TIE_PERCENTILE = 99.9  # ... or above this percentile of the second-best centred output
 MIN_FEATURE_SPAN = 1e-6
@@ -145,18 +148,25 @@ def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, prepr
             applied["input_split"] = (f"each feature as coarse + residual x{options.input_split} int8 parts "
                                       "through one layer (about 4 more bits of input)")
     if options.finetune:
-        result = finetune(actor, inputs, targets, score, steps=options.finetune_steps)
-        actor = result.actor
-        applied["finetune"] = (
-            f"int8-aware distillation, {result.steps} steps: simulated error {result.score_before:.3g} -> "
-            f"{result.score_after:.3g} of the target ({'kept' if result.kept else 'discarded'})"
-        )
+        actor = _distil(actor, inputs, targets, score, options.finetune_steps, "finetune", applied)
     if options.widen:
         widened = choose_widening(actor, inputs, score)
         actor = widened.actor
         applied["widen"] = widened.describe() if widened.kept else \
             f"not widened (simulated error {widened.score_before:.3g} of the target)"
+        if widened.kept and options.finetune:  # the widened layers round differently: distil once more
+            steps = max(MIN_STEPS_AFTER_WIDENING,
+                        int(options.finetune_steps * min(1.0, FULL_STEPS_UP_TO / widened.params_after)))
+            actor = _distil(actor, inputs, targets, score, steps, "finetune_widened", applied)
     return actor, preprocess
+
+
+def _distil(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: FidelityScore, steps: int, key: str,
+            applied: dict[str, Any]) -> Any:
+    result = finetune(actor, inputs, targets, score, steps=steps)
+    applied[key] = (f"int8-aware distillation, {result.steps} steps: simulated error {result.score_before:.3g} "
+                    f"-> {result.score_after:.3g} of the target ({'kept' if result.kept else 'discarded'})")
+    return result.actor
 
 
 def _score(targets: np.ndarray, graph: PolicyGraph, sets: ObservationSets, postprocess: str) -> FidelityScore:

@@ -116,7 +116,7 @@ def choose(actor: Any, inputs: np.ndarray, score: FidelityScore) -> WidenResult:
     base_params = parameter_count(actor)
     identity = WidenPlan(copies=(1,) * len(acts))
     before = score.of(actor, inputs, all_rows=True)
-    if not acts or not supported(actor) or any(a not in ("ReLU", "Tanh") for a in acts):
+    if before <= GOOD_ENOUGH or not acts or not supported(actor) or any(a not in ("ReLU", "Tanh") for a in acts):
         return WidenResult(actor, identity, before, before, base_params, base_params, tuple(acts))
     budget = max(base_params, min(PARAM_GROWTH * base_params, MAX_PARAMS))
     trials: list[tuple[float, int, WidenPlan, Any]] = [(before, base_params, identity, actor)]

@@ -59,6 +59,7 @@ from edgekit.stages.widen import choose as choose_widening
 SQUASH_LIMIT = 4.0  # tanh(4) = 0.99933
 # Split the input only when the simulation says it lowers the int8 error by at least 10 %.
 SPLIT_WHEN_BETTER_BY = 0.9
+WEIGHTS_LR = 1e-3  # the weights-only distillation's per-layer rate (times the layer's largest weight)
 # Distillation after widening: full steps up to 150 k weights, proportionally fewer above (build time).
 FULL_STEPS_UP_TO = 150_000
 MIN_STEPS_AFTER_WIDENING = 500
@@ -106,7 +107,7 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
     with torch.no_grad():
         if options.input_scaling:
             preprocess = _fold_input_scaling(actor, model_inputs(sets.calibration, preprocess), graph.normalize)
-            applied["input_scaling"] = "per-feature calibration range -> [-1, 1], folded into the first layer"
+            applied["input_scaling"] = "per-feature calibration range -> the int8 input range, folded into the first layer"
         if options.output_range:
             postprocess = _fold_output_range(actor, graph, model_inputs(sets.calibration, preprocess),
                                              action_space, applied)
@@ -147,25 +148,31 @@ def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, prepr
             actor, preprocess, inputs = split_actor, split_pre, split_inputs
             applied["input_split"] = (f"each feature as coarse + residual x{options.input_split} int8 parts "
                                       "through one layer (about 4 more bits of input)")
-    if options.finetune:
-        actor = _distil(actor, inputs, targets, score, options.finetune_steps, "finetune", applied)
+    if options.finetune:  # first the weights alone, freely: widening cannot remove their rounding
+        actor = _distil(actor, inputs, targets, score, options.finetune_steps, "finetune_weights", applied,
+                        weights_only=True, max_steps_moved=None, lr=WEIGHTS_LR)
+    widened_params = None
     if options.widen:
         widened = choose_widening(actor, inputs, score)
         actor = widened.actor
+        widened_params = widened.params_after if widened.kept else None
         applied["widen"] = widened.describe() if widened.kept else \
             f"not widened (simulated error {widened.score_before:.3g} of the target)"
-        if widened.kept and options.finetune:  # the widened layers round differently: distil once more
-            steps = max(MIN_STEPS_AFTER_WIDENING,
-                        int(options.finetune_steps * min(1.0, FULL_STEPS_UP_TO / widened.params_after)))
-            actor = _distil(actor, inputs, targets, score, steps, "finetune_widened", applied)
+    if options.finetune:  # then everything, each weight within one int8 step of where it is
+        params = widened_params or 0
+        steps = max(MIN_STEPS_AFTER_WIDENING, int(options.finetune_steps * min(1.0, FULL_STEPS_UP_TO / params))) \
+            if params > FULL_STEPS_UP_TO else options.finetune_steps
+        actor = _distil(actor, inputs, targets, score, steps, "finetune", applied)
     return actor, preprocess
 
 
 def _distil(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: FidelityScore, steps: int, key: str,
-            applied: dict[str, Any]) -> Any:
-    result = finetune(actor, inputs, targets, score, steps=steps)
-    applied[key] = (f"int8-aware distillation, {result.steps} steps: simulated error {result.score_before:.3g} "
-                    f"-> {result.score_after:.3g} of the target ({'kept' if result.kept else 'discarded'})")
+            applied: dict[str, Any], **kwargs: Any) -> Any:
+    result = finetune(actor, inputs, targets, score, steps=steps, **kwargs)
+    what = "weights only, " if kwargs.get("weights_only") else ""
+    applied[key] = (f"int8-aware distillation ({what}{result.steps} steps): simulated error "
+                    f"{result.score_before:.3g} -> {result.score_after:.3g} of the target "
+                    f"({'kept' if result.kept else 'discarded'})")
     return result.actor
 
 
@@ -187,8 +194,10 @@ def _fold_input_scaling(actor: Any, calibration: np.ndarray, normalize: Any) -> 
     import torch
 
     low, high = calibration.min(axis=0).astype(np.float64), calibration.max(axis=0).astype(np.float64)
-    offset = (low + high) / 2.0
     scale = np.maximum((high - low) / 2.0, MIN_FEATURE_SPAN)
+    # [low, high] -> [-128, 127] int8 steps of 2/255 exactly (zero point 0): the converter then picks
+    # the nominal step, so that the split parts computed before conversion lie on its grid
+    offset = (low + high) / 2.0 + scale / 255.0
     first = actor.first_linear()
     w = first.weight.double()
     s = torch.as_tensor(scale, dtype=torch.float64)

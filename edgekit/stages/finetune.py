@@ -52,7 +52,7 @@ class FinetuneResult:
 
 def finetune(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: FidelityScore, steps: int = 2000,
              lr: float = LEARNING_RATE, seed: int = 0, relative_lr: bool = True,
-             max_steps_moved: float | None = MAX_STEPS_MOVED) -> FinetuneResult:
+             max_steps_moved: float | None = MAX_STEPS_MOVED, weights_only: bool = False) -> FinetuneResult:
     """Distil ``actor``'s quantized simulation towards ``targets`` (teacher outputs for ``inputs``).
 
     ``relative_lr``: each layer's rate is ``lr`` times its largest weight; ``max_steps_moved``: weights
@@ -66,9 +66,9 @@ def finetune(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: Fidelit
     train_idx, val_idx = score.train_rows, score.val_rows
     x = torch.as_tensor(inputs, dtype=torch.float32)
     y = torch.as_tensor(targets, dtype=torch.float32)
-    before = score.of(actor, inputs)
+    before = score.of(actor, inputs, weights_only=weights_only)
     student = copy.deepcopy(actor).train(False)
-    sim = QuantSim(student)
+    sim = QuantSim(student, weights_only=weights_only)
     with torch.no_grad():
         sim.calibrate(x[train_idx])
     groups = []
@@ -95,7 +95,7 @@ def finetune(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: Fidelit
                 sim.calibrate(x[train_idx])
     with torch.no_grad():
         sim.snap_weights()
-    after = score.of(student, inputs)
+    after = score.of(student, inputs, weights_only=weights_only)
     kept = after < before and len(val_idx) > 0
     return FinetuneResult(actor=student if kept else actor, kept=kept, score_before=before, score_after=after,
                           steps=steps)

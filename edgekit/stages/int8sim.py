@@ -52,10 +52,11 @@ def body_layers(actor: Any) -> list[Any]:
 class QuantSim:
     """Forward pass of a DeterministicActor as TFLite's int8 kernels compute it (up to kernel rounding)."""
 
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, weights_only: bool = False) -> None:
         from torch import nn
 
         self.actor = actor
+        self.weights_only = weights_only  # round the weights only; activations stay float
         self.layers = body_layers(actor) + [actor.head]
         self.linears = [m for m in self.layers if isinstance(m, nn.Linear)]
         if actor.tail is not None:
@@ -88,14 +89,14 @@ class QuantSim:
             if record:
                 self.ranges[key] = (0.0 if floor_zero else min(float(t.min()), 0.0), max(float(t.max()), 0.0))
                 return t
-            return fake_quant(t, *self.ranges[key])
+            return t if self.weights_only else fake_quant(t, *self.ranges[key])
 
         h = observe(x)
         actor = self.actor
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, nn.Linear):
                 if isinstance(layer, nn.Tanh):
-                    h = tanh_q(h)
+                    h = torch.tanh(h) if self.weights_only else tanh_q(h)
                 continue  # ReLU / ReLU6 are fused into the Linear before them
             h = torch.nn.functional.linear(h, ste(layer.weight, weight_grid(layer.weight)), layer.bias)
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
@@ -112,18 +113,18 @@ class QuantSim:
         if actor.squash:
             if actor.squash_gain != 1.0:
                 h = observe(h * actor.squash_gain)
-            h = tanh_q(h)
+            h = torch.tanh(h) if self.weights_only else tanh_q(h)
         if actor.tail is not None:
             h = observe(torch.nn.functional.linear(h, ste(actor.tail.weight, weight_grid(actor.tail.weight)),
                                                    actor.tail.bias))
         return h
 
 
-def simulate(actor: Any, calibration: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+def simulate(actor: Any, calibration: np.ndarray, inputs: np.ndarray, weights_only: bool = False) -> np.ndarray:
     """The int8 outputs for ``inputs`` of ``actor`` calibrated on ``calibration`` (model inputs, float32)."""
     import torch
 
-    sim = QuantSim(actor)
+    sim = QuantSim(actor, weights_only=weights_only)
     with torch.no_grad():
         sim.calibrate(torch.as_tensor(calibration, dtype=torch.float32))
         return sim(torch.as_tensor(inputs, dtype=torch.float32)).numpy().astype(np.float64)

@@ -48,7 +48,7 @@ MAX_COPIES = 8
 OUTPUT_COPIES = 4
 PARAM_GROWTH = 16  # at most 16x the original parameter count ...
 MAX_PARAMS = 1_000_000  # ... and at most 1 M weights (1 MiB of int8), unless the actor was larger already
-GOOD_ENOUGH = 0.5  # stop widening once the simulated error is at half the targets
+GOOD_ENOUGH = 0.25  # stop widening once the simulated error is at a quarter of the targets
 MIN_GAIN = 0.05  # a doubling must lower the simulated error by 5 %
 
 

@@ -107,7 +107,7 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
     with torch.no_grad():
         if options.input_scaling:
             preprocess = _fold_input_scaling(actor, model_inputs(sets.calibration, preprocess), graph.normalize)
-            applied["input_scaling"] = "per-feature calibration range -> the int8 input range, folded into the first layer"
+            applied["input_scaling"] = "per-feature calibration range -> the int8 input range, folded into layer 1"
         if options.output_range:
             postprocess = _fold_output_range(actor, graph, model_inputs(sets.calibration, preprocess),
                                              action_space, applied)

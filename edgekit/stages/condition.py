@@ -59,7 +59,7 @@ from edgekit.stages.widen import choose as choose_widening
 SQUASH_LIMIT = 4.0  # tanh(4) = 0.99933
 # Split the input only when the simulation says it lowers the int8 error by at least 10 %.
 SPLIT_WHEN_BETTER_BY = 0.9
-WEIGHTS_LR = 1e-3  # the weights-only distillation's per-layer rate (times the layer's largest weight)
+WEIGHTS_LR = 1e-3  # the weights-only distillation's learning rate (Adam, cosine-decayed)
 # Distillation after widening: full steps up to 150 k weights, proportionally fewer above (build time).
 FULL_STEPS_UP_TO = 150_000
 MIN_STEPS_AFTER_WIDENING = 500
@@ -150,7 +150,7 @@ def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, prepr
                                       "through one layer (about 4 more bits of input)")
     if options.finetune:  # first the weights alone, freely: widening cannot remove their rounding
         actor = _distil(actor, inputs, targets, score, options.finetune_steps, "finetune_weights", applied,
-                        weights_only=True, max_steps_moved=None, lr=WEIGHTS_LR)
+                        weights_only=True, max_steps_moved=None, lr=WEIGHTS_LR, relative_lr=False)
     widened_params = None
     if options.widen:
         widened = choose_widening(actor, inputs, score)

@@ -72,14 +72,27 @@ def collect_observations(
 
 def load_observations(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """Observations recorded elsewhere (e.g. on the real robot): ``.npy``, or ``.npz`` holding one array
-    (or a ``calibration`` array, as in a bundle's calibration.npz). Returns flat float32 (N, size)."""
+    (or a ``calibration`` array, as in a calibration set or a bundle's calibration.npz). Returns flat
+    float32 (N, size)."""
+    data = read_observation_array(path)
+    size = int(np.prod(shape))
+    if data.ndim < 1 or data.size % size or data.shape[-len(shape):] != tuple(shape) and data.shape[-1] != size:
+        raise UsageError(f"calibration data {path} has shape {data.shape}; expected (N, {', '.join(map(str, shape))})")
+    flat = data.reshape(-1, size).astype(np.float32)
+    if len(flat) < 100 or not np.all(np.isfinite(flat)):
+        raise UsageError(f"calibration data {path} needs at least 100 finite observations (has {len(flat)})")
+    return flat
+
+
+def read_observation_array(path: Path) -> np.ndarray:
+    """The observation array of a ``.npy`` or ``.npz`` file, as stored."""
     if not path.is_file():
         raise UsageError(f"calibration data {path} does not exist")
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
-                names = loaded.files
+                names = [n for n in loaded.files if n != "meta"]  # a calibration set's metadata
                 key = "calibration" if "calibration" in names else (names[0] if len(names) == 1 else None)
                 if key is None:
                     raise UsageError(f"{path} holds several arrays {names}; keep one, or name it 'calibration'")
@@ -88,14 +101,7 @@ def load_observations(path: Path, shape: tuple[int, ...]) -> np.ndarray:
         raise
     except (OSError, ValueError, EOFError) as exc:
         raise UsageError(f"cannot read calibration data {path}: {exc}", hint="save it with numpy.save") from None
-    data = np.asarray(loaded)
-    size = int(np.prod(shape))
-    if data.ndim < 1 or data.size % size or data.shape[-len(shape):] != tuple(shape) and data.shape[-1] != size:
-        raise UsageError(f"calibration data {path} has shape {data.shape}; expected (N, {', '.join(map(str, shape))})")
-    flat = data.reshape(-1, size).astype(np.float32)
-    if len(flat) < 100 or not np.all(np.isfinite(flat)):
-        raise UsageError(f"calibration data {path} needs at least 100 finite observations (has {len(flat)})")
-    return flat
+    return np.asarray(loaded)
 
 
 def _rollout(
@@ -128,3 +134,43 @@ def _rollout(
     if not np.all(np.isfinite(out)):
         raise UsageError("the environment produced non-finite observations (NaN or inf) during rollouts")
     return out, episodes
+
+
+CALIBRATION_SET_FORMAT = "edgekit-calibration-set"
+
+
+def save_calibration_set(path: Path, observations: np.ndarray, facts: dict[str, Any]) -> None:
+    """Write a reusable calibration set: ``calibration`` (N, size) float32 raw observations (as the env or
+    robot gives them, before any VecNormalize) and ``meta``, a JSON string of where they came from."""
+    import json
+
+    meta = {"format": CALIBRATION_SET_FORMAT, "format_version": 1, **facts}
+    with open(path, "wb") as handle:  # np.savez_compressed would append .npz to a name without it
+        np.savez_compressed(handle, calibration=np.asarray(observations, dtype=np.float32),
+                            meta=np.array(json.dumps(meta, sort_keys=True)))
+
+
+def read_calibration_meta(path: Path) -> dict[str, Any]:
+    """The ``meta`` of a calibration set (empty for a plain .npy / .npz of observations)."""
+    import json
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile) or "meta" not in data.files:
+                return {}
+            meta = json.loads(str(data["meta"]))
+    except (OSError, ValueError, EOFError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read calibration set {path}: {exc}") from None
+    return meta if isinstance(meta, dict) else {}
+
+
+def describe_observations(observations: np.ndarray) -> list[str]:
+    """Per-feature statistics of a calibration set, one line each (what ``edgekit calibrate`` prints)."""
+    obs = np.asarray(observations, dtype=np.float64)
+    lines = [f"{len(obs)} observations of {obs.shape[1]} features"]
+    for i in range(obs.shape[1]):
+        column = obs[:, i]
+        p1, p99 = np.percentile(column, [1, 99])
+        lines.append(f"  feature {i:3d}: min {column.min():+.4g}  p1 {p1:+.4g}  mean {column.mean():+.4g}  "
+                     f"p99 {p99:+.4g}  max {column.max():+.4g}  std {column.std():.4g}")
+    return lines

@@ -50,7 +50,7 @@ def test_bundle_is_complete_and_fully_int8(built_bundle, name):
     assert set(info.op_names) <= {"FULLY_CONNECTED", "TANH", "RELU", "MUL", "RESHAPE", "STRIDED_SLICE", "ADD"}
     # with a split input, a coarse and a fine int8 part per observation feature
     if built.case.conditioning.get("force_split"):
-        assert manifest.preprocess.split == 254
+        assert manifest.preprocess.split == 16
     assert info.input.shape == (1, manifest.preprocess.input_factor * manifest.observation_space.size)
     cpu = manifest.models["cpu"]
     assert cpu.input.quant == info.input.quant and cpu.output.quant == info.output.quant

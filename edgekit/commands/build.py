@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from edgekit.errors import UsageError
@@ -33,15 +34,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "beside the model, as rl-zoo3 saves it)")
     p.add_argument("--no-vecnormalize", action="store_true",
                    help="ignore VecNormalize statistics found beside the model")
-    p.add_argument("--calibration-steps", type=int, default=2000, metavar="N",
-                   help="rollout observations used to calibrate int8 ranges (default: 2000)")
+    p.add_argument("--recipe", default=None, metavar="NAME",
+                   help="calibration rollout recipe: control (default for episodes <= 1,000 steps) or long-episodes "
+                   "(see calibration/README.md)")
+    p.add_argument("--calibration-steps", type=int, default=None, metavar="N",
+                   help="rollout observations used to calibrate int8 ranges (default: the recipe's, 2000 for control)")
     p.add_argument("--validation-steps", type=int, default=2000, metavar="N",
                    help="held-out rollout observations used to score the int8 model (default: 2000)")
-    p.add_argument("--random-action-share", type=float, default=0.1, metavar="P",
-                   help="share of random actions during rollouts, for coverage (default: 0.1)")
-    p.add_argument("--calibration-data", type=Path, default=None, metavar="FILE",
-                   help="calibrate on recorded observations (.npy, shape (N, *obs_shape)) instead of rollouts; "
-                   "held-out observations still come from rollouts")
+    p.add_argument("--random-action-share", type=float, default=None, metavar="P",
+                   help="share of random actions during rollouts, for coverage (default: the recipe's, 0.1)")
+    p.add_argument("--calibration", "--calibration-data", dest="calibration_data", type=Path, default=None,
+                   metavar="FILE", help="calibrate on a saved set (`edgekit calibrate -o FILE.npz`) or recorded "
+                   "observations (.npy, shape (N, *obs_shape)) instead of rollouts; held-out observations still "
+                   "come from rollouts")
     p.add_argument("--seed", type=int, default=0, help="seed of the rollouts; same seed, same bundle (default: 0)")
     p.add_argument("--no-input-scaling", action="store_true",
                    help="do not map each observation feature to the int8 input range (plain conversion)")
@@ -70,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.report.summary import summary_lines
     from edgekit.report.thresholds import from_args
     from edgekit.stages.condition import ConditioningOptions
-    from edgekit.stages.rollouts import RolloutRecipe
+    from edgekit.stages.rollouts import recipe_for
 
     args.model = _model_in(args.model)
     if args.calibration_data is not None and not args.calibration_data.is_file():
         raise UsageError(f"calibration data {args.calibration_data} does not exist",
                          hint="pass a .npy file of recorded observations, shape (N, *obs_shape)")
-    if args.calibration_steps > 1_000_000 or args.validation_steps > 1_000_000:
+    if (args.calibration_steps or 0) > 1_000_000 or args.validation_steps > 1_000_000:
         raise UsageError("--calibration-steps and --validation-steps are limited to 1,000,000")
     output = args.output or args.model.with_suffix(".bundle")
     if args.report_episodes < 0:
@@ -94,13 +99,9 @@ def run(args: argparse.Namespace) -> int:
         trust_pickle=args.trust_pickle,
         vecnormalize=args.vecnormalize,
         no_vecnormalize=args.no_vecnormalize,
-        recipe=RolloutRecipe(
-            calibration_steps=args.calibration_steps,
-            held_out_steps=args.validation_steps,
-            random_action_share=args.random_action_share,
-            seed=args.seed,
-            calibration_file=args.calibration_data,
-        ),
+        recipe=replace(recipe_for(args.env_id, args.recipe, steps=args.calibration_steps,
+                                  random_action_share=args.random_action_share, seed=args.seed)[0],
+                       held_out_steps=args.validation_steps, calibration_file=args.calibration_data),
     )
     progress = Progress(total=len(STAGES), quiet=args.quiet)
     result = build(options, progress)

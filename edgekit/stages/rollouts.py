@@ -9,7 +9,7 @@ from separate episodes (another seed) and is never used for calibration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class RolloutRecipe:
     random_action_share: float = 0.1
     seed: int = 0
     calibration_file: Path | None = None  # recorded observations to calibrate on instead of rollouts
+    max_episode_steps: int | None = None  # end calibration episodes early, for more (and more varied) episodes
 
     def check(self) -> None:
         if self.calibration_steps < 100:
@@ -39,6 +40,51 @@ class RolloutRecipe:
             raise UsageError("--validation-steps must be at least 100", hint="the default is 2000")
         if not 0.0 <= self.random_action_share <= 1.0:
             raise UsageError("--random-action-share must lie in [0, 1]")
+        if self.max_episode_steps is not None and self.max_episode_steps < 10:
+            raise UsageError("episodes of fewer than 10 steps cannot calibrate anything")
+
+
+@dataclass(frozen=True)
+class NamedRecipe:
+    """A rollout recipe for a kind of environment (``edgekit calibrate --recipe``, ``build --recipe``)."""
+
+    name: str
+    kind: str
+    recipe: RolloutRecipe
+
+
+# Measured on the classic-control agents of scripts/bench_fidelity.py (calibration/README.md has the numbers).
+RECIPES = {
+    r.name: r
+    for r in (
+        NamedRecipe("control", "short episodes (<= 1,000 steps): classic control, Pendulum, CartPole, Acrobot",
+                    RolloutRecipe()),
+        NamedRecipe("long-episodes", "long episodes (> 1,000 steps, e.g. locomotion): more steps, over at "
+                    "least 10 episodes", RolloutRecipe(calibration_steps=5000, max_episode_steps=500)),
+    )
+}
+
+
+def recipe_for(env_id: str, name: str | None = None, **overrides: Any) -> tuple[RolloutRecipe, str]:
+    """The named recipe (default: by the env's registered episode length), with overrides that are not None."""
+    if name is None:
+        name = "long-episodes" if (_registered_episode_steps(env_id) or 0) > 1000 else "control"
+    if name not in RECIPES:
+        raise UsageError(f"unknown calibration recipe {name!r}", hint=f"one of: {', '.join(RECIPES)}")
+    recipe = RECIPES[name].recipe
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "steps" in changes:
+        changes["calibration_steps"] = changes.pop("steps")
+    return replace(recipe, **changes), name
+
+
+def _registered_episode_steps(env_id: str) -> int | None:
+    try:
+        import gymnasium as gym
+
+        return gym.spec(env_id).max_episode_steps
+    except Exception:  # unknown ids fail later, with the env's own one-line error
+        return None
 
 
 def collect_observations(
@@ -54,7 +100,8 @@ def collect_observations(
             calib, calib_eps = load_observations(recipe.calibration_file, agent.observation_space.shape), 0
         else:
             calib, calib_eps = _rollout(env, graph, post, recipe.calibration_steps, recipe, recipe.seed, progress)
-        held, held_eps = _rollout(env, graph, post, recipe.held_out_steps, recipe, recipe.seed + 10_007, progress)
+        held, held_eps = _rollout(env, graph, post, recipe.held_out_steps, replace(recipe, max_episode_steps=None),
+                                  recipe.seed + 10_007, progress)
     finally:
         env.close()
     facts = {
@@ -68,6 +115,19 @@ def collect_observations(
         "held_out_episodes": held_eps,
     }
     return ObservationSets(calibration=calib, held_out=held, facts=facts)
+
+
+def collect_calibration(agent: LoadedAgent, graph: PolicyGraph, env_id: str, recipe: RolloutRecipe,
+                        progress: Progress) -> tuple[np.ndarray, int]:
+    """Calibration observations only (``edgekit calibrate``): the rollout the build would do."""
+    recipe.check()
+    env = make_env(env_id)
+    try:
+        check_env_fits(env_id, env, agent.observation_space, agent.action_space)
+        post = PostProcessor(graph.postprocess, agent.action_space)
+        return _rollout(env, graph, post, recipe.calibration_steps, recipe, recipe.seed, progress)
+    finally:
+        env.close()
 
 
 def load_observations(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -117,7 +177,7 @@ def _rollout(
     env.action_space.seed(seed)
     obs, _ = env.reset(seed=seed)
     out = np.empty((steps, graph.input_size), dtype=np.float32)
-    episodes = 1
+    episodes, length = 1, 0
     for i in range(steps):
         flat = np.asarray(obs, dtype=np.float32).reshape(-1)
         out[i] = flat
@@ -126,9 +186,10 @@ def _rollout(
         else:
             action = post.one(graph.outputs(flat[None]))
         obs, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
+        length += 1
+        if terminated or truncated or (recipe.max_episode_steps is not None and length >= recipe.max_episode_steps):
             obs, _ = env.reset()
-            episodes += 1
+            episodes, length = episodes + 1, 0
         if i % 500 == 0:
             progress.tick(f"{i}/{steps} steps")
     if not np.all(np.isfinite(out)):
@@ -155,8 +216,11 @@ def read_calibration_meta(path: Path) -> dict[str, Any]:
     import json
 
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile) or "meta" not in data.files:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            return {}
+        with data:
+            if "meta" not in data.files:
                 return {}
             meta = json.loads(str(data["meta"]))
     except (OSError, ValueError, EOFError, json.JSONDecodeError) as exc:

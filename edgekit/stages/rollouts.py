@@ -31,7 +31,7 @@ class RolloutRecipe:
     random_action_share: float = 0.1
     seed: int = 0
     calibration_file: Path | None = None  # recorded observations to calibrate on instead of rollouts
-    max_episode_steps: int | None = None  # end calibration episodes early, for more (and more varied) episodes
+    max_episode_steps: int | None = 250  # end calibration episodes early, for more (and more varied) episodes
 
     def check(self) -> None:
         if self.calibration_steps < 100:
@@ -57,8 +57,8 @@ class NamedRecipe:
 RECIPES = {
     r.name: r
     for r in (
-        NamedRecipe("control", "short episodes (<= 1,000 steps): classic control, Pendulum, CartPole, Acrobot",
-                    RolloutRecipe()),
+        NamedRecipe("control", "short episodes (<= 1,000 steps): classic control, Pendulum, CartPole, Acrobot; "
+                    "2,000 steps, 10 % random actions, episodes cut at 250 steps (>= 8 episodes)", RolloutRecipe()),
         NamedRecipe("long-episodes", "long episodes (> 1,000 steps, e.g. locomotion): more steps, over at "
                     "least 10 episodes", RolloutRecipe(calibration_steps=5000, max_episode_steps=500)),
     )
@@ -109,6 +109,7 @@ def collect_observations(
         "env_id": env_id,
         "seed": recipe.seed,
         "random_action_share": recipe.random_action_share,
+        "calibration_episode_cap": recipe.max_episode_steps if recipe.calibration_file is None else None,
         "calibration_steps": int(len(calib)),
         "calibration_episodes": calib_eps,
         "held_out_steps": int(len(held)),

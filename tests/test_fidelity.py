@@ -237,3 +237,45 @@ def test_the_int8_simulation_matches_tflite(trained_model, tmp_path):
         assert set(int8.ops) <= {"FULLY_CONNECTED", "TANH"}, int8.ops
         gain_layer = 1 if actor.squash and actor.squash_gain != 1.0 else 0  # squash gain: a diagonal FC
         assert len(QuantSim(actor).linears) + gain_layer == int8.ops.count("FULLY_CONNECTED")
+
+
+def _synthetic_actor(sizes, activation, squash, outputs):
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+
+    import gymnasium as gym
+
+    from edgekit.actor import DeterministicActor
+
+    torch.manual_seed(0)
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), activation()]
+    actor = DeterministicActor(FlattenExtractor(gym.spaces.Box(-1, 1, (sizes[0],))), nn.Sequential(*layers),
+                               nn.Linear(sizes[-1], outputs), squash=squash)
+    actor.clamp = squash
+    return actor.eval()
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Tanh])
+def test_widening_a_multi_action_squashed_actor_keeps_each_action(activation):
+    actor = _synthetic_actor([5, 24, 16], activation, squash=True, outputs=3)
+    with torch.no_grad():
+        actor.head.weight.mul_(0.3)  # keep the pre-tanh values mostly inside the clamp
+    x = np.random.default_rng(1).uniform(-1, 1, size=(500, 5)).astype(np.float32)
+    wide = widen(actor, WidenPlan((4, 2), output_copies=4), x)
+    assert wide.tail is not None and wide.tail.in_features == 12 and wide.tail.out_features == 3
+    with torch.no_grad():
+        expected, got = actor(torch.as_tensor(x)).numpy(), wide(torch.as_tensor(x)).numpy()
+    assert np.abs(got - expected).max() < 1e-3  # the output copies (and Tanh copies) are second-order
+    assert supported(wide)
+
+
+def test_score_is_in_units_of_the_targets():
+    targets = np.zeros((400, 1))
+    score = FidelityScore.build(targets, discrete=False, span=2.0)
+    rows = score.val_rows
+    assert len(rows) == 100 and len(score.train_rows) == 300 and not set(rows) & set(score.train_rows)
+    assert score.of_outputs(np.full((100, 1), 0.01)) == pytest.approx(1.0)  # 0.5 % of the range = the target
+    spikes = np.zeros((100, 1))
+    spikes[:5] = 0.08  # 4 % of the range on 5 % of the states: p99 = 4 %, twice its target
+    assert score.of_outputs(spikes) == pytest.approx(2.0)

@@ -240,9 +240,8 @@ def test_the_int8_simulation_matches_tflite(trained_model, tmp_path):
 
 
 def _synthetic_actor(sizes, activation, squash, outputs):
-    from stable_baselines3.common.torch_layers import FlattenExtractor
-
     import gymnasium as gym
+    from stable_baselines3.common.torch_layers import FlattenExtractor
 
     from edgekit.actor import DeterministicActor
 

@@ -159,11 +159,16 @@ def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, prepr
         applied["widen"] = widened.describe() if widened.kept else \
             f"not widened (simulated error {widened.score_before:.3g} of the target)"
     if options.finetune:  # then everything, each weight within one int8 step of where it is
-        params = widened_params or 0
-        steps = max(MIN_STEPS_AFTER_WIDENING, int(options.finetune_steps * min(1.0, FULL_STEPS_UP_TO / params))) \
-            if params > FULL_STEPS_UP_TO else options.finetune_steps
+        steps = _bounded_steps(options.finetune_steps, widened_params or 0)
         actor = _distil(actor, inputs, targets, score, steps, "finetune", applied)
     return actor, preprocess
+
+
+def _bounded_steps(steps: int, params: int) -> int:
+    """Fewer distillation steps for widened actors above ``FULL_STEPS_UP_TO`` weights (build time)."""
+    if params <= FULL_STEPS_UP_TO:
+        return steps
+    return max(MIN_STEPS_AFTER_WIDENING, int(steps * FULL_STEPS_UP_TO / params))
 
 
 def _distil(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: FidelityScore, steps: int, key: str,

@@ -52,6 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not map each observation feature to the int8 input range (plain conversion)")
     p.add_argument("--no-output-range", action="store_true",
                    help="do not bound the output range (clip/pre-tanh clamp/centering) before int8")
+    p.add_argument("--no-split-input", action="store_true",
+                   help="never feed features as coarse + fine int8 parts (one int8 value per feature)")
+    p.add_argument("--no-finetune", action="store_true", help="skip the int8-aware distillation")
+    p.add_argument("--no-widen", action="store_true",
+                   help="do not widen hidden layers (smaller, faster on the CPU; less precise, see README)")
     p.add_argument("--compiler", default=None, metavar="PATH",
                    help="edgetpu_compiler to run (default: the one on PATH; none installed -> CPU-only bundle)")
     p.add_argument("--no-compile", action="store_true", help="do not run the Edge TPU compiler")
@@ -91,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
         compile=CompileOptions(enabled=not args.no_compile, compiler=args.compiler, timeout=args.compile_timeout,
                                min_runtime=args.min_runtime, require_full_tpu=args.require_full_tpu),
         conditioning=ConditioningOptions(input_scaling=not args.no_input_scaling,
-                                         output_range=not args.no_output_range),
+                                         output_range=not args.no_output_range,
+                                         input_split=0 if args.no_split_input else ConditioningOptions.input_split,
+                                         finetune=not args.no_finetune, widen=not args.no_widen),
         model=args.model,
         env_id=args.env_id,
         output=output,

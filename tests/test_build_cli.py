@@ -103,3 +103,17 @@ def test_recipes_by_episode_length_with_overrides():
     recipe, name = recipe_for("Pendulum-v1", "long-episodes", random_action_share=0.0, steps=None)
     assert name == "long-episodes" and recipe.calibration_steps == 5000 and recipe.max_episode_steps == 500
     assert recipe.random_action_share == 0.0
+
+
+def test_no_flags_switch_off_the_measured_conditioning_steps():
+    import argparse
+
+    from edgekit.commands import build
+
+    parser = argparse.ArgumentParser()
+    build.register(parser.add_subparsers())
+    args = parser.parse_args(["build", "m.zip", "--env", "Pendulum-v1", "--no-widen", "--no-split-input"])
+    options = build.conditioning_options(args)
+    assert not options.widen and options.input_split == 0 and options.finetune and options.input_scaling
+    default = build.conditioning_options(parser.parse_args(["build", "m.zip", "--env", "Pendulum-v1"]))
+    assert default.widen and default.input_split == 16 and default.finetune

@@ -6,9 +6,13 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgekit.errors import UsageError
 from edgekit.report.thresholds import add_arguments as add_threshold_arguments
+
+if TYPE_CHECKING:
+    from edgekit.stages.condition import ConditioningOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.progress import Progress
     from edgekit.report.summary import summary_lines
     from edgekit.report.thresholds import from_args
-    from edgekit.stages.condition import ConditioningOptions
     from edgekit.stages.rollouts import recipe_for
 
     args.model = _model_in(args.model)
@@ -95,10 +98,7 @@ def run(args: argparse.Namespace) -> int:
         report=ReportOptions(episodes=args.report_episodes, thresholds=from_args(args)),
         compile=CompileOptions(enabled=not args.no_compile, compiler=args.compiler, timeout=args.compile_timeout,
                                min_runtime=args.min_runtime, require_full_tpu=args.require_full_tpu),
-        conditioning=ConditioningOptions(input_scaling=not args.no_input_scaling,
-                                         output_range=not args.no_output_range,
-                                         input_split=0 if args.no_split_input else ConditioningOptions.input_split,
-                                         finetune=not args.no_finetune, widen=not args.no_widen),
+        conditioning=conditioning_options(args),
         model=args.model,
         env_id=args.env_id,
         output=output,
@@ -121,6 +121,15 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         print(result.bundle_dir, file=sys.stdout)
     return result.report.exit_code
+
+
+def conditioning_options(args: argparse.Namespace) -> ConditioningOptions:
+    """The int8 conditioning the --no-* flags leave on."""
+    from edgekit.stages.condition import ConditioningOptions
+
+    return ConditioningOptions(input_scaling=not args.no_input_scaling, output_range=not args.no_output_range,
+                               input_split=0 if args.no_split_input else ConditioningOptions.input_split,
+                               finetune=not args.no_finetune, widen=not args.no_widen)
 
 
 def _model_in(path: Path) -> Path:

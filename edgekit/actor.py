@@ -1,6 +1,6 @@
 """``DeterministicActor``: the deterministic policy path as one plain torch module.
 
-    obs -> features_extractor -> body -> head (Linear) -> [clamp] -> [tanh]
+    obs -> features_extractor -> body -> head (Linear) -> [clamp] -> [tanh] -> [tail (Linear)]
 
 Every supported algorithm's ``predict(obs, deterministic=True)`` reduces to this
 shape (the table in ``edgekit.algorithms`` says how). Having the first and the
@@ -17,10 +17,12 @@ from torch import nn
 
 
 class DeterministicActor(nn.Module):
-    """features -> body -> head, then an optional clamp to [-1, 1] and an optional tanh.
+    """features -> body -> head, then an optional clamp to [-1, 1], an optional tanh and an optional tail.
 
     ``squash_gain`` k: when the head was divided by k (to clamp its output to
     [-1, 1] before the tanh), the tanh is applied to k * z, restoring the value.
+    ``tail``: a Linear after the tanh; the widening stage uses it to average
+    several dithered copies of each squashed action (``stages/widen.py``).
     """
 
     def __init__(self, features_extractor: nn.Module, body: nn.Module, head: nn.Linear, squash: bool) -> None:
@@ -32,6 +34,7 @@ class DeterministicActor(nn.Module):
         self.pre_clip: float | None = None  # SAC with gSDE clips the mean (clip_mean) before the tanh
         self.clamp = False
         self.squash_gain = 1.0
+        self.tail: nn.Linear | None = None
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         z = self.head(self.body(self.features_extractor(obs)))
@@ -40,8 +43,17 @@ class DeterministicActor(nn.Module):
         if self.clamp:
             z = torch.clamp(z, -1.0, 1.0)
         if self.squash:
-            z = torch.tanh(z * self.squash_gain if self.squash_gain != 1.0 else z)
+            z = torch.tanh(self.gain(z) if self.squash_gain != 1.0 else z)
+        if self.tail is not None:
+            z = self.tail(z)
         return z
+
+    def gain(self, z: torch.Tensor) -> torch.Tensor:
+        """``squash_gain * z`` as a diagonal linear map: it exports as a FULLY_CONNECTED, whose input keeps
+        its own int8 range (the clamp's [-1, 1]); as a MUL by a constant, the converter gave the clamp's
+        output the MUL's range (k times wider) and so k times fewer levels (measured)."""
+        size = int(self.head.out_features)  # a Python int, so the export sees a constant weight
+        return torch.nn.functional.linear(z, torch.eye(size, dtype=z.dtype) * self.squash_gain)
 
     def pre_squash(self, obs: torch.Tensor) -> torch.Tensor:
         """The head's output before clamp and tanh (what the output range must hold)."""
@@ -50,31 +62,26 @@ class DeterministicActor(nn.Module):
     def first_linear(self) -> nn.Module:
         """The layer that sees the (flattened) observation first."""
         for module in self.body.modules():
-            if isinstance(module, (nn.Linear, SplitInputLinear)):
+            if isinstance(module, nn.Linear):
                 return module
         return self.head
 
 
-class SplitInputLinear(nn.Module):
+def split_input_linear(linear: nn.Linear, magnification: int) -> nn.Linear:
     """The first layer for a split input ``[coarse | fine]`` (see ``Preprocess.split``).
 
-    ``linear(coarse) + (W / m) @ fine``: the fine part carries the coarse part's
-    rounding residual magnified m times. Exported as slice, two FULLY_CONNECTED and
-    ADD; the second layer's weights get their own int8 scale, so W / m keeps its
-    precision.
+    One Linear over both parts with weights ``[W | W / m]``: the fine part carries
+    the coarse part's rounding residual magnified m times, so ``W @ coarse + (W / m)
+    @ fine`` is ``W @ x`` to about 1/m of an input step, accumulated in int32 and
+    rounded once (one FULLY_CONNECTED). The fine columns share the layer's
+    per-tensor weight scale, so m trades residual precision against the precision
+    of W / m: m = 16 balances the two (measured, see ``stages/condition.py``).
     """
-
-    def __init__(self, linear: nn.Linear, magnification: int) -> None:
-        super().__init__()
-        self.linear = linear
-        self.fine = nn.Linear(linear.in_features, linear.out_features, bias=False)
-        with torch.no_grad():
-            self.fine.weight.copy_(linear.weight / magnification)
-        self.in_features = linear.in_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.in_features
-        return self.linear(x[:, :n]) + self.fine(x[:, n:])
+    split = nn.Linear(2 * linear.in_features, linear.out_features)
+    with torch.no_grad():
+        split.weight.copy_(torch.cat([linear.weight, linear.weight / magnification], dim=1))
+        split.bias.copy_(linear.bias)
+    return split
 
 
 def replace_first_linear(actor: DeterministicActor, new: nn.Module) -> None:

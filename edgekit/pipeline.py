@@ -108,40 +108,69 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
                        timings=dict(progress.timings), report=report, notes=tuple(notes))
 
 
-def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
-    """load -> extract -> rollouts -> condition."""
+@dataclass(frozen=True)
+class LoadedModel:
+    """What the load stage found: the model's source and layout, its config, the env and the agent."""
+
+    source: ModelSource
+    config: dict[str, Any]
+    env: EnvSpec
+    agent: LoadedAgent
+
+    def describe(self, env_given: bool) -> str:
+        agent, source = self.agent, self.source
+        return (f"{agent.algorithm.name} {agent.policy_class}, {agent.observation_space.describe()} -> "
+                f"{agent.action_space.describe()} (saved by SB3 {agent.sb3_version})"
+                + ("" if source.layout == "zip" else f"; {source.describe()}")
+                + (f"; env {self.env.describe()}" if not env_given or self.env.kwargs else ""))
+
+
+def load_model(options: BuildOptions) -> LoadedModel:
+    """The load stage (also ``edgekit calibrate``'s): source layout, zoo config, env, the agent itself."""
     from edgekit.loading import load_agent
     from edgekit.loading.source import resolve_source
-    from edgekit.stages.condition import condition
+
+    source = resolve_source(options.model)
+    config = _zoo_config(source)
+    env = _env_spec(options, source)
+    return LoadedModel(source, config, env, load_agent(source.model, trust_pickle=options.trust_pickle))
+
+
+def extract_float_policy(options: BuildOptions, loaded: LoadedModel) -> tuple[PolicyGraph, str]:
+    """The extract stage (also ``edgekit calibrate``'s): the float actor with its VecNormalize and image
+    input, and a line saying what it is."""
     from edgekit.stages.extract import extract_policy
     from edgekit.stages.image_input import image_input_for
+
+    image = image_input_for(loaded.agent, loaded.env)
+    normalize, used = _vecnormalize(options, loaded.source, loaded.config, loaded.agent)
+    if image is not None and normalize is not None:
+        raise UnsupportedModelError("VecNormalize'd image observations are not supported",
+                                    hint="pass --no-vecnormalize if it normalized rewards only")
+    graph = extract_policy(loaded.agent, normalize, image)
+    detail = f"{graph.input_size} -> {graph.output_size} {graph.output}, post-process {graph.postprocess}" \
+        + (f"; VecNormalize from {used}" if normalize is not None else "") + _image_note(image)
+    return graph, detail
+
+
+def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
+    """load -> extract -> rollouts -> condition."""
+    from edgekit.stages.condition import condition
     from edgekit.stages.rollouts import collect_observations
 
     with progress.stage(STAGES[0]) as note:
-        source = resolve_source(options.model)
-        config = _zoo_config(source)
-        env = _env_spec(options, source)
-        agent = load_agent(source.model, trust_pickle=options.trust_pickle)
-        note.detail = (f"{agent.algorithm.name} {agent.policy_class}, {agent.observation_space.describe()} -> "
-                       f"{agent.action_space.describe()} (saved by SB3 {agent.sb3_version})"
-                       + ("" if source.layout == "zip" else f"; {source.describe()}")
-                       + (f"; env {env.describe()}" if options.env_id is None or env.kwargs else ""))
+        loaded = load_model(options)
+        note.detail = loaded.describe(env_given=options.env_id is not None)
     with progress.stage(STAGES[1]) as note:
-        image = image_input_for(agent, env)
-        normalize, used = _vecnormalize(options, source, config, agent)
-        if image is not None and normalize is not None:
-            raise UnsupportedModelError("VecNormalize'd image observations are not supported",
-                                        hint="pass --no-vecnormalize if it normalized rewards only")
-        graph = extract_policy(agent, normalize, image)
-        note.detail = f"{graph.input_size} -> {graph.output_size} {graph.output}, post-process {graph.postprocess}" \
-            + (f"; VecNormalize from {used}" if normalize is not None else "") + _image_note(image)
+        graph, note.detail = extract_float_policy(options, loaded)
+    agent, env = loaded.agent, loaded.env
     with progress.stage(STAGES[2]) as note:
         sets = collect_observations(agent, graph, env, options.recipe, progress)
         note.detail = f"{len(sets.calibration)} calibration + {len(sets.held_out)} held-out observations"
     with progress.stage(STAGES[3]) as note:
         conditioned = condition(graph, sets, agent.action_space, options.conditioning)
         note.detail = ", ".join(k.replace("_", " ") for k in conditioned.applied) or "none (plain conversion)"
-    return _Prepared(source, env, agent, graph, sets, conditioned)
+    return _Prepared(loaded.source, env, agent, graph, sets, conditioned)
 
 
 def _image_note(image: Any) -> str:

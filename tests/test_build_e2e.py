@@ -87,7 +87,7 @@ def test_bundle_is_complete_and_fully_int8(built_bundle, name):
                                   "CONV_2D", "MEAN", *ACTIVATION_OPS.get(activation, ())}
     # with a split input, a coarse and a fine int8 part per observation feature
     if built.case.conditioning.get("force_split"):
-        assert manifest.preprocess.split == 254
+        assert manifest.preprocess.split == 16
     image = manifest.preprocess.image
     if image is not None:  # NHWC int8 images straight into the first convolution, q = pixel - 128
         assert info.input.shape == (1, *image.hwc) and info.op_names[0] == "CONV_2D"

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgekit.commands.env_options import add_env_arguments
 from edgekit.errors import UsageError
 from edgekit.report.thresholds import add_arguments as add_threshold_arguments
+
+if TYPE_CHECKING:
+    from edgekit.stages.condition import ConditioningOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,21 +39,31 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "beside the model, as rl-zoo3 saves it)")
     p.add_argument("--no-vecnormalize", action="store_true",
                    help="ignore VecNormalize statistics found beside the model")
+    p.add_argument("--recipe", default=None, metavar="NAME",
+                   help="calibration rollout recipe: control (default for episodes <= 1,000 steps) or long-episodes "
+                   "(see calibration/README.md)")
     p.add_argument("--calibration-steps", type=int, default=None, metavar="N",
-                   help="rollout observations used to calibrate int8 ranges (default: 2000; 500 for images)")
+                   help="rollout observations used to calibrate int8 ranges (default: the recipe's, 2000 for control; "
+                   "500 for images)")
     p.add_argument("--validation-steps", type=int, default=None, metavar="N",
                    help="held-out rollout observations used to score the int8 model (default: 2000; 500 for "
                         "images)")
-    p.add_argument("--random-action-share", type=float, default=0.1, metavar="P",
-                   help="share of random actions during rollouts, for coverage (default: 0.1)")
-    p.add_argument("--calibration-data", type=Path, default=None, metavar="FILE",
-                   help="calibrate on recorded observations (.npy, shape (N, *obs_shape)) instead of rollouts; "
-                   "held-out observations still come from rollouts")
+    p.add_argument("--random-action-share", type=float, default=None, metavar="P",
+                   help="share of random actions during rollouts, for coverage (default: the recipe's, 0.1)")
+    p.add_argument("--calibration", "--calibration-data", dest="calibration_data", type=Path, default=None,
+                   metavar="FILE", help="calibrate on a saved set (`edgekit calibrate -o FILE.npz`) or recorded "
+                   "observations (.npy, shape (N, *obs_shape)) instead of rollouts; held-out observations still "
+                   "come from rollouts")
     p.add_argument("--seed", type=int, default=0, help="seed of the rollouts; same seed, same bundle (default: 0)")
     p.add_argument("--no-input-scaling", action="store_true",
                    help="do not map each observation feature to the int8 input range (plain conversion)")
     p.add_argument("--no-output-range", action="store_true",
                    help="do not bound the output range (clip/pre-tanh clamp/centering) before int8")
+    p.add_argument("--no-split-input", action="store_true",
+                   help="never feed features as coarse + fine int8 parts (one int8 value per feature)")
+    p.add_argument("--no-finetune", action="store_true", help="skip the int8-aware distillation")
+    p.add_argument("--no-widen", action="store_true",
+                   help="do not widen hidden layers (smaller, faster on the CPU; less precise, see README)")
     p.add_argument("--compiler", default=None, metavar="PATH",
                    help="edgetpu_compiler to run (default: the one on PATH; none installed -> CPU-only bundle)")
     p.add_argument("--no-compile", action="store_true", help="do not run the Edge TPU compiler")
@@ -72,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.progress import Progress
     from edgekit.report.summary import summary_lines
     from edgekit.report.thresholds import from_args
-    from edgekit.stages.condition import ConditioningOptions
-    from edgekit.stages.rollouts import RolloutRecipe
+    from edgekit.stages.rollouts import recipe_for
 
     if args.calibration_data is not None and not args.calibration_data.is_file():
         raise UsageError(f"calibration data {args.calibration_data} does not exist",
@@ -87,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
         report=ReportOptions(episodes=args.report_episodes, thresholds=from_args(args)),
         compile=CompileOptions(enabled=not args.no_compile, compiler=args.compiler, timeout=args.compile_timeout,
                                min_runtime=args.min_runtime, require_full_tpu=args.require_full_tpu),
-        conditioning=ConditioningOptions(input_scaling=not args.no_input_scaling,
-                                         output_range=not args.no_output_range),
+        conditioning=conditioning_options(args),
         model=args.model,
         env_id=args.env_id,
         env_module=args.env_module,
@@ -98,13 +111,9 @@ def run(args: argparse.Namespace) -> int:
         trust_pickle=args.trust_pickle,
         vecnormalize=args.vecnormalize,
         no_vecnormalize=args.no_vecnormalize,
-        recipe=RolloutRecipe(
-            calibration_steps=args.calibration_steps,
-            held_out_steps=args.validation_steps,
-            random_action_share=args.random_action_share,
-            seed=args.seed,
-            calibration_file=args.calibration_data,
-        ),
+        recipe=replace(recipe_for(args.env_id or _layout_env_id(args.model), args.recipe, steps=args.calibration_steps,
+                                  random_action_share=args.random_action_share, seed=args.seed)[0],
+                       held_out_steps=args.validation_steps, calibration_file=args.calibration_data),
     )
     progress = Progress(total=len(STAGES), quiet=args.quiet)
     result = build(options, progress)
@@ -119,9 +128,31 @@ def run(args: argparse.Namespace) -> int:
     return result.report.exit_code
 
 
+def _layout_env_id(model: str) -> str | None:
+    """The env id a local zoo folder or hub snapshot names (for the recipe's choice; the build checks it)."""
+    from edgekit.errors import EdgekitError
+    from edgekit.loading.source import resolve_source
+
+    if model.startswith("hf://"):
+        return None
+    try:
+        return resolve_source(model).env_id
+    except EdgekitError:  # the build reports it with its own one-line error
+        return None
+
+
 def _default_output(model: str) -> Path:
     """``MODEL.bundle`` beside a zip; ``NAME.bundle`` here for a folder or a hub repository."""
     if model.startswith("hf://"):
         return Path(model[len("hf://"):].partition("@")[0].rsplit("/", 1)[-1] + ".bundle")
     path = Path(model)
     return path.with_suffix(".bundle") if path.suffix == ".zip" else path.parent / (path.name + ".bundle")
+
+
+def conditioning_options(args: argparse.Namespace) -> ConditioningOptions:
+    """The int8 conditioning the --no-* flags leave on."""
+    from edgekit.stages.condition import ConditioningOptions
+
+    return ConditioningOptions(input_scaling=not args.no_input_scaling, output_range=not args.no_output_range,
+                               input_split=0 if args.no_split_input else ConditioningOptions.input_split,
+                               finetune=not args.no_finetune, widen=not args.no_widen)

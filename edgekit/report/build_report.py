@@ -28,7 +28,7 @@ from edgekit.observations import ObservationEncoder
 from edgekit.postprocess import PostProcessor
 from edgekit.report import closed_loop, coverage, layers
 from edgekit.report.metrics import fidelity_metrics
-from edgekit.report.reference import load_sb3_model, onnx_outputs
+from edgekit.report.reference import load_sb3_agent, onnx_outputs, policy_raw_outputs
 from edgekit.report.schema import SCHEMA_NAME, SCHEMA_VERSION
 from edgekit.report.thresholds import ADVISORY, EXIT_THRESHOLD_FAILED, Check, Thresholds, evaluate
 
@@ -114,11 +114,12 @@ def build_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOv
     notes: list[str] = []
 
     start = time.perf_counter()
-    model = load_sb3_model(model_path, manifest) if model_path is not None else None
+    agent = load_sb3_agent(model_path, manifest) if model_path is not None else None
+    model = agent.model if agent is not None else None
     timings["load model"] = time.perf_counter() - start
     say(f"numeric error on {len(held_out)} held-out observations")
     start = time.perf_counter()
-    validation, plots = _numeric(bundle_dir, manifest, policy, model, held_out)
+    validation, plots = _numeric(bundle_dir, manifest, policy, agent, held_out)
     timings["numeric error"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -220,19 +221,22 @@ def _observations(bundle_dir: Path, manifest: Manifest) -> tuple[np.ndarray, np.
     return sets[0], sets[1]
 
 
-def _numeric(bundle_dir: Path, manifest: Manifest, policy: Any, model: Any, held_out: np.ndarray
+def _numeric(bundle_dir: Path, manifest: Manifest, policy: Any, agent: Any, held_out: np.ndarray
              ) -> tuple[dict[str, Any], PlotData]:
+    """``agent``: the SB3 model the bundle was built from (a LoadedAgent), or None (policy.onnx is the
+    float reference)."""
     obs = policy.observations_of(held_out)  # as the env returns them (a dict of batches for a Dict space)
     space = manifest.action_space
     float_raw = onnx_outputs(bundle_dir, manifest, held_out)
-    if model is not None:
-        float_actions = np.asarray(model.predict(_as_trained(manifest, obs), deterministic=True)[0])
+    if agent is not None:
+        float_actions = np.asarray(agent.model.predict(_as_trained(manifest, obs), deterministic=True)[0])
     else:
         float_actions = PostProcessor(manifest.postprocess, space)(float_raw)
     int8_raw = policy.predict_outputs(obs)
     int8_actions = policy.predict(obs)
     step = manifest.models["cpu"].output.quant.scale
-    metrics = fidelity_metrics(float_raw, int8_raw, float_actions, int8_actions, space, step)
+    own = policy_raw_outputs(agent, manifest, held_out) if agent is not None and space.kind == "discrete" else None
+    metrics = fidelity_metrics(float_raw, int8_raw, float_actions, int8_actions, space, step, policy_out=own)
     metrics["observation_set"] = "held_out"
     rows = len(held_out)
     plots = PlotData(float_actions.reshape(rows, -1), int8_actions.reshape(rows, -1), float_raw, int8_raw)

@@ -20,9 +20,14 @@ DISCRETE_KINDS = (DISCRETE, MULTI_DISCRETE, MULTI_BINARY)
 
 
 def fidelity_metrics(float_out: np.ndarray, int8_out: np.ndarray, float_actions: np.ndarray,
-                     int8_actions: np.ndarray, action_space: SpaceSpec, output_step: float) -> dict[str, Any]:
+                     int8_actions: np.ndarray, action_space: SpaceSpec, output_step: float,
+                     policy_out: np.ndarray | None = None) -> dict[str, Any]:
     """Compare raw outputs (B, K) of the float and int8 models, and the actions (B, ...) of
-    the float policy as SB3 computes them and of the int8 policy as the runtime does."""
+    the float policy as SB3 computes them and of the int8 policy as the runtime does.
+
+    ``policy_out``: the policy's own raw outputs (Q-values, logits) before edgekit's conditioning
+    rewrote them (centred, clamped); decisive states are judged on these when given, so that the
+    definition does not move with the conditioning."""
     raw_err = np.abs(int8_out - float_out)
     metrics: dict[str, Any] = {
         "samples": int(len(float_out)),
@@ -35,10 +40,11 @@ def fidelity_metrics(float_out: np.ndarray, int8_out: np.ndarray, float_actions:
             "float_range": [float(float_out.min()), float(float_out.max())],
         },
     }
+    decided_on = float_out if policy_out is None else policy_out  # the policy's own outputs (see _discrete)
     if action_space.kind == DISCRETE:
-        metrics["discrete"] = _discrete(float_out, float_actions, int8_actions)
+        metrics["discrete"] = _discrete(decided_on, float_actions, int8_actions)
     elif action_space.kind in DISCRETE_KINDS:
-        metrics["discrete"] = _multi_discrete(float_out, float_actions, int8_actions, action_space)
+        metrics["discrete"] = _multi_discrete(decided_on, float_actions, int8_actions, action_space)
     else:
         metrics["continuous"] = _continuous(float_actions, int8_actions, action_space)
     return metrics
@@ -70,10 +76,8 @@ def _continuous(float_act: np.ndarray, int8_act: np.ndarray, space: SpaceSpec) -
 
 def _discrete(float_out: np.ndarray, float_actions: np.ndarray, int8_actions: np.ndarray) -> dict[str, Any]:
     agree = np.asarray(float_actions).reshape(-1) == np.asarray(int8_actions).reshape(-1)
-    ordered = np.sort(float_out, axis=1)
-    gap = ordered[:, -1] - ordered[:, -2] if float_out.shape[1] > 1 else np.full(len(float_out), np.inf)
-    spread = float(np.percentile(float_out, 99) - np.percentile(float_out, 1))
-    decisive = gap >= DECISIVE_SHARE * spread
+    gap = _best_gap(float_out)
+    decisive = decisive_mask(float_out)
     out: dict[str, Any] = {
         "agreement": float(agree.mean()),
         "decisive_share": float(decisive.mean()),
@@ -128,6 +132,19 @@ def _multi_discrete(float_out: np.ndarray, float_actions: np.ndarray, int8_actio
     if (~agree).any():
         out["disagreement_float_gap"] = _gap_summary(gap_all[~agree])
     return out
+
+
+def _best_gap(outputs: np.ndarray) -> np.ndarray:
+    ordered = np.sort(outputs, axis=1)
+    return ordered[:, -1] - ordered[:, -2] if outputs.shape[1] > 1 else np.full(len(outputs), np.inf)
+
+
+def decisive_mask(outputs: np.ndarray) -> np.ndarray:
+    """States whose best two outputs (B, K) differ by at least ``DECISIVE_SHARE`` of the outputs' robust
+    spread (1st to 99th percentile over all of them): where the policy's choice is not a near tie."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    spread = float(np.percentile(outputs, 99) - np.percentile(outputs, 1))
+    return _best_gap(outputs) >= DECISIVE_SHARE * spread
 
 
 def _nan_to_none(value: float) -> float | None:

@@ -56,7 +56,7 @@ def onnx_outputs(bundle_dir: Path, manifest: Manifest, obs: np.ndarray) -> np.nd
     return run_rows(session, {name: conditioned_inputs(obs, manifest.preprocess)})[0]
 
 
-def load_sb3_model(model_path: Path, manifest: Manifest) -> Any:
+def load_sb3_agent(model_path: Path, manifest: Manifest) -> Any:
     """Load the SB3 model the bundle was built from (checked by sha256 and spaces)."""
     from edgekit.loading import load_agent
 
@@ -71,4 +71,13 @@ def load_sb3_model(model_path: Path, manifest: Manifest) -> Any:
             manifest.observation_space.describe(), manifest.action_space.describe()):
         raise UsageError(f"{model_path} does not have the bundle's observation and action spaces",
                          hint="pass the model.zip the bundle was built from")
-    return agent.model
+    return agent
+
+
+def policy_raw_outputs(agent: Any, manifest: Manifest, features: np.ndarray) -> np.ndarray:
+    """The SB3 policy's own raw outputs (B, K) (Q-values, logits) for the flat features of observations
+    (a bundle's stored sets), before edgekit's conditioning rewrote them: the actor the build extracted."""
+    from edgekit.stages.extract import extract_policy
+
+    graph = extract_policy(agent, manifest.preprocess.normalize, manifest.preprocess.image)
+    return graph.outputs(features).astype(np.float64)

@@ -211,48 +211,72 @@ def _split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.nd
                 zero_point: int, bounds: tuple[list[float], list[float]] | None = None,
                 pick: Callable[[], np.ndarray] | None = None) -> StepFn:
     """Coarse + fine input parts per feature, with Python scalars for small inputs."""
-    n = a.size
-    if n > SCALAR_LIMIT:
-        low = None if bounds is None else np.asarray(bounds[0])
-        high = None if bounds is None else np.asarray(bounds[1])
-
-        def quantize(observation: np.ndarray) -> None:
-            x = observation.reshape(-1).astype(np.float64)
-            if not np.isfinite(x).all():
-                raise InputError(NOT_FINITE)
-            if low is not None:
-                x = np.clip(x, low, high)
-            in_view[:] = split_quantize(x * a + b, zero_point, split)
-    else:
-        target = memoryview(in_view).cast("B").cast("b")
-        a_list, b_list = a.tolist(), b.tolist()
-        lo_c, hi_c = INT8_MIN - zero_point, INT8_MAX - zero_point
-
-        def quantize(observation: np.ndarray) -> None:
-            values = observation.reshape(-1).tolist()
-            if not math.isfinite(sum(values)):
-                raise InputError(NOT_FINITE)
-            if bounds is not None:
-                values = _clamp_values(values, bounds)
-            i = 0
-            for v in values:
-                u = v * a_list[i] + b_list[i] - zero_point
-                c = round(u)
-                c = hi_c if c > hi_c else (lo_c if c < lo_c else c)
-                r = u - c
-                r = 0.5 if r > 0.5 else (-0.5 if r < -0.5 else r)
-                f = round(split * r) + zero_point
-                target[i] = c + zero_point
-                target[n + i] = INT8_MAX if f > INT8_MAX else (INT8_MIN if f < INT8_MIN else f)
-                i += 1  # noqa: SIM113
-
+    if a.size <= SCALAR_LIMIT:
+        return _scalar_split_step(invoke, in_view, out_view, a, b, table, start, action_shape, split, zero_point,
+                                  bounds)
+    low = None if bounds is None else np.asarray(bounds[0])
+    high = None if bounds is None else np.asarray(bounds[1])
     columns = np.arange(out_view.size)
 
     def step(observation: np.ndarray) -> np.ndarray:
-        quantize(observation)
+        x = observation.reshape(-1).astype(np.float64)
+        if not np.isfinite(x).all():
+            raise InputError(NOT_FINITE)
+        if low is not None:
+            x = np.clip(x, low, high)
+        in_view[:] = split_quantize(x * a + b, zero_point, split)
         invoke()
         if table is None:
             return pick() if pick is not None else np.array(int(out_view.argmax()) + start, dtype=np.int64)
         return table[columns, out_view].reshape(action_shape)
+
+    return step
+
+
+def _scalar_split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
+                       b: np.ndarray, table: np.ndarray | None, start: int, action_shape: tuple[int, ...],
+                       split: int, zero_point: int, bounds: tuple[list[float], list[float]] | None) -> StepFn:
+    """The split input with Python scalars, and the scalar step's prebuilt outputs (small models)."""
+    n = a.size
+    target = memoryview(in_view).cast("B").cast("b")
+    source = memoryview(out_view).cast("B").cast("b")
+    a_list, b_list = a.tolist(), b.tolist()
+    lo_c, hi_c = INT8_MIN - zero_point, INT8_MAX - zero_point
+    isfinite, array, float32, int64 = math.isfinite, np.array, np.float32, np.int64
+    width = out_view.size
+    outputs = range(width)
+    rows = None if table is None else [row.tolist() for row in table]
+    single = None if table is None or width != 1 else [v.reshape(action_shape) for v in table[0].reshape(-1, 1)]
+    flat_out = len(action_shape) == 1
+    half = round(split * 0.5)  # the fine part of a saturated coarse part: the residual clipped to +-0.5
+
+    def step(observation: np.ndarray) -> np.ndarray:
+        values = observation.tolist() if observation.ndim == 1 else observation.reshape(-1).tolist()
+        if not isfinite(sum(values)):
+            raise InputError(NOT_FINITE)
+        if bounds is not None:
+            values = _clamp_values(values, bounds)
+        i = 0
+        for v in values:  # as quant.split_quantize, one feature at a time
+            u = v * a_list[i] + b_list[i] - zero_point
+            c = round(u)
+            if lo_c <= c <= hi_c:  # |u - c| <= 0.5: the fine part needs no clip
+                target[i] = c + zero_point
+                f = round(split * (u - c)) + zero_point
+            elif c > hi_c:
+                target[i] = INT8_MAX
+                f = half + zero_point
+            else:
+                target[i] = INT8_MIN
+                f = -half + zero_point
+            target[n + i] = INT8_MAX if f > INT8_MAX else (INT8_MIN if f < INT8_MIN else f)
+            i += 1  # noqa: SIM113
+        invoke()
+        if rows is None:
+            return array(max(outputs, key=source.__getitem__) + start, dtype=int64)
+        if single is not None:
+            return single[source[0]].copy()
+        action = array([rows[k][source[k]] for k in outputs], dtype=float32)
+        return action if flat_out else action.reshape(action_shape)
 
     return step

@@ -20,21 +20,36 @@ and every rewrite is exact in float (or bounded, and then measured):
   longer stretch the last layer's scale over ±90;
 * **Q-values and logits**: the mean over actions is subtracted inside the head
   (argmax and softmax are unchanged), removing the large common offset that
-  made the output step coarser than the gaps between actions; for MultiDiscrete
-  logits, per branch (each branch's argmax is unchanged);
+  made the output step coarser than the gaps between actions, and the centred
+  outputs are clamped at ±c (c: their 99.5th percentile of magnitude, raised if
+  needed so that the best two actions almost never both reach it): argmax only
+  needs the order, and rare states with huge gaps (a pole about to fall) no
+  longer stretch the output step over ±50 when typical gaps are 0.1; for
+  MultiDiscrete logits, centred per branch (each branch's argmax is unchanged);
 * **Bernoulli logits** (MultiBinary): left as they are: the action is the sign,
   and int8 holds 0 exactly (the converter always puts 0 on a level), so
   centring would change decisions.
 
 Features that only take 0 and 1 (one-hot Discrete / MultiDiscrete, MultiBinary)
 get a fixed map instead of their calibration range, chosen so that 0 and 1 land
-on exact int8 levels. The other features span exactly [-1, 1] (their
-calibration extremes), so the int8 input step is s = 2/255 and real 0 is a level
-(the converter puts the zero point there): 0 and 1 become -/+ ``BINARY_LEVEL`` =
-254/255 = 127 s, exact levels 254 steps apart whether the zero point is 0 or -1.
-Without such features (only 0/1 ones) the input spans [0, 1]: 0 and 1 stay as
-they are, levels -128 and 127. ``stages/quantize.py`` checks the levels after
-conversion.
+on exact int8 levels. The other features span exactly the int8 grid of step
+s = 2/255 with zero point 0 (see ``_fold_input_scaling``): 0 and 1 become
+-/+ ``BINARY_LEVEL`` = 254/255 = 127 s, exact levels 254 steps apart. Without
+such features (only 0/1 ones) the input spans [0, 1]: 0 and 1 stay as they are,
+levels -128 and 127. ``stages/quantize.py`` checks the levels after conversion.
+Image observations (CnnPolicy) skip the per-feature input map: the int8 input is
+the pixel itself (``edgekit.bundle.image``).
+
+Then, for MLP actors the int8 simulation covers (``int8sim.supported``; others,
+e.g. CNN feature extractors, skip these steps), three measured steps, each kept
+only if it lowers the simulated error (``score.FidelityScore``) on calibration
+rows it was not fitted on:
+
+* **split input** (``Preprocess.split``): each feature as a coarse int8 value and
+  its rounding residual x16, through one FULLY_CONNECTED (``split_input_linear``);
+* **int8-aware distillation** (``finetune``);
+* **widening** (``widen``): pieces / dithered copies for more levels per hidden
+  activation and per squashed action.
 """
 
 from __future__ import annotations
@@ -45,17 +60,25 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.actor import SplitInputLinear, replace_first_linear
+from edgekit.actor import replace_first_linear, split_input_linear
 from edgekit.artifacts import ObservationSets, PolicyGraph
 from edgekit.bundle.manifest import Preprocess
 from edgekit.postprocess import ARGMAX, CLIP, MULTI_ARGMAX, THRESHOLD, UNSCALE
 from edgekit.spaces import SpaceSpec
-from edgekit.stages.finetune import finetune, split_gain
-from edgekit.stages.finetune import supported as finetune_supported
+from edgekit.stages.finetune import finetune
+from edgekit.stages.int8sim import supported as simulation_supported
+from edgekit.stages.score import FidelityScore
+from edgekit.stages.widen import choose as choose_widening
 
 SQUASH_LIMIT = 4.0  # tanh(4) = 0.99933
 # Split the input only when the simulation says it lowers the int8 error by at least 10 %.
 SPLIT_WHEN_BETTER_BY = 0.9
+WEIGHTS_LR = 1e-3  # the weights-only distillation's learning rate (Adam, cosine-decayed)
+# Distillation after widening: full steps up to 150 k weights, proportionally fewer above (build time).
+FULL_STEPS_UP_TO = 150_000
+MIN_STEPS_AFTER_WIDENING = 500
+ARGMAX_CLAMP_PERCENTILE = 99.5  # centred Q-values / logits are clamped at this percentile of their magnitude
+ARGMAX_TIE_PERCENTILE = 99.9  # ... or above this percentile of the second-best centred output
 MIN_FEATURE_SPAN = 1e-6
 MAX_FINITE_BOUND = 1e6
 BINARY_LEVEL = 254.0 / 255.0  # a 0/1 feature's 1 (and -0 for its 0) as the model takes it: 127 steps of 2/255
@@ -68,9 +91,10 @@ class ConditioningOptions:
     input_scaling: bool = True
     output_range: bool = True
     finetune: bool = True
-    finetune_steps: int = 400
-    input_split: int = 254  # 0: one int8 part per feature; m: coarse + residual x m (about 16-bit input)
+    finetune_steps: int = 2000
+    input_split: int = 16  # 0: one int8 part per feature; m: coarse + residual x m (about 4 more bits)
     force_split: bool = False  # split even where the simulation sees no gain (tests, comparisons)
+    widen: bool = True
 
 
 @dataclass(frozen=True)
@@ -98,7 +122,7 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
         applied["vecnormalize"] = (f"observations normalized as in training (clip ±{graph.normalize.clip:g}), "
                                    "on the host")
     if graph.image is not None:  # images: the int8 input is the pixel itself (x / divisor, exact); per-pixel
-        # ranges would not fold into a convolution exactly, and the int8 simulation below covers MLPs only
+        # ranges would not fold into a convolution exactly, and the int8 simulation covers MLPs only
         preprocess = Preprocess(offset=(), scale=(), image=graph.image)
         applied["image_input"] = (f"int8 input = pixel - 128 (x/{graph.image.divisor:g} folded into the input "
                                   "scale); per-feature input scaling, split input and finetune skipped for the CNN")
@@ -106,7 +130,7 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
         if options.input_scaling and graph.image is None:
             preprocess = _fold_input_scaling(actor, model_inputs(sets.calibration, preprocess), graph.normalize,
                                              graph.binary_inputs)
-            applied["input_scaling"] = "per-feature calibration range -> [-1, 1], folded into the first layer"
+            applied["input_scaling"] = "per-feature calibration range -> the int8 input range, folded into layer 1"
             if graph.binary_inputs:
                 centred = preprocess.offset[graph.binary_inputs[0]] != 0.0
                 applied["binary_inputs"] = (f"{len(graph.binary_inputs)} one-hot / binary features: 0 and 1 on "
@@ -115,26 +139,10 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
         if options.output_range:
             postprocess = _fold_output_range(actor, graph, model_inputs(sets.calibration, preprocess),
                                              action_space, applied)
-    split = 0
-    if options.input_split and options.input_scaling and finetune_supported(actor):
-        plain, with_split = split_gain(actor, model_inputs(sets.calibration, preprocess))
-        split = options.input_split if options.force_split or with_split < SPLIT_WHEN_BETTER_BY * plain else 0
-        applied["input_split_decision"] = (f"simulated int8 error {plain:.3g} plain vs {with_split:.3g} split: "
-                                           + ("split" if split else "not split"))
-    if options.finetune and finetune_supported(actor):
-        inputs = model_inputs(sets.calibration, preprocess)
-        with torch.no_grad():
-            targets = actor(torch.as_tensor(inputs)).numpy()
-        result = finetune(actor, inputs, targets, steps=options.finetune_steps, split_input=bool(split))
-        actor = result.actor
-        applied["finetune"] = (
-            f"int8-aware distillation, {result.steps} steps: simulated output MSE "
-            f"{result.error_before:.3g} -> {result.error_after:.3g} ({'kept' if result.kept else 'discarded'})"
-        )
-    if split:
-        replace_first_linear(actor, SplitInputLinear(actor.first_linear(), split))
-        preprocess = replace(preprocess, split=split)
-        applied["input_split"] = f"each feature as coarse + residual x{split} int8 parts (about 16-bit input)"
+    if simulation_supported(actor) and (options.input_split or options.finetune or options.widen):
+        actor, preprocess = _measured_steps(actor, graph, sets, preprocess, postprocess, options, applied)
+    elif options.input_split or options.finetune or options.widen:
+        applied["measured_steps"] = "skipped: the int8 simulation covers MLP actors only"
     conditioned = PolicyGraph(
         module=actor,
         input_size=graph.input_size * preprocess.input_factor,
@@ -147,6 +155,71 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
     return Conditioned(graph=conditioned, preprocess=preprocess, applied=applied)
 
 
+def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, preprocess: Preprocess,
+                    postprocess: str, options: ConditioningOptions, applied: dict[str, Any]
+                    ) -> tuple[Any, Preprocess]:
+    """Split input, distillation, widening: each tried on the int8 simulation, kept where it pays."""
+    import torch
+
+    inputs = model_inputs(sets.calibration, preprocess)
+    with torch.no_grad():
+        targets = actor(torch.as_tensor(inputs)).numpy()
+    score = _score(targets, graph, sets, postprocess)
+    if options.input_split and options.input_scaling:
+        split_actor = copy.deepcopy(actor)
+        replace_first_linear(split_actor, split_input_linear(split_actor.first_linear(), options.input_split))
+        split_pre = replace(preprocess, split=options.input_split)
+        split_inputs = model_inputs(sets.calibration, split_pre)
+        plain, with_split = score.of(actor, inputs), score.of(split_actor, split_inputs)
+        take = options.force_split or with_split < SPLIT_WHEN_BETTER_BY * plain
+        applied["input_split_decision"] = (f"simulated int8 error {plain:.3g} plain vs {with_split:.3g} split "
+                                           f"(1.0 = at the targets): {'split' if take else 'not split'}")
+        if take:
+            actor, preprocess, inputs = split_actor, split_pre, split_inputs
+            applied["input_split"] = (f"each feature as coarse + residual x{options.input_split} int8 parts "
+                                      "through one layer (about 4 more bits of input)")
+    if options.finetune:  # first the weights alone, freely: widening cannot remove their rounding
+        actor = _distil(actor, inputs, targets, score, options.finetune_steps, "finetune_weights", applied,
+                        weights_only=True, max_steps_moved=None, lr=WEIGHTS_LR, relative_lr=False)
+    widened_params = None
+    if options.widen:
+        widened = choose_widening(actor, inputs, score)
+        actor = widened.actor
+        widened_params = widened.params_after if widened.kept else None
+        applied["widen"] = widened.describe() if widened.kept else \
+            f"not widened (simulated error {widened.score_before:.3g} of the target)"
+    if options.finetune:  # then everything, each weight within one int8 step of where it is
+        steps = _bounded_steps(options.finetune_steps, widened_params or 0)
+        actor = _distil(actor, inputs, targets, score, steps, "finetune", applied)
+    return actor, preprocess
+
+
+def _bounded_steps(steps: int, params: int) -> int:
+    """Fewer distillation steps for widened actors above ``FULL_STEPS_UP_TO`` weights (build time)."""
+    if params <= FULL_STEPS_UP_TO:
+        return steps
+    return max(MIN_STEPS_AFTER_WIDENING, int(steps * FULL_STEPS_UP_TO / params))
+
+
+def _distil(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: FidelityScore, steps: int, key: str,
+            applied: dict[str, Any], **kwargs: Any) -> Any:
+    result = finetune(actor, inputs, targets, score, steps=steps, **kwargs)
+    what = "weights only, " if kwargs.get("weights_only") else ""
+    applied[key] = (f"int8-aware distillation ({what}{result.steps} steps): simulated error "
+                    f"{result.score_before:.3g} -> {result.score_after:.3g} of the target "
+                    f"({'kept' if result.kept else 'discarded'})")
+    return result.actor
+
+
+def _score(targets: np.ndarray, graph: PolicyGraph, sets: ObservationSets, postprocess: str) -> FidelityScore:
+    if postprocess == ARGMAX:
+        return FidelityScore.build(targets, discrete=True, span=1.0, policy_outputs=graph.outputs(sets.calibration))
+    if postprocess == UNSCALE:  # outputs normalized to [-1, 1] over the action range
+        return FidelityScore.build(targets, discrete=False, span=2.0)
+    spread = float(np.percentile(targets, 99) - np.percentile(targets, 1))
+    return FidelityScore.build(targets, discrete=False, span=max(spread, 1e-6))
+
+
 def model_inputs(obs: np.ndarray, preprocess: Preprocess) -> np.ndarray:
     """Observations as the conditioned model takes them (float32)."""
     return preprocess.model_inputs(obs)
@@ -157,13 +230,15 @@ def _fold_input_scaling(actor: Any, calibration: np.ndarray, normalize: Any,
     import torch
 
     low, high = calibration.min(axis=0).astype(np.float64), calibration.max(axis=0).astype(np.float64)
-    offset = (low + high) / 2.0
     scale = np.maximum((high - low) / 2.0, MIN_FEATURE_SPAN)
+    # [low, high] -> [-128, 127] int8 steps of 2/255 exactly (zero point 0): the converter then picks
+    # the nominal step, so that the split parts computed before conversion lie on its grid
+    offset = (low + high) / 2.0 + scale / 255.0
     if binary:  # a fixed map, not the calibration range: 0 and 1 on exact int8 levels (see the module docstring)
         index = np.asarray(binary, dtype=np.int64)
         others = np.ones(len(offset), dtype=bool)
         others[index] = False
-        spanning = bool(np.any((high - low)[others] / 2.0 > MIN_FEATURE_SPAN))  # the input then spans [-1, 1]
+        spanning = bool(np.any((high - low)[others] / 2.0 > MIN_FEATURE_SPAN))  # the input then spans the grid
         offset[index] = 0.5 if spanning else 0.0
         scale[index] = 0.5 / BINARY_LEVEL if spanning else 1.0
     first = actor.first_linear()
@@ -176,6 +251,16 @@ def _fold_input_scaling(actor: Any, calibration: np.ndarray, normalize: Any,
                       normalize=normalize)
 
 
+def _argmax_clamp(centred: np.ndarray) -> float:
+    """Where to clamp centred outputs (B, K): small enough for a fine output step, large enough that
+    the best two actions (almost) never both reach it, which would turn a choice into a tie."""
+    c = float(np.percentile(np.abs(centred), ARGMAX_CLAMP_PERCENTILE))
+    if centred.shape[1] > 2:
+        second = np.sort(centred, axis=1)[:, -2]
+        c = max(c, 1.05 * float(np.percentile(second, ARGMAX_TIE_PERCENTILE)))
+    return max(c, 1e-6)
+
+
 def _fold_output_range(actor: Any, graph: PolicyGraph, inputs: np.ndarray, action_space: SpaceSpec,
                        applied: dict[str, Any]) -> str:
     """``inputs``: calibration observations as the (input-folded) actor takes them."""
@@ -185,7 +270,12 @@ def _fold_output_range(actor: Any, graph: PolicyGraph, inputs: np.ndarray, actio
     if graph.postprocess == ARGMAX:
         head.weight.sub_(head.weight.mean(dim=0, keepdim=True))
         head.bias.sub_(head.bias.mean())
-        applied["output_range"] = f"{graph.output} centred over actions (argmax unchanged)"
+        c = _argmax_clamp(actor(torch.as_tensor(inputs, dtype=torch.float32)).numpy())
+        head.weight.div_(c)
+        head.bias.div_(c)
+        actor.clamp = True
+        applied["output_range"] = (f"{graph.output} centred over actions and clamped at ±{c:.3g} "
+                                   "(argmax unchanged)")
         return ARGMAX
     if graph.postprocess == MULTI_ARGMAX:
         for lo, hi in graph.branches:

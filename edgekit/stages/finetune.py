@@ -1,202 +1,101 @@
 """Int8-aware fine-tuning by distillation: make the *quantized* actor reproduce the float one.
 
 After range conditioning, most of the remaining int8 error comes from rounding
-the hidden layers' weights and activations. This stage fine-tunes a copy of the
-conditioned actor through a simulation of TensorFlow Lite's int8 arithmetic
-(per-tensor symmetric weights, per-tensor asymmetric activations with ranges
-from the calibration set, tanh outputs on TFLite's fixed 1/128 grid, the
-straight-through estimator for rounding) so that its quantized outputs match
-the original float actor's on the calibration observations. No rewards, no
-environment: only the teacher's outputs. Seconds for these MLP sizes.
+the layers' weights and activations. This stage fine-tunes a copy of the
+conditioned actor through the int8 simulation (``int8sim``: per-tensor weights,
+per-tensor activation ranges from the calibration set, TANH on its fixed grid,
+the straight-through estimator for rounding) so that its quantized outputs
+match the float actor's on the calibration observations. No rewards, no
+environment: only the teacher's outputs.
 
 The weights it returns lie on their int8 grid (each Linear's largest weight is
 exactly ±127 steps), so the converter's own per-tensor rounding keeps them.
-The stage keeps the result only if it lowers the simulated error on a split of
-the calibration set it did not train on; the held-out set stays untouched for
-validation.
+It trains on 80 % of the calibration set and keeps the result only if the
+simulated error (``FidelityScore``) is lower on the other 20 %, which it did
+not train on; the held-out set stays untouched for validation.
+
+Each weight stays within one int8 step of where it started, so the fine-tune
+chooses, in effect, how each weight rounds (as AdaRound does) and adjusts the
+biases, with the straight-through gradient instead of AdaRound's relaxation.
+Measured on the int8 simulation (held-out observations): 2,000 steps at a
+per-layer rate of 1e-4 x the layer's largest weight, cosine-decayed, take a
+256x256 DQN on CartPole from 49 % to 96 % decisive agreement; a free fine-tune
+(rate 1e-3, no bound) reached 94 %, and hurt continuous actors once widened.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from edgekit.actor import DeterministicActor
+from edgekit.stages.int8sim import QuantSim, supported  # noqa: F401  (supported: re-exported for callers)
+from edgekit.stages.score import FidelityScore
 
-TANH_STEP = 1.0 / 128.0  # TFLite's int8 TANH output: scale 1/128, zero point 0
+BATCH = 256
+RECALIBRATE_EVERY = 50
+LEARNING_RATE = 1e-4  # per layer, times the layer's largest weight (so in proportion to its int8 step)
+MAX_STEPS_MOVED = 1.0  # each weight stays within one int8 step of where it started (AdaRound-like)
 
 
 @dataclass(frozen=True)
 class FinetuneResult:
     actor: Any  # DeterministicActor, fine-tuned copy (or the input if it did not pay)
     kept: bool
-    error_before: float
-    error_after: float
+    score_before: float  # simulated error on the validation split, in units of the target (1.0 = at the target)
+    score_after: float
     steps: int
 
 
-def supported(actor: DeterministicActor) -> bool:
-    """The simulation covers MLP bodies of Linear + Tanh/ReLU (SB3's defaults and common choices)."""
-    from torch import nn
+def finetune(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: FidelityScore, steps: int = 2000,
+             lr: float = LEARNING_RATE, seed: int = 0, relative_lr: bool = True,
+             max_steps_moved: float | None = MAX_STEPS_MOVED, weights_only: bool = False) -> FinetuneResult:
+    """Distil ``actor``'s quantized simulation towards ``targets`` (teacher outputs for ``inputs``).
 
-    allowed = (nn.Linear, nn.Tanh, nn.ReLU, nn.Identity, nn.Sequential, nn.Flatten)
-    return all(isinstance(m, allowed) for m in actor.body.modules()) and \
-        type(actor.features_extractor).__name__ in ("FlattenExtractor", "Flatten")  # Flatten: a Dict's features
-
-
-def finetune(actor: DeterministicActor, inputs: np.ndarray, targets: np.ndarray, steps: int = 400,
-             lr: float = 3e-4, seed: int = 0, split_input: bool = False) -> FinetuneResult:
-    """Distil ``actor``'s quantized simulation towards ``targets`` (teacher outputs for ``inputs``)."""
+    ``relative_lr``: each layer's rate is ``lr`` times its largest weight; ``max_steps_moved``: weights
+    are kept within that many int8 steps of their start (None: free), which keeps the float function
+    close to the teacher's: a free fine-tune learns compensations for the narrow model's rounding that
+    turn into errors once widening removes that rounding (measured on SAC and TD3 Pendulum)."""
     import torch
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(inputs))
-    split = max(1, len(inputs) // 5)
-    val_idx, train_idx = order[:split], order[split:]
+    train_idx, val_idx = score.train_rows, score.val_rows
     x = torch.as_tensor(inputs, dtype=torch.float32)
     y = torch.as_tensor(targets, dtype=torch.float32)
+    before = score.of(actor, inputs, weights_only=weights_only)
     student = copy.deepcopy(actor).train(False)
-    sim = QuantSim(student, split_input=split_input)
+    sim = QuantSim(student, weights_only=weights_only)
     with torch.no_grad():
-        sim.calibrate(x)
-        before = float(((sim(x[val_idx]) - y[val_idx]) ** 2).mean())
-    params = [p for m in sim.linears for p in m.parameters()]
-    optimizer = torch.optim.Adam(params, lr=lr)
-    batch = min(256, len(train_idx))
+        sim.calibrate(x[train_idx])
+    groups = []
+    for m in sim.linears:  # relative: each layer's rate in proportion to its largest weight
+        rate = lr * float(m.weight.detach().abs().max()) if relative_lr else lr
+        groups.append({"params": list(m.parameters()), "lr": rate, "base_lr": rate})
+    optimizer = torch.optim.Adam(groups)
+    batch = min(BATCH, len(train_idx))
+    anchors = [(m.weight, m.weight.detach().clone(), float(m.weight.detach().abs().max()) / 127.0)
+               for m in sim.linears] if max_steps_moved is not None else []
     for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * 0.5 * (1.0 + math.cos(math.pi * step / steps))
         idx = torch.as_tensor(rng.choice(train_idx, size=batch, replace=False))
         loss = ((sim(x[idx]) - y[idx]) ** 2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if step % 50 == 49:
+        with torch.no_grad():  # stay within a few int8 steps of the starting weights (AdaRound-like)
+            for weight, start, grid in anchors:
+                weight.copy_(torch.clamp(weight, start - max_steps_moved * grid, start + max_steps_moved * grid))
+        if step % RECALIBRATE_EVERY == RECALIBRATE_EVERY - 1:
             with torch.no_grad():
                 sim.calibrate(x[train_idx])
     with torch.no_grad():
         sim.snap_weights()
-        sim.calibrate(x)
-        after = float(((sim(x[val_idx]) - y[val_idx]) ** 2).mean())
-    kept = after < before
-    return FinetuneResult(actor=student if kept else actor, kept=kept, error_before=before, error_after=after,
+    after = score.of(student, inputs, weights_only=weights_only)
+    kept = after < before and len(val_idx) > 0
+    return FinetuneResult(actor=student if kept else actor, kept=kept, score_before=before, score_after=after,
                           steps=steps)
-
-
-def split_gain(actor: DeterministicActor, inputs: np.ndarray) -> tuple[float, float]:
-    """Simulated mean output error of the int8 actor with a plain and with a split input.
-
-    The split removes the input's rounding but rounds the first layer's
-    pre-activation twice (its coarse half, then the sum), so it pays only where
-    input rounding dominates: steep, saturating policies.
-    """
-    import torch
-
-    x = torch.as_tensor(inputs, dtype=torch.float32)
-    with torch.no_grad():
-        target = actor(x)
-        errors = []
-        for split in (False, True):
-            sim = QuantSim(actor, split_input=split)
-            sim.calibrate(x)
-            errors.append(float((sim(x) - target).abs().mean()))
-    return errors[0], errors[1]
-
-
-class QuantSim:
-    """Forward pass of a DeterministicActor as TFLite's int8 kernels would compute it (approximately)."""
-
-    def __init__(self, actor: DeterministicActor, split_input: bool = False) -> None:
-        from torch import nn
-
-        self.actor = actor
-        self.split_input = split_input  # coarse input + exact residual through the first layer, then a sum
-        self.layers = [m for m in actor.body if not isinstance(m, (nn.Identity, nn.Flatten))] + [actor.head]
-        self.linears = [m for m in self.layers if isinstance(m, nn.Linear)]
-        self.ranges: dict[int, tuple[float, float]] = {}
-
-    def calibrate(self, x: Any) -> None:
-        """Record per-tensor min/max as the converter's representative dataset would."""
-        self.ranges = {}
-        self._forward(x, record=True)
-
-    def snap_weights(self) -> None:
-        """Replace each Linear's weights by their per-tensor int8 grid values."""
-        for linear in self.linears:
-            linear.weight.copy_(_weight_grid(linear.weight))
-
-    def __call__(self, x: Any) -> Any:
-        return self._forward(x, record=False)
-
-    def _forward(self, x: Any, record: bool) -> Any:
-        import torch
-        from torch import nn
-
-        slot = 0
-
-        def observe(t: Any, relu: bool = False) -> Any:
-            nonlocal slot
-            key = slot
-            slot += 1
-            if record:
-                lo, hi = float(t.min()), float(t.max())
-                self.ranges[key] = (min(lo, 0.0) if not relu else 0.0, max(hi, 0.0))
-                return t
-            lo, hi = self.ranges[key]
-            return _fake_quant(t, lo, hi)
-
-        coarse = observe(x)
-        h = coarse
-        layers = self.layers
-        for i, layer in enumerate(layers):
-            if isinstance(layer, nn.Linear):
-                w = _ste(layer.weight, _weight_grid(layer.weight))
-                h = torch.nn.functional.linear(h, w, layer.bias)
-                if i == 0 and self.split_input:  # the coarse half is rounded, then the residual added
-                    h = observe(h) + torch.nn.functional.linear(x - coarse, layer.weight)
-                nxt = layers[i + 1] if i + 1 < len(layers) else None
-                if isinstance(nxt, nn.ReLU):
-                    h = observe(torch.relu(h), relu=True)
-                elif nxt is None and self.actor.clamp:
-                    h = observe(torch.clamp(h, -1.0, 1.0))
-                elif nxt is None and self.actor.pre_clip is not None:
-                    h = observe(torch.clamp(h, -self.actor.pre_clip, self.actor.pre_clip))
-                else:
-                    h = observe(h)
-            elif isinstance(layer, nn.Tanh):
-                h = _tanh_q(h)
-        if self.actor.squash:
-            if self.actor.squash_gain != 1.0:
-                h = observe(h * self.actor.squash_gain)
-            h = _tanh_q(h)
-        return h
-
-
-def _ste(x: Any, q: Any) -> Any:
-    """Straight-through estimator: the value of q, the gradient of x."""
-    return x + (q - x).detach()
-
-
-def _weight_grid(w: Any) -> Any:
-    import torch
-
-    scale = w.detach().abs().max().clamp_min(1e-12) / 127.0
-    return torch.clamp(torch.round(w / scale), -127, 127) * scale
-
-
-def _fake_quant(t: Any, lo: float, hi: float) -> Any:
-    import torch
-
-    scale = max(hi - lo, 1e-8) / 255.0
-    zero = round(-128 - lo / scale)
-    q = torch.clamp(torch.round(t / scale) + zero, -128, 127)
-    return _ste(t, (q - zero) * scale)
-
-
-def _tanh_q(h: Any) -> Any:
-    import torch
-
-    t = torch.tanh(h)
-    return _ste(t, torch.clamp(torch.round(t / TANH_STEP), -128, 127) * TANH_STEP)

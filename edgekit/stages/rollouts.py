@@ -41,6 +41,7 @@ class RolloutRecipe:
     random_action_share: float = 0.1
     seed: int = 0
     calibration_file: Path | None = None  # recorded observations to calibrate on instead of rollouts
+    max_episode_steps: int | None = 250  # end calibration episodes early, for more (and more varied) episodes
 
     def steps(self, image: bool) -> tuple[int, int]:
         """(calibration, held-out) steps, the defaults filled in."""
@@ -57,6 +58,53 @@ class RolloutRecipe:
                              f"({IMAGE_DEFAULT_STEPS} for images)")
         if not 0.0 <= self.random_action_share <= 1.0:
             raise UsageError("--random-action-share must lie in [0, 1]")
+        if self.max_episode_steps is not None and self.max_episode_steps < 10:
+            raise UsageError("episodes of fewer than 10 steps cannot calibrate anything")
+
+
+@dataclass(frozen=True)
+class NamedRecipe:
+    """A rollout recipe for a kind of environment (``edgekit calibrate --recipe``, ``build --recipe``)."""
+
+    name: str
+    kind: str
+    recipe: RolloutRecipe
+
+
+# Measured on the classic-control agents of scripts/bench_fidelity.py (calibration/README.md has the numbers).
+RECIPES = {
+    r.name: r
+    for r in (
+        NamedRecipe("control", "short episodes (<= 1,000 steps): classic control, Pendulum, CartPole, Acrobot; "
+                    "2,000 steps (500 for images), 10 % random actions, episodes cut at 250 steps (>= 8 episodes)",
+                    RolloutRecipe()),
+        NamedRecipe("long-episodes", "long episodes (> 1,000 steps, e.g. locomotion): more steps, over at "
+                    "least 10 episodes", RolloutRecipe(calibration_steps=5000, max_episode_steps=500)),
+    )
+}
+
+
+def recipe_for(env: EnvSpec | str, name: str | None = None, **overrides: Any) -> tuple[RolloutRecipe, str]:
+    """The named recipe (default: by the env's registered episode length), with overrides that are not None."""
+    if name is None:
+        env_id = env.id if isinstance(env, EnvSpec) else env
+        name = "long-episodes" if (_registered_episode_steps(env_id) or 0) > 1000 else "control"
+    if name not in RECIPES:
+        raise UsageError(f"unknown calibration recipe {name!r}", hint=f"one of: {', '.join(RECIPES)}")
+    recipe = RECIPES[name].recipe
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "steps" in changes:
+        changes["calibration_steps"] = changes.pop("steps")
+    return replace(recipe, **changes), name
+
+
+def _registered_episode_steps(env_id: str | None) -> int | None:
+    try:
+        import gymnasium as gym
+
+        return gym.spec(env_id).max_episode_steps
+    except Exception:  # unknown ids (and module:Class) fail later, with the env's own one-line error
+        return None
 
 
 def collect_observations(
@@ -77,7 +125,8 @@ def collect_observations(
                 calib = _as_pixels(calib, recipe.calibration_file)
         else:
             calib, calib_eps = _rollout(env, graph, post, encoder, calibration_steps, recipe, recipe.seed, progress)
-        held, held_eps = _rollout(env, graph, post, encoder, held_out_steps, recipe, recipe.seed + 10_007, progress)
+        held, held_eps = _rollout(env, graph, post, encoder, held_out_steps, replace(recipe, max_episode_steps=None),
+                                  recipe.seed + 10_007, progress)
     finally:
         env.close()
     facts = {
@@ -85,12 +134,29 @@ def collect_observations(
         "env_id": spec.id,
         "seed": recipe.seed,
         "random_action_share": recipe.random_action_share,
+        "calibration_episode_cap": recipe.max_episode_steps if recipe.calibration_file is None else None,
         "calibration_steps": int(len(calib)),
         "calibration_episodes": calib_eps,
         "held_out_steps": int(len(held)),
         "held_out_episodes": held_eps,
     }
     return ObservationSets(calibration=calib, held_out=held, facts=facts)
+
+
+def collect_calibration(agent: LoadedAgent, graph: PolicyGraph, env_spec: EnvSpec | str, recipe: RolloutRecipe,
+                        progress: Progress) -> tuple[np.ndarray, int]:
+    """Calibration observations only (``edgekit calibrate``): the rollout the build would do, as flat
+    features (images: uint8 pixels in the env's layout)."""
+    recipe.check()
+    spec = env_spec if isinstance(env_spec, EnvSpec) else EnvSpec(env_spec)
+    env = make_env(spec)
+    try:
+        check_env_fits(spec.id, env, agent.observation_space, agent.action_space)
+        post = PostProcessor(graph.postprocess, agent.action_space)
+        steps, _held_out = recipe.steps(image=graph.image is not None)
+        return _rollout(env, graph, post, _encoder(agent, graph), steps, recipe, recipe.seed, progress)
+    finally:
+        env.close()
 
 
 def load_observations(path: Path, encoder: ObservationEncoder) -> np.ndarray:
@@ -100,25 +166,7 @@ def load_observations(path: Path, encoder: ObservationEncoder) -> np.ndarray:
     for a Dict space, one array per key). An array is either the observations (N, *observation shape) or,
     for non-Box spaces, already the flat features (N, F) (a bundle's calibration set).
     """
-    if not path.is_file():
-        raise UsageError(f"calibration data {path} does not exist")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                names = loaded.files
-                keys = encoder.keys
-                if keys is not None and set(keys) <= set(names) and "calibration" not in names:
-                    loaded = {k: np.asarray(loaded[k]) for k in keys}
-                else:
-                    key = "calibration" if "calibration" in names else (names[0] if len(names) == 1 else None)
-                    if key is None:
-                        raise UsageError(f"{path} holds several arrays {names}; keep one, or name it 'calibration'")
-                    loaded = loaded[key]
-    except UsageError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise UsageError(f"cannot read calibration data {path}: {exc}", hint="save it with numpy.save") from None
+    loaded = read_observation_array(path, encoder.keys)
     flat = _as_features(path, loaded, encoder)
     if len(flat) < 100 or not np.all(np.isfinite(flat)):
         raise UsageError(f"calibration data {path} needs at least 100 finite observations (has {len(flat)})")
@@ -189,7 +237,7 @@ def _rollout(
     obs, _ = env.reset(seed=seed)
     dtype = np.uint8 if graph.image is not None else np.float32  # images stay pixels: 4x less memory
     out = np.empty((steps, graph.input_size), dtype=dtype)
-    episodes = 1
+    episodes, length = 1, 0
     for i in range(steps):
         try:
             flat = np.asarray(obs, dtype=dtype).reshape(-1) if graph.image is not None else encoder.encode(obs)[0][0]
@@ -201,11 +249,78 @@ def _rollout(
         else:
             action = post.one(graph.outputs(flat[None]))
         obs, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
+        length += 1
+        if terminated or truncated or (recipe.max_episode_steps is not None and length >= recipe.max_episode_steps):
             obs, _ = env.reset()
-            episodes += 1
+            episodes, length = episodes + 1, 0
         if i % 500 == 0:
             progress.tick(f"{i}/{steps} steps")
     if dtype == np.float32 and not np.all(np.isfinite(out)):
         raise UsageError("the environment produced non-finite observations (NaN or inf) during rollouts")
     return out, episodes
+
+
+def read_observation_array(path: Path, keys: tuple[str, ...] | None = None) -> Any:
+    """The observations of a ``.npy`` or ``.npz`` file, as stored: one array (an .npz's only array, or its
+    ``calibration`` array), or for a Dict space's ``keys`` one array per key."""
+    if not path.is_file():
+        raise UsageError(f"calibration data {path} does not exist")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return np.asarray(loaded)
+        with loaded:
+            names = [n for n in loaded.files if n != "meta"]  # a calibration set's metadata
+            if keys is not None and set(keys) <= set(names) and "calibration" not in names:
+                return {k: np.asarray(loaded[k]) for k in keys}
+            key = "calibration" if "calibration" in names else (names[0] if len(names) == 1 else None)
+            if key is None:
+                raise UsageError(f"{path} holds several arrays {names}; keep one, or name it 'calibration'")
+            return np.asarray(loaded[key])
+    except UsageError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise UsageError(f"cannot read calibration data {path}: {exc}", hint="save it with numpy.save") from None
+
+
+CALIBRATION_SET_FORMAT = "edgekit-calibration-set"
+
+
+def save_calibration_set(path: Path, observations: np.ndarray, facts: dict[str, Any]) -> None:
+    """Write a reusable calibration set: ``calibration`` (N, size) float32 raw observations (as the env or
+    robot gives them, before any VecNormalize) and ``meta``, a JSON string of where they came from."""
+    import json
+
+    meta = {"format": CALIBRATION_SET_FORMAT, "format_version": 1, **facts}
+    with open(path, "wb") as handle:  # np.savez_compressed would append .npz to a name without it
+        np.savez_compressed(handle, calibration=np.asarray(observations, dtype=np.float32),
+                            meta=np.array(json.dumps(meta, sort_keys=True)))
+
+
+def read_calibration_meta(path: Path) -> dict[str, Any]:
+    """The ``meta`` of a calibration set (empty for a plain .npy / .npz of observations)."""
+    import json
+
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            return {}
+        with data:
+            if "meta" not in data.files:
+                return {}
+            meta = json.loads(str(data["meta"]))
+    except (OSError, ValueError, EOFError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read calibration set {path}: {exc}") from None
+    return meta if isinstance(meta, dict) else {}
+
+
+def describe_observations(observations: np.ndarray) -> list[str]:
+    """Per-feature statistics of a calibration set, one line each (what ``edgekit calibrate`` prints)."""
+    obs = np.asarray(observations, dtype=np.float64)
+    lines = [f"{len(obs)} observations of {obs.shape[1]} features"]
+    for i in range(obs.shape[1]):
+        column = obs[:, i]
+        p1, p99 = np.percentile(column, [1, 99])
+        lines.append(f"  feature {i:3d}: min {column.min():+.4g}  p1 {p1:+.4g}  mean {column.mean():+.4g}  "
+                     f"p99 {p99:+.4g}  max {column.max():+.4g}  std {column.std():.4g}")
+    return lines

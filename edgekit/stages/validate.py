@@ -28,7 +28,8 @@ def validate_int8(bundle_dir: Path, reference: PolicyGraph, conditioned: Conditi
     float_raw = conditioned.graph.outputs(model_inputs(sets.held_out, conditioned.preprocess))
     int8_raw = policy.predict_outputs(obs)
     step = policy.manifest.models["cpu"].output.quant.scale
-    metrics = fidelity_metrics(float_raw, int8_raw, float_actions, int8_actions, space, step)
+    own = reference.outputs(sets.held_out) if space.kind == "discrete" else None  # decisive states: the policy's own
+    metrics = fidelity_metrics(float_raw, int8_raw, float_actions, int8_actions, space, step, policy_out=own)
     return Validation(metrics=metrics, passed=True, float_outputs=float_raw, int8_outputs=int8_raw)
 
 

@@ -260,6 +260,8 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
              progress: Progress) -> tuple[Validation, list[str]]:
     """validate -> Edge TPU check -> compile -> report and manifest."""
     from edgekit.edgetpu.check import check_model
+    from edgekit.runtime.policy import EdgePolicy
+    from edgekit.runtime.verify import kernel_spread_steps
     from edgekit.stages import package
     from edgekit.stages.validate import summary_line, validate_int8
 
@@ -267,7 +269,8 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
     with progress.stage(STAGES[7]) as note:
         package.save_observations(sets, stage / package.CALIBRATION)
         package.write_manifest(stage, agent, conditioned.graph, prepared.env, int8, sets, conditioned.applied)
-        validation = validate_int8(stage, prepared.graph, conditioned, sets)
+        policy = EdgePolicy.load(stage, device="cpu")  # the device's own path, on the staged bundle
+        validation = validate_int8(policy, prepared.graph, conditioned, sets)
         note.detail = summary_line(validation)
     with progress.stage(STAGES[8]) as note:
         check = check_model(stage / package.CPU_MODEL)
@@ -288,7 +291,7 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
         }
         package.write_json(stage / package.REPORT_JSON, report)
         package.save_verification(sets, validation.int8_outputs, stage / package.VERIFY,
-                                  _kernel_spread(stage, sets))
+                                  kernel_spread_steps(policy, sets.held_out[:package.VERIFY_SAMPLES]))
         package.refresh_hashes(stage)
         note.detail = str(options.output)
     return validation, notes
@@ -305,15 +308,6 @@ def _placement_note(check: Any) -> str:
                  "SiLU, LeakyReLU map fully)")
     return (f"the int8 model is fully int8 but the Edge TPU cannot run all of it: {check.placement}{cause}; "
             "edgetpu_compiler would put the rest on the CPU, and the CPU int8 model runs anywhere")
-
-
-def _kernel_spread(stage: Path, sets: ObservationSets) -> float:
-    from edgekit.runtime.policy import EdgePolicy
-    from edgekit.runtime.verify import kernel_spread_steps
-    from edgekit.stages.package import VERIFY_SAMPLES
-
-    policy = EdgePolicy.load(stage, device="cpu")
-    return kernel_spread_steps(policy, sets.held_out[:VERIFY_SAMPLES])
 
 
 def _report(options: BuildOptions, prepared: _Prepared, stage: Path, progress: Progress) -> ReportResult:

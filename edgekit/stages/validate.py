@@ -8,8 +8,6 @@ does, so every rewrite of the conditioning stage is inside the measured error.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from edgekit.artifacts import ObservationSets, PolicyGraph, Validation
 from edgekit.postprocess import PostProcessor
 from edgekit.report.metrics import describe, fidelity_metrics
@@ -17,10 +15,12 @@ from edgekit.runtime.policy import EdgePolicy
 from edgekit.stages.condition import Conditioned, model_inputs
 
 
-def validate_int8(bundle_dir: Path, reference: PolicyGraph, conditioned: Conditioned,
+def validate_int8(policy: EdgePolicy, reference: PolicyGraph, conditioned: Conditioned,
                   sets: ObservationSets) -> Validation:
-    """Compare actions with the float policy's, and raw outputs with the conditioned float model's."""
-    policy = EdgePolicy.load(bundle_dir, device="cpu")
+    """Compare actions with the float policy's, and raw outputs with the conditioned float model's.
+
+    ``policy``: the staged bundle loaded on the CPU, as the device loads it.
+    """
     space = policy.manifest.action_space
     obs = policy.observations_of(sets.held_out)  # as the env returns them: predict encodes them again
     float_actions = PostProcessor(reference.postprocess, space)(reference.outputs(sets.held_out))

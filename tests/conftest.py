@@ -100,6 +100,11 @@ def _space_cases() -> list[AgentCase]:
                                                           "features_extractor_class": "CombinedExtractor"}}
             cases.append(AgentCase(f"{algo.lower()}-{obs}-{act}".replace("_", ""), algo, env_id(obs, act), 128,
                                    kwargs, policy="MultiInputPolicy" if obs == "dict" else "MlpPolicy"))
+    # multi-branch actions through the split int8 input's fast step
+    cases.append(AgentCase("ppo-box-multidiscrete-split", "PPO", env_id("box", "multi_discrete"), 0,
+                           conditioning={"force_split": True}, trained_as="ppo-box-multidiscrete"))
+    cases.append(AgentCase("a2c-box-multibinary-split", "A2C", env_id("box", "multi_binary"), 0,
+                           conditioning={"force_split": True}, trained_as="a2c-box-multibinary"))
     # one-hot, binary and float features through the split int8 input
     cases.append(AgentCase("dqn-dict-discrete-split", "DQN", env_id("dict", "discrete"), 0,
                            conditioning={"force_split": True}, trained_as="dqn-dict-discrete",

@@ -213,7 +213,7 @@ def _split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.nd
     """Coarse + fine input parts per feature, with Python scalars for small inputs."""
     if a.size <= SCALAR_LIMIT:
         return _scalar_split_step(invoke, in_view, out_view, a, b, table, start, action_shape, split, zero_point,
-                                  bounds)
+                                  bounds, pick)
     low = None if bounds is None else np.asarray(bounds[0])
     high = None if bounds is None else np.asarray(bounds[1])
     columns = np.arange(out_view.size)
@@ -235,7 +235,8 @@ def _split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.nd
 
 def _scalar_split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
                        b: np.ndarray, table: np.ndarray | None, start: int, action_shape: tuple[int, ...],
-                       split: int, zero_point: int, bounds: tuple[list[float], list[float]] | None) -> StepFn:
+                       split: int, zero_point: int, bounds: tuple[list[float], list[float]] | None,
+                       pick: Callable[[], np.ndarray] | None = None) -> StepFn:
     """The split input with Python scalars, and the scalar step's prebuilt outputs (small models)."""
     n = a.size
     target = memoryview(in_view).cast("B").cast("b")
@@ -273,6 +274,8 @@ def _scalar_split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view
             i += 1  # noqa: SIM113
         invoke()
         if rows is None:
+            if pick is not None:  # MultiDiscrete: an argmax per branch
+                return pick()
             return array(max(outputs, key=source.__getitem__) + start, dtype=int64)
         if single is not None:
             return single[source[0]].copy()

@@ -76,15 +76,18 @@ def make_step(interpreter: Any, in_index: int, out_index: int, a: np.ndarray, b:
     invoke = interpreter._interpreter.Invoke
     in_view = interpreter.tensor(in_index)().reshape(-1)
     out_view = interpreter.tensor(out_index)().reshape(-1)
+    bounds = None if clamp is None else (clamp[0].tolist(), clamp[1].tolist())
+    small = a.size <= SCALAR_LIMIT
+    if small and (split or out_view.size <= SCALAR_LIMIT):  # Python scalars in, output_reader out
+        read = output_reader(out_view, post, dequantize, action_shape)
+        if split:
+            return _scalar_split_step(invoke, in_view, a, b, read, split, zero_point, bounds)
+        return _scalar_step(invoke, in_view, a, b, read, observation_shape, bounds)
     table = lookup_table(post, dequantize, out_view.size) if post.elementwise else None
     pick = branch_picker(out_view, post.branches) if post.kind == MULTI_ARGMAX else None
-    bounds = None if clamp is None else (clamp[0].tolist(), clamp[1].tolist())
     if split:
         return _split_step(invoke, in_view, out_view, a, b, table, post.start, action_shape, split, zero_point,
                            bounds, pick)
-    if a.size <= SCALAR_LIMIT and out_view.size <= SCALAR_LIMIT:
-        return _scalar_step(invoke, in_view, out_view, a, b, table, post.start, observation_shape, action_shape,
-                            bounds, pick)
     step = _vector_step(invoke, in_view, out_view, a, b, table, post.start, action_shape, pick)
     return step if clamp is None else _clamped(step, clamp[0], clamp[1], observation_shape)
 
@@ -112,7 +115,11 @@ def output_reader(out_view: np.ndarray, post: PostProcessor, dequantize: Callabl
     if not post.elementwise:
         outputs, get = range(width), source.__getitem__
         return lambda: array(max(outputs, key=get) + start, dtype=int64)
-    rows = [row.tolist() for row in lookup_table(post, dequantize, width)]
+    table = lookup_table(post, dequantize, width)
+    if width == 1:  # one output (e.g. a 1-D Box): every action is one of 256 prebuilt arrays; hand out a copy
+        prebuilt = [v.reshape(action_shape) for v in table[0].reshape(-1, 1)]
+        return lambda: prebuilt[source[0]].copy()
+    rows = [row.tolist() for row in table]
     flat_out = len(action_shape) == 1
     outputs = range(width)
 
@@ -142,22 +149,15 @@ def _clamped(step: StepFn, low: np.ndarray, high: np.ndarray, observation_shape:
     return clamped
 
 
-def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
-                 b: np.ndarray, table: np.ndarray | None, start: int, observation_shape: tuple[int, ...],
-                 action_shape: tuple[int, ...], bounds: tuple[list[float], list[float]] | None = None,
-                 pick: Callable[[], np.ndarray] | None = None) -> StepFn:
+def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, a: np.ndarray, b: np.ndarray,
+                 read: Callable[[], np.ndarray], observation_shape: tuple[int, ...],
+                 bounds: tuple[list[float], list[float]] | None = None) -> StepFn:
+    """Python scalars in, ``read`` (``output_reader``) out: small models."""
     target = memoryview(in_view).cast("B").cast("b")
-    source = memoryview(out_view).cast("B").cast("b")
     a_list, b_list = a.tolist(), b.tolist()
     flat_in = len(observation_shape) == 1
-    flat_out = len(action_shape) == 1
-    width = out_view.size
-    isfinite, array, float32, int64 = math.isfinite, np.array, np.float32, np.int64
+    isfinite = math.isfinite
     hi, lo = INT8_MAX, INT8_MIN
-    rows = None if table is None else [row.tolist() for row in table]
-    outputs = range(width)
-    # one output (e.g. a 1-D Box): every action is one of 256 prebuilt arrays; hand out a copy
-    single = None if table is None or width != 1 else [v.reshape(action_shape) for v in table[0].reshape(-1, 1)]
 
     def step(observation: np.ndarray) -> np.ndarray:
         values = observation.tolist() if flat_in else observation.reshape(-1).tolist()
@@ -171,14 +171,7 @@ def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.n
             target[i] = hi if x >= hi else (lo if x <= lo else round(x))
             i += 1  # noqa: SIM113
         invoke()
-        if rows is None:
-            if pick is not None:
-                return pick()
-            return array(max(outputs, key=source.__getitem__) + start, dtype=int64)
-        if single is not None:
-            return single[source[0]].copy()
-        action = array([rows[k][source[k]] for k in outputs], dtype=float32)
-        return action if flat_out else action.reshape(action_shape)
+        return read()
 
     return step
 
@@ -210,10 +203,7 @@ def _split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.nd
                 b: np.ndarray, table: np.ndarray | None, start: int, action_shape: tuple[int, ...], split: int,
                 zero_point: int, bounds: tuple[list[float], list[float]] | None = None,
                 pick: Callable[[], np.ndarray] | None = None) -> StepFn:
-    """Coarse + fine input parts per feature, with Python scalars for small inputs."""
-    if a.size <= SCALAR_LIMIT:
-        return _scalar_split_step(invoke, in_view, out_view, a, b, table, start, action_shape, split, zero_point,
-                                  bounds, pick)
+    """Coarse + fine input parts per feature, with numpy (``_scalar_split_step`` for small inputs)."""
     low = None if bounds is None else np.asarray(bounds[0])
     high = None if bounds is None else np.asarray(bounds[1])
     columns = np.arange(out_view.size)
@@ -233,22 +223,15 @@ def _split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.nd
     return step
 
 
-def _scalar_split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.ndarray, a: np.ndarray,
-                       b: np.ndarray, table: np.ndarray | None, start: int, action_shape: tuple[int, ...],
-                       split: int, zero_point: int, bounds: tuple[list[float], list[float]] | None,
-                       pick: Callable[[], np.ndarray] | None = None) -> StepFn:
-    """The split input with Python scalars, and the scalar step's prebuilt outputs (small models)."""
+def _scalar_split_step(invoke: Callable[[], None], in_view: np.ndarray, a: np.ndarray, b: np.ndarray,
+                       read: Callable[[], np.ndarray], split: int, zero_point: int,
+                       bounds: tuple[list[float], list[float]] | None) -> StepFn:
+    """The split input with Python scalars, ``read`` (``output_reader``) out: small models."""
     n = a.size
     target = memoryview(in_view).cast("B").cast("b")
-    source = memoryview(out_view).cast("B").cast("b")
     a_list, b_list = a.tolist(), b.tolist()
     lo_c, hi_c = INT8_MIN - zero_point, INT8_MAX - zero_point
-    isfinite, array, float32, int64 = math.isfinite, np.array, np.float32, np.int64
-    width = out_view.size
-    outputs = range(width)
-    rows = None if table is None else [row.tolist() for row in table]
-    single = None if table is None or width != 1 else [v.reshape(action_shape) for v in table[0].reshape(-1, 1)]
-    flat_out = len(action_shape) == 1
+    isfinite = math.isfinite
     half = round(split * 0.5)  # the fine part of a saturated coarse part: the residual clipped to +-0.5
 
     def step(observation: np.ndarray) -> np.ndarray:
@@ -273,13 +256,6 @@ def _scalar_split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view
             target[n + i] = INT8_MAX if f > INT8_MAX else (INT8_MIN if f < INT8_MIN else f)
             i += 1  # noqa: SIM113
         invoke()
-        if rows is None:
-            if pick is not None:  # MultiDiscrete: an argmax per branch
-                return pick()
-            return array(max(outputs, key=source.__getitem__) + start, dtype=int64)
-        if single is not None:
-            return single[source[0]].copy()
-        action = array([rows[k][source[k]] for k in outputs], dtype=float32)
-        return action if flat_out else action.reshape(action_shape)
+        return read()
 
     return step

@@ -216,6 +216,15 @@ class ObservationEncoder:
             return decoded[0]
         return dict(zip(self.keys, decoded))
 
+    def normalized(self, observation: Any, normalize: Any) -> Any:
+        """``observation`` (one, or a batch, as the env returns it) as the policy saw it behind VecNormalize
+        (``ObsNormalization``: its normalized features changed, one-hots and other keys as they are)."""
+        features, single = self.encode(observation)
+        seen = self.decode(normalize.apply(features))
+        if not single:
+            return seen
+        return {k: v[0] for k, v in seen.items()} if isinstance(seen, dict) else seen[0]
+
     def feature_names(self) -> list[str]:
         """One name per feature: ``obs[i]``, ``obs==k`` (one-hot), ``obs[i]==k``; Dict keys replace ``obs``."""
         names: list[str] = []

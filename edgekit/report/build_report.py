@@ -24,7 +24,6 @@ from edgekit.bundle.files import sha256_file, verify_file
 from edgekit.bundle.manifest import Manifest
 from edgekit.env_spec import EnvOverride, EnvSpec
 from edgekit.errors import BundleError, UsageError
-from edgekit.observations import ObservationEncoder
 from edgekit.postprocess import PostProcessor
 from edgekit.report import closed_loop, coverage, layers
 from edgekit.report.metrics import fidelity_metrics
@@ -69,8 +68,7 @@ class ReportResult:
 
 
 def write_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOverride | None, episodes: int,
-                 seed: int,
-                 thresholds: Thresholds, out_dir: Path | None, log: Log | None = None) -> ReportResult:
+                 seed: int, thresholds: Thresholds, out_dir: Path | None, log: Log | None = None) -> ReportResult:
     """Measure, then write ``report.json`` and ``report.html`` into ``out_dir`` (default: the bundle).
 
     Writing into the bundle keeps it verifiable: the manifest's sha256 of the
@@ -229,7 +227,7 @@ def _numeric(bundle_dir: Path, manifest: Manifest, policy: Any, agent: Any, held
     space = manifest.action_space
     float_raw = onnx_outputs(bundle_dir, manifest, held_out)
     if agent is not None:
-        float_actions = np.asarray(agent.model.predict(_as_trained(manifest, obs), deterministic=True)[0])
+        float_actions = np.asarray(agent.model.predict(_as_trained(policy, obs), deterministic=True)[0])
     else:
         float_actions = PostProcessor(manifest.postprocess, space)(float_raw)
     int8_raw = policy.predict_outputs(obs)
@@ -243,17 +241,10 @@ def _numeric(bundle_dir: Path, manifest: Manifest, policy: Any, agent: Any, held
     return metrics, plots
 
 
-def _as_trained(manifest: Manifest, obs: Any) -> np.ndarray:
+def _as_trained(policy: Any, obs: Any) -> Any:
     """Observations as the SB3 model saw them in training (behind VecNormalize, if it was)."""
-    norm = manifest.preprocess.normalize
-    if norm is None:
-        return obs  # as is: a dict for a Dict space, integers for Discrete
-    encoder = ObservationEncoder(manifest.observation_space)
-    features, single = encoder.encode(obs)
-    seen = encoder.decode(norm.apply(features))
-    if not single:
-        return seen
-    return {k: v[0] for k, v in seen.items()} if isinstance(seen, dict) else seen[0]
+    norm = policy.manifest.preprocess.normalize
+    return obs if norm is None else policy.encoder.normalized(obs, norm)  # as is: a dict, integers...
 
 
 def _closed_loop(spec: EnvSpec, manifest: Manifest, policy: Any, model: Any, episodes: int, seed: int,
@@ -266,7 +257,7 @@ def _closed_loop(spec: EnvSpec, manifest: Manifest, policy: Any, model: Any, epi
     try:
         check_env_fits(env_id, env, manifest.observation_space, manifest.action_space)
         float_actor = None if model is None else \
-            (lambda obs: model.predict(_as_trained(manifest, obs), deterministic=True)[0])
+            (lambda obs: model.predict(_as_trained(policy, obs), deterministic=True)[0])
         return closed_loop.closed_loop(env, env_id, episodes, seed, policy.predict, float_actor)
     finally:
         env.close()

@@ -13,8 +13,6 @@ becomes a flatten.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from edgekit.algorithms import POSTPROCESS_OF_OUTPUT
@@ -129,7 +127,7 @@ def _check_against_sb3(agent: LoadedAgent, graph: PolicyGraph, encoder: Observat
     else:
         obs = encoder.sample(rng, samples)
         features, _single = encoder.encode(obs)
-        seen = obs if graph.normalize is None else _normalized(graph.normalize, obs, encoder)
+        seen = obs if graph.normalize is None else encoder.normalized(obs, graph.normalize)
         expected = agent.model.predict(seen, deterministic=True)[0]
     post = PostProcessor(graph.postprocess, agent.action_space)
     actual = post(graph.outputs(features))
@@ -142,10 +140,3 @@ def _check_against_sb3(agent: LoadedAgent, graph: PolicyGraph, encoder: Observat
             f"the extracted {agent.algorithm.name} actor disagrees with SB3's predict on {bad} values",
             hint="this is an edgekit bug for this policy; please report it with the model",
         )
-
-
-def _normalized(normalize: ObsNormalization, obs: Any, encoder: ObservationEncoder) -> Any:
-    """A batch of observations as the policy saw them behind VecNormalize (a dict of batches for a Dict
-    space: its normalized keys changed, the others as they are)."""
-    features, _single = encoder.encode(obs)
-    return encoder.decode(normalize.apply(features))

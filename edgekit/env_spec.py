@@ -66,10 +66,6 @@ class EnvSpec:
             parts.append(f"--env-kwargs '{json.dumps(self.kwargs, sort_keys=True)}'")
         return " ".join(parts)
 
-    def with_kwargs(self, kwargs: dict[str, Any]) -> EnvSpec:
-        """A copy whose kwargs are these merged over the current ones."""
-        return EnvSpec(self.id, self.module, {**self.kwargs, **kwargs})
-
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "module": self.module, "kwargs": self.kwargs}
 
@@ -114,10 +110,10 @@ class EnvOverride:
         return EnvSpec(bundle_env.id, None, kwargs)
 
 
-def parse_env_kwargs(text: str | None) -> dict[str, Any]:
-    """``--env-kwargs`` JSON: an object of constructor keyword arguments."""
+def parse_env_kwargs(text: str | None) -> dict[str, Any] | None:
+    """``--env-kwargs`` JSON: an object of constructor keyword arguments (None: the option was not given)."""
     if text is None:
-        return {}
+        return None
     try:
         value = json.loads(text)
     except ValueError as exc:

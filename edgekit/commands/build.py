@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         env_id=args.env_id,
         env_module=args.env_module,
-        env_kwargs=parse_env_kwargs(args.env_kwargs) if args.env_kwargs is not None else None,
+        env_kwargs=parse_env_kwargs(args.env_kwargs),
         output=output,
         force=args.force,
         trust_pickle=args.trust_pickle,
@@ -131,9 +131,9 @@ def run(args: argparse.Namespace) -> int:
 def _layout_env_id(model: str) -> str | None:
     """The env id a local zoo folder or hub snapshot names (for the recipe's choice; the build checks it)."""
     from edgekit.errors import EdgekitError
-    from edgekit.loading.source import resolve_source
+    from edgekit.loading.source import HUB_PREFIX, resolve_source
 
-    if model.startswith("hf://"):
+    if model.startswith(HUB_PREFIX):
         return None
     try:
         return resolve_source(model).env_id
@@ -143,8 +143,10 @@ def _layout_env_id(model: str) -> str | None:
 
 def _default_output(model: str) -> Path:
     """``MODEL.bundle`` beside a zip; ``NAME.bundle`` here for a folder or a hub repository."""
-    if model.startswith("hf://"):
-        return Path(model[len("hf://"):].partition("@")[0].rsplit("/", 1)[-1] + ".bundle")
+    from edgekit.loading.source import HUB_PREFIX
+
+    if model.startswith(HUB_PREFIX):
+        return Path(model[len(HUB_PREFIX):].partition("@")[0].rsplit("/", 1)[-1] + ".bundle")
     path = Path(model)
     return path.with_suffix(".bundle") if path.suffix == ".zip" else path.parent / (path.name + ".bundle")
 

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.stages.rollouts import collect_calibration, describe_observations, recipe_for, save_calibration_set
 
     options = BuildOptions(model=args.model, env_id=args.env_id, output=args.output, env_module=args.env_module,
-                           env_kwargs=parse_env_kwargs(args.env_kwargs) if args.env_kwargs is not None else None,
+                           env_kwargs=parse_env_kwargs(args.env_kwargs),
                            vecnormalize=args.vecnormalize, trust_pickle=args.trust_pickle)
     loaded = load_model(options)
     graph, _detail = extract_float_policy(options, loaded)

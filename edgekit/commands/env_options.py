@@ -19,5 +19,5 @@ def add_env_arguments(p: argparse.ArgumentParser, env_help: str, optional_value:
 
 def given_env(args: argparse.Namespace) -> EnvOverride:
     """What the command line says of the env (all None: use the bundle's)."""
-    kwargs = parse_env_kwargs(args.env_kwargs) if args.env_kwargs is not None else None
+    kwargs = parse_env_kwargs(args.env_kwargs)
     return EnvOverride(env_id=args.env_id or None, module=args.env_module, kwargs=kwargs)

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 INT8_MIN, INT8_MAX = -128, 127
+# A value within this many int8 steps of a level is on it (float32 rounding of scales and preprocessing).
+LEVEL_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)

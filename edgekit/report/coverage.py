@@ -24,9 +24,8 @@ import numpy as np
 from edgekit.bundle.image import ImageInput
 from edgekit.bundle.manifest import Preprocess
 from edgekit.observations import ObservationEncoder
-from edgekit.quant import INT8_MAX, INT8_MIN, QuantParams
+from edgekit.quant import INT8_MAX, INT8_MIN, LEVEL_TOLERANCE, QuantParams
 
-LEVEL_TOLERANCE = 1e-3  # an int8 level within this many steps of an integer is exact
 
 FLAG_STEPS = 1.0  # flag a feature when some held-out value is clipped by more than this many input steps
 

@@ -27,12 +27,11 @@ from edgekit.bundle.image import ZERO_POINT, ImageInput
 from edgekit.bundle.manifest import Preprocess, TensorSpec
 from edgekit.errors import ConversionError, QuantizationError
 from edgekit.native_io import quiet_native_stderr
-from edgekit.quant import QuantParams
+from edgekit.quant import LEVEL_TOLERANCE, QuantParams
 from edgekit.stages.convert import nhwc
 from edgekit.tf_env import import_tensorflow
 from edgekit.tflite_inspect import inspect_int8_model
 
-LEVEL_TOLERANCE = 1e-3  # in input steps: float32 rounding of scale and preprocessing, far below a level
 
 
 def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Preprocess, path: Path,

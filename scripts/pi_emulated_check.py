@@ -33,7 +33,7 @@ no chroot, no root for anything but debootstrap). What runs:
   7. setup-pi   ``device/setup-pi.sh --dry-run`` with the emulated Python (its Python and pip steps run
                 in CACHE/setup-pi-venv; apt and Coral's repository are printed only), and shellcheck
 
-Usage (from the repository root; the host venv has edgekit[host]):
+Usage (from the repository root; the host venv has edgekit-sb3[host]):
 
     scripts/pi_emulated_check.sh [--json report.json] [--cache-dir DIR] [--bundle DIR ...]
 
@@ -328,7 +328,7 @@ def wheel_requirements(wheel: Path) -> list[str]:
 
 
 def device_requirements(wheel: Path) -> list[str]:
-    """The wheel's requirements for ``edgekit[device]``: the core ones and the device extra's."""
+    """The wheel's requirements for ``edgekit-sb3[device]``: the core ones and the device extra's."""
     return [r for r in wheel_requirements(wheel) if "extra ==" not in r or 'extra == "device"' in r]
 
 
@@ -339,7 +339,7 @@ LIST_DISTS = "import json; from importlib import metadata as m; " \
 
 
 def ensure_device_venv(cache: Path, emulator: Emulator, wheel: Path, report: Report) -> Path:
-    """CACHE/venv with edgekit[device] installed by Debian's pip; rebuilt when the dependencies change."""
+    """CACHE/venv with edgekit-sb3[device] installed by Debian's pip; rebuilt when the dependencies change."""
     venv, marker = cache / "venv", cache / "venv.json"
     key = digest(device_requirements(wheel), root_recipe())
     debian_pip = {**os.environ, "PYTHONPATH": str(emulator.root / "usr/lib/python3/dist-packages")}

@@ -4,7 +4,7 @@
 #
 #   scripts/pi_emulated_check.sh [--json report.json] [--cache-dir DIR] [--bundle DIR ...]
 #
-# Needs the host venv (.venv, with edgekit[host]) and, the first time, root for
+# Needs the host venv (.venv, with edgekit-sb3[host]) and, the first time, root for
 # debootstrap (--install-tools apt-gets debootstrap and qemu-user-static).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -421,9 +421,13 @@ def ensure_device_venv(home: Path, userland: Userland, emulator: Emulator, wheel
     cached = marker.is_file() and python.is_symlink() and json.loads(marker.read_text()).get("key") == key
     start = time.monotonic()
     if cached:
-        log(f"  reusing {venv}; reinstalling edgekit from {wheel.name}")
-        run(emulator.python(python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)),
-            env=debian_pip_env(emulator))
+        # edgekit is pure Python (py3-none-any): the host's pip puts this run's wheel into the venv in seconds,
+        # where the emulated pip takes minutes. Its dependencies were resolved by the emulated pip (the key).
+        log(f"  reusing {venv}; reinstalling edgekit from {wheel.name} (host pip, --target)")
+        site = venv / "lib" / f"python{userland.python}" / "site-packages"
+        run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade", "--no-compile",
+             "--disable-pip-version-check", "--target", str(site), str(wheel)])
+        shutil.rmtree(site / "bin", ignore_errors=True)  # --target's copy of the console script
     else:
         shutil.rmtree(venv, ignore_errors=True)
         marker.unlink(missing_ok=True)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Prepare a Raspberry Pi (or any Debian-based ARM Linux) to run edgekit bundles
-# on a Google Coral USB Accelerator.
+# Prepare a Raspberry Pi (Raspberry Pi OS Bookworm or Trixie, 64-bit) to run edgekit
+# bundles on a Google Coral USB Accelerator, with a MATCHED runtime pair: a libedgetpu
+# and a TFLite interpreter built from one TensorFlow release, as recorded in the pair
+# table edgekit/device/pairs.json. (A libedgetpu and an interpreter built from
+# different TensorFlow commits crash the process when the delegate loads.)
 #
 # Safe to run again: every step checks what is already in place. Run it as your
 # normal user (it calls sudo where it needs root) or as root.
@@ -8,48 +11,72 @@
 
 set -euo pipefail
 
-# Coral's documented apt repository and signing key.
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CHECKOUT="$(dirname "$SCRIPT_DIR")"
+DISTRIBUTION="edgekit-sb3"  # PyPI's "edgekit" is another project: never install by that name
+# Coral's own apt repository: only with --coral-apt (its libedgetpu is built against TensorFlow 2.5).
 CORAL_REPO_URL="https://packages.cloud.google.com/apt"
 CORAL_REPO_SUITE="coral-edgetpu-stable"
 CORAL_KEY_URL="https://packages.cloud.google.com/apt/doc/apt-key.gpg"
 CORAL_KEYRING="/usr/share/keyrings/coral-edgetpu-archive-keyring.gpg"
 CORAL_SOURCES="/etc/apt/sources.list.d/coral-edgetpu.list"
-EDGETPU_LIBRARY="libedgetpu.so.1"
+CORAL_INTERPRETER=("tflite-runtime==2.14.0" "numpy<2")
 
 VENV_DIR="/opt/edgekit/venv"
-LIBEDGETPU="libedgetpu1-std"
+VARIANT="std"
 WHEEL=""
 SOURCE=""
+PAIRS_FILE=""
+LIBEDGETPU_DEB_LOCAL=""
+INTERPRETER_WHEEL_LOCAL=""
+PYCORAL_WHEEL_LOCAL=""
+WITH_PYCORAL=0
+CORAL_APT=0
 DRY_RUN=0
 PYTHON_ARG=""
+OS_RELEASE_ARG=""
 EMULATOR=()
 
 usage() {
     cat <<'EOF'
 Usage: setup-pi.sh [--max] [--venv DIR] [--wheel PATH | --source DIR]
-                   [--dry-run [--python PATH] [--emulator CMD]]
+                   [--libedgetpu-deb FILE] [--interpreter-wheel FILE]
+                   [--pycoral [--pycoral-wheel FILE]] [--pairs FILE] [--coral-apt]
+                   [--dry-run [--python PATH] [--os-release FILE] [--emulator CMD]]
 
-Install the Coral Edge TPU runtime and edgekit's device side on this machine:
-  1. add Coral's apt repository (key under /usr/share/keyrings, signed-by)
-  2. apt-get install libedgetpu1-std (or -max), python3-venv
-  3. create a virtual environment and pip install 'edgekit[device]'
-  4. add the invoking user to the plugdev group (USB access to the accelerator)
-  5. check that libedgetpu.so.1 loads and that `edgekit --version` runs
+Install a tested libedgetpu + TFLite interpreter pair and edgekit's device side:
+  1. detect the OS release (/etc/os-release VERSION_CODENAME), Python and architecture
+  2. pick the pair for them from edgekit's pair table (edgekit/device/pairs.json);
+     an untested combination stops here, naming the supported ones
+  3. install the pair's libedgetpu .deb (downloaded, or --libedgetpu-deb), python3-venv
+  4. create a virtual environment; install the pair's interpreter wheel (downloaded,
+     or --interpreter-wheel) and edgekit from this checkout (or --wheel / --source)
+  5. add the invoking user to the plugdev group (USB access to the accelerator)
+  6. run `edgekit doctor`
 
 Options:
-  --max          install libedgetpu1-max (full clock: faster, runs hotter)
-                 instead of libedgetpu1-std; the two packages replace each other
+  --max          libedgetpu1-max (full clock: faster, runs hotter) instead of -std
   --venv DIR     virtual environment to create or update (default: /opt/edgekit/venv)
-  --wheel PATH   install edgekit from this wheel file instead of PyPI
-  --source DIR   install edgekit from this source checkout instead of PyPI
-                 (built into a wheel first, as the checkout's owner)
-  --dry-run      print each step; run only the Python and pip steps (venv,
-                 pip install, checks) and print the others (apt, Coral's
-                 repository, udev, groups) without running them; needs no root
-  --python PATH  with --dry-run: the Python to make the venv with
-                 (default: /usr/bin/python3)
+  --wheel PATH   install edgekit from this wheel file
+  --source DIR   install edgekit from this source checkout (default: the checkout
+                 this script belongs to; edgekit is never installed by name)
+  --libedgetpu-deb FILE    the pair's libedgetpu .deb, already downloaded (offline Pis)
+  --interpreter-wheel FILE the pair's interpreter wheel, already downloaded
+  --pycoral      also install the pair's pycoral wheel (edgekit does not need it)
+  --pycoral-wheel FILE     that wheel, already downloaded
+  --pairs FILE   use this pair table instead of the shipped one (a maintainer
+                 trying a new pair before recording it; tests)
+  --coral-apt    NOT RECOMMENDED: Coral's apt repository (libedgetpu 16.0, built
+                 against TensorFlow 2.5) with tflite-runtime 2.14 from PyPI. This
+                 combination is known to crash (SIGSEGV) when the Edge TPU delegate
+                 loads (tensorflow/tensorflow#62371, google-coral/edgetpu#812)
+  --dry-run      print each step; run only the Python and pip steps (venv, pip
+                 install, checks) and print the others (downloads, apt, udev,
+                 groups) without running them; needs no root
+  --python PATH  with --dry-run: the Python to make the venv with (default: /usr/bin/python3)
+  --os-release FILE  with --dry-run: read the release from FILE, not /etc/os-release
   --emulator CMD with --dry-run: run every Python command through CMD, e.g.
-                 'qemu-aarch64-static -L ROOT' with --python ROOT/usr/bin/python3
+                 'qemu-aarch64 -L ROOT' with --python ROOT/usr/bin/python3
                  for an emulated Raspberry Pi OS root (scripts/pi_emulated_check.py)
   -h, --help     show this help and exit
 
@@ -76,12 +103,17 @@ skipped() {
     printf '    [dry-run] skipped:%s\n' "$quoted"
 }
 
+need_file() {  # need_file OPTION PATH -> absolute path
+    [[ -f "$2" ]] || die "$1: no such file: $2"
+    printf '%s/%s' "$(cd "$(dirname "$2")" && pwd)" "$(basename "$2")"
+}
+
 # --- arguments ---------------------------------------------------------------
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
-        --max) LIBEDGETPU="libedgetpu1-max"; shift ;;
+        --max) VARIANT="max"; shift ;;
         --venv)
             [[ $# -ge 2 && -n "$2" ]] || die "--venv needs a directory"
             VENV_DIR="$2"; shift 2 ;;
@@ -94,13 +126,30 @@ while [[ $# -gt 0 ]]; do
             [[ $# -ge 2 && -n "$2" ]] || die "--source needs a directory"
             SOURCE="$2"; shift 2 ;;
         --source=*) SOURCE="${1#*=}"; shift ;;
+        --libedgetpu-deb)
+            [[ $# -ge 2 && -n "$2" ]] || die "--libedgetpu-deb needs a .deb file"
+            LIBEDGETPU_DEB_LOCAL="$(need_file --libedgetpu-deb "$2")"; shift 2 ;;
+        --interpreter-wheel)
+            [[ $# -ge 2 && -n "$2" ]] || die "--interpreter-wheel needs a .whl file"
+            INTERPRETER_WHEEL_LOCAL="$(need_file --interpreter-wheel "$2")"; shift 2 ;;
+        --pycoral) WITH_PYCORAL=1; shift ;;
+        --pycoral-wheel)
+            [[ $# -ge 2 && -n "$2" ]] || die "--pycoral-wheel needs a .whl file"
+            PYCORAL_WHEEL_LOCAL="$(need_file --pycoral-wheel "$2")"; WITH_PYCORAL=1; shift 2 ;;
+        --pairs)
+            [[ $# -ge 2 && -n "$2" ]] || die "--pairs needs a pair table (JSON)"
+            PAIRS_FILE="$(need_file --pairs "$2")"; shift 2 ;;
+        --coral-apt) CORAL_APT=1; shift ;;
         --dry-run) DRY_RUN=1; shift ;;
         --python)
             [[ $# -ge 2 && -n "$2" ]] || die "--python needs a path to a Python executable"
             PYTHON_ARG="$2"; shift 2 ;;
         --python=*) PYTHON_ARG="${1#*=}"; [[ -n "$PYTHON_ARG" ]] || die "--python needs a path"; shift ;;
+        --os-release)
+            [[ $# -ge 2 && -n "$2" ]] || die "--os-release needs a file"
+            OS_RELEASE_ARG="$(need_file --os-release "$2")"; shift 2 ;;
         --emulator)
-            [[ $# -ge 2 && -n "$2" ]] || die "--emulator needs a command, e.g. 'qemu-aarch64-static -L ROOT'"
+            [[ $# -ge 2 && -n "$2" ]] || die "--emulator needs a command, e.g. 'qemu-aarch64 -L ROOT'"
             read -r -a EMULATOR <<<"$2"; shift 2 ;;
         --emulator=*) read -r -a EMULATOR <<<"${1#*=}"; shift ;;
         *) usage >&2; die "unknown argument: $1" ;;
@@ -110,25 +159,37 @@ done
 if [[ -n "$WHEEL" && -n "$SOURCE" ]]; then
     die "--wheel and --source are exclusive: give one of them"
 fi
-if [[ $DRY_RUN -eq 0 && ( -n "$PYTHON_ARG" || ${#EMULATOR[@]} -gt 0 ) ]]; then
-    die "--python and --emulator are for --dry-run only"
+if [[ $DRY_RUN -eq 0 && ( -n "$PYTHON_ARG" || -n "$OS_RELEASE_ARG" || ${#EMULATOR[@]} -gt 0 ) ]]; then
+    die "--python, --os-release and --emulator are for --dry-run only"
 fi
-if [[ ${#EMULATOR[@]} -gt 0 && -n "$SOURCE" ]]; then
-    # Building a wheel runs the interpreter in subprocesses, which the emulator cannot follow.
-    die "--emulator needs --wheel (build the wheel on the host)"
+if [[ $CORAL_APT -eq 1 && ( -n "$LIBEDGETPU_DEB_LOCAL" || -n "$INTERPRETER_WHEEL_LOCAL" || -n "$PAIRS_FILE" \
+        || $WITH_PYCORAL -eq 1 ) ]]; then
+    die "--coral-apt installs Coral's packages: it takes no pair files, --pairs or --pycoral"
 fi
 if [[ -n "$PYTHON_ARG" && ! -x "$PYTHON_ARG" ]]; then
     die "--python: not an executable: $PYTHON_ARG"
 fi
 if [[ -n "$WHEEL" ]]; then
-    [[ -f "$WHEEL" ]] || die "no such wheel file: $WHEEL"
+    WHEEL="$(need_file --wheel "$WHEEL")"
     [[ "$WHEEL" == *.whl ]] || die "not a wheel (.whl) file: $WHEEL"
-    WHEEL="$(cd "$(dirname "$WHEEL")" && pwd)/$(basename "$WHEEL")"
+fi
+if [[ -z "$WHEEL" && -z "$SOURCE" ]]; then
+    # The checkout this script belongs to: edgekit is installed from files, never by name.
+    if grep -qs "^name = \"$DISTRIBUTION\"" "$CHECKOUT/pyproject.toml"; then
+        SOURCE="$CHECKOUT"
+    else
+        die "this script is not inside an edgekit checkout: give --wheel PATH (a wheel of $DISTRIBUTION) or --source DIR (PyPI's \"edgekit\" is another project)"
+    fi
 fi
 if [[ -n "$SOURCE" ]]; then
     [[ -d "$SOURCE" ]] || die "no such directory: $SOURCE"
     SOURCE="$(cd "$SOURCE" && pwd)"
-    [[ -f "$SOURCE/pyproject.toml" ]] || die "$SOURCE has no pyproject.toml: is it an edgekit checkout?"
+    grep -qs "^name = \"$DISTRIBUTION\"" "$SOURCE/pyproject.toml" \
+        || die "$SOURCE is not an edgekit checkout (its pyproject.toml does not name $DISTRIBUTION)"
+    if [[ ${#EMULATOR[@]} -gt 0 ]]; then
+        # Building a wheel runs the interpreter in subprocesses, which the emulator cannot follow.
+        die "--emulator needs --wheel (build the wheel on the host)"
+    fi
 fi
 case "$VENV_DIR" in
     /*) ;;
@@ -197,104 +258,150 @@ py() {
     "${EMULATOR[@]}" "$@"
 }
 
+tmpdir="$(mktemp -d)"
+trap 'rm -rf "$tmpdir"' EXIT
+
+# fetch NAME URL SHA256 LOCAL -> prints the file to install. A LOCAL file is used as
+# it is (offline Pis); otherwise URL is downloaded (a dry run prints that and
+# prints nothing). The sha256 is checked where the pair table has one.
+fetch() {
+    local name="$1" url="$2" sha="$3" local_file="$4" file
+    if [[ -n "$local_file" ]]; then
+        file="$local_file"
+        info "$name: using the local file $file" >&2
+        if [[ "$(basename "$file")" != "$(basename "$url")" ]]; then
+            warn "$name: $file is not named like the pair's $(basename "$url")"
+        fi
+    elif [[ $DRY_RUN -eq 1 ]]; then
+        skipped curl -fL --retry 3 -o "$tmpdir/$(basename "$url")" "$url" >&2
+        return 0
+    else
+        file="$tmpdir/$(basename "$url")"
+        info "$name: downloading $url" >&2
+        curl -fL --retry 3 -sS -o "$file" "$url" \
+            || die "cannot download $url (network? proxy?); download it elsewhere and pass it with the matching --...-deb/--...-wheel option"
+    fi
+    if [[ -n "$sha" ]]; then
+        local got
+        got="$(sha256sum "$file" | cut -d' ' -f1)"
+        [[ "$got" == "$sha" ]] || die "$name: sha256 of $file is $got, the pair table says $sha: not installing it"
+        info "$name: sha256 verified ($sha)" >&2
+    else
+        warn "$name: could not verify $(basename "$file"): the pair table has no published sha256 for it"
+        info "$name: sha256 $(sha256sum "$file" | cut -d' ' -f1) (unverified)" >&2
+    fi
+    printf '%s' "$file"
+}
+
 # --- 1. platform -------------------------------------------------------------
 
 step "check the platform"
+if [[ -n "$PYTHON_ARG" ]]; then
+    PYTHON="$PYTHON_ARG"
+elif [[ -x /usr/bin/python3 ]]; then
+    # Debian's own Python: python3-venv is for it, and the service user can run it.
+    PYTHON="/usr/bin/python3"
+else
+    PYTHON="$(command -v python3 || true)"
+    [[ -n "$PYTHON" ]] || die "python3 not found"
+fi
 KERNEL="$(uname -s)"
-MACHINE="$(uname -m)"
-DPKG_ARCH=""
-if [[ ${#EMULATOR[@]} -gt 0 ]]; then
-    # The emulated machine, not the host's.
-    MACHINE="$(py "${PYTHON_ARG:-/usr/bin/python3}" -c 'import platform; print(platform.machine())')"
-elif command -v dpkg >/dev/null 2>&1; then
-    DPKG_ARCH="$(dpkg --print-architecture)"
-fi
-info "kernel $KERNEL, machine $MACHINE${DPKG_ARCH:+, Debian architecture $DPKG_ARCH}"
-if [[ "$KERNEL" != "Linux" ]]; then
-    die "this script is for Linux (Raspberry Pi OS, Debian, Ubuntu); found $KERNEL"
-fi
-case "$MACHINE" in
-    aarch64|armv7l) ;;
-    *) warn "expected a Raspberry Pi (aarch64 or armv7l), found $MACHINE: going on, but this is not the tested target" ;;
-esac
-if [[ "$DPKG_ARCH" == "armhf" || "$MACHINE" == "armv7l" ]]; then
-    warn "32-bit userland: edgekit[device] targets 64-bit Raspberry Pi OS; the TFLite interpreter"
-    warn "wheels it selects may not exist for armv7l. Prefer the 64-bit OS (Bookworm, arm64)."
-fi
+[[ "$KERNEL" == "Linux" ]] || die "this script is for Linux (Raspberry Pi OS, Debian); found $KERNEL"
+# The machine as Python sees it (under --emulator: the emulated one, not the host's).
+MACHINE="$(py "$PYTHON" -c 'import platform; print(platform.machine())')"
+py_version="$(py "$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+OS_RELEASE="${OS_RELEASE_ARG:-/etc/os-release}"
+CODENAME="$(sed -n 's/^VERSION_CODENAME=//p' "$OS_RELEASE" 2>/dev/null | tr -d '"' | head -n 1)"
+PRETTY="$(sed -n 's/^PRETTY_NAME=//p' "$OS_RELEASE" 2>/dev/null | tr -d '"' | head -n 1)"
+info "${PRETTY:-unknown OS} (VERSION_CODENAME=${CODENAME:-none}), Python $py_version ($PYTHON), machine $MACHINE"
 [[ $DRY_RUN -eq 1 ]] || command -v apt-get >/dev/null 2>&1 \
     || die "apt-get not found: this script needs a Debian-based system"
 
-# --- 2. Coral's apt repository -----------------------------------------------
+# --- 2. the pair -------------------------------------------------------------
 
-step "add Coral's apt repository ($CORAL_REPO_SUITE)"
-missing=()
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
-[[ -d /etc/ssl/certs && -n "$(ls -A /etc/ssl/certs 2>/dev/null)" ]] || missing+=(ca-certificates)
-if [[ ${#missing[@]} -gt 0 ]]; then
-    info "installing ${missing[*]} (needed to fetch the key)"
-    apt_get update
-    apt_get install -y "${missing[@]}"
-fi
-
-tmpdir="$(mktemp -d)"
-trap 'rm -rf "$tmpdir"' EXIT
-if [[ $DRY_RUN -eq 1 ]]; then
-    skipped curl -fsSL --retry 3 -o "$tmpdir/key.download" "$CORAL_KEY_URL"
-    skipped install -m 0644 "$tmpdir/key.gpg" "$CORAL_KEYRING"
-    skipped install -m 0644 "$tmpdir/coral.list" "$CORAL_SOURCES"
-    info "$CORAL_SOURCES would hold: deb [signed-by=$CORAL_KEYRING] $CORAL_REPO_URL $CORAL_REPO_SUITE main"
+if [[ $CORAL_APT -eq 1 ]]; then
+    step "Coral's apt packages (--coral-apt): NOT a tested pair"
+    warn "--coral-apt: Coral's libedgetpu1-$VARIANT 16.0 is built against TensorFlow 2.5; with tflite-runtime"
+    warn "2.14 (or any current interpreter) the process is known to crash with SIGSEGV when the Edge TPU"
+    warn "delegate loads (tensorflow/tensorflow#62371, google-coral/edgetpu#812, google-coral/libedgetpu#53)."
+    warn "Without --coral-apt this script installs a tested pair. Going on because you asked for it."
+    LIBEDGETPU_PACKAGE="libedgetpu1-$VARIANT"
 else
-# Fetch the key every time: Coral has rotated it before, and a stale key makes
-# `apt-get update` fail with NO_PUBKEY / EXPKEYSIG.
-curl -fsSL --retry 3 -o "$tmpdir/key.download" "$CORAL_KEY_URL" \
-    || die "cannot download Coral's signing key from $CORAL_KEY_URL (network? proxy?)"
-if head -c 64 "$tmpdir/key.download" | grep -q -- '-----BEGIN PGP'; then
-    gpg --batch --yes --dearmor -o "$tmpdir/key.gpg" "$tmpdir/key.download"
-else
-    cp "$tmpdir/key.download" "$tmpdir/key.gpg"
-fi
-if [[ -f "$CORAL_KEYRING" ]] && cmp -s "$tmpdir/key.gpg" "$CORAL_KEYRING"; then
-    info "key already in $CORAL_KEYRING"
-else
-    as_root install -m 0644 "$tmpdir/key.gpg" "$CORAL_KEYRING"
-    info "key written to $CORAL_KEYRING"
-fi
-
-repo_line="deb [signed-by=$CORAL_KEYRING] $CORAL_REPO_URL $CORAL_REPO_SUITE main"
-if [[ -f "$CORAL_SOURCES" ]] && [[ "$(cat "$CORAL_SOURCES")" == "$repo_line" ]]; then
-    info "repository already listed in $CORAL_SOURCES"
-else
-    printf '%s\n' "$repo_line" > "$tmpdir/coral.list"
-    as_root install -m 0644 "$tmpdir/coral.list" "$CORAL_SOURCES"
-    info "wrote $CORAL_SOURCES"
-fi
-# Another entry for the same repository (an older guide's apt-key setup) would
-# conflict with ours ("Conflicting values set for option Signed-By").
-for other in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-    [[ -f "$other" && "$other" != "$CORAL_SOURCES" ]] || continue
-    if grep -qs "^[^#]*$CORAL_REPO_SUITE" "$other"; then
-        warn "$other also lists $CORAL_REPO_SUITE: remove that entry if apt-get update complains"
+    step "pick the tested libedgetpu/interpreter pair"
+    # The table is read with the target's Python from the checkout or from the wheel itself.
+    PAIRS_PATH="${SOURCE:-$WHEEL}"
+    pairs_args=()
+    [[ -z "$PAIRS_FILE" ]] || pairs_args=(--pairs "$PAIRS_FILE")
+    selection="$(PYTHONPATH="$PAIRS_PATH" py "$PYTHON" -m edgekit.device.pairs "${pairs_args[@]}" select \
+        --codename "${CODENAME:-unknown}" --python "$py_version" --arch "$MACHINE" --variant "$VARIANT")" \
+        || die "no tested pair for this system (above); --coral-apt installs Coral's own packages instead (known to crash)"
+    PAIR_ID="" PAIR_TENSORFLOW="" LIBEDGETPU_PACKAGE="" LIBEDGETPU_VERSION="" LIBEDGETPU_URL=""
+    LIBEDGETPU_SHA256="" INTERPRETER_DIST="" INTERPRETER_MODULE="" INTERPRETER_VERSION="" INTERPRETER_URL=""
+    INTERPRETER_SHA256="" INTERPRETER_REQUIRES="" PYCORAL_URL="" PYCORAL_SHA256=""
+    eval "$selection"
+    info "pair $PAIR_ID: $LIBEDGETPU_PACKAGE $LIBEDGETPU_VERSION + $INTERPRETER_DIST $INTERPRETER_VERSION" \
+         "(both built from TensorFlow $PAIR_TENSORFLOW)"
+    if [[ $WITH_PYCORAL -eq 1 && -z "$PYCORAL_URL" ]]; then
+        die "the pair $PAIR_ID has no pycoral wheel (edgekit does not need pycoral): drop --pycoral"
     fi
-done
-fi  # not a dry run
+fi
 
-# --- 3. system packages ------------------------------------------------------
+# --- 3. libedgetpu and system packages ---------------------------------------
 
-step "install $LIBEDGETPU and python3-venv"
-apt_get update
-if [[ "$LIBEDGETPU" == "libedgetpu1-max" ]]; then
-    # The max package asks for confirmation (it runs the TPU at full clock, hotter);
-    # --max is that confirmation.
+step "install $LIBEDGETPU_PACKAGE and python3-venv"
+if [[ "$VARIANT" == "max" ]]; then
+    # The max package asks for confirmation (full clock, hotter); --max is that confirmation.
     as_root debconf-set-selections <<'EOF'
 libedgetpu1-max libedgetpu/accepted-eula boolean true
 libedgetpu1-max libedgetpu/install-confirm-max boolean true
 EOF
-    info "libedgetpu1-max replaces libedgetpu1-std if that is installed"
-else
-    info "libedgetpu1-std replaces libedgetpu1-max if that is installed"
 fi
-apt_get install -y "$LIBEDGETPU" python3-venv usbutils
+info "libedgetpu1-std and libedgetpu1-max replace each other"
+if [[ $CORAL_APT -eq 1 ]]; then
+    missing=()
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v gpg >/dev/null 2>&1 || missing+=(gnupg)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        apt_get update
+        apt_get install -y "${missing[@]}"
+    fi
+    if [[ $DRY_RUN -eq 1 ]]; then
+        skipped curl -fsSL --retry 3 -o "$tmpdir/key.download" "$CORAL_KEY_URL"
+        skipped install -m 0644 "$tmpdir/key.gpg" "$CORAL_KEYRING"
+        skipped install -m 0644 "$tmpdir/coral.list" "$CORAL_SOURCES"
+        info "$CORAL_SOURCES would hold: deb [signed-by=$CORAL_KEYRING] $CORAL_REPO_URL $CORAL_REPO_SUITE main"
+    else
+        curl -fsSL --retry 3 -o "$tmpdir/key.download" "$CORAL_KEY_URL" \
+            || die "cannot download Coral's signing key from $CORAL_KEY_URL (network? proxy?)"
+        if head -c 64 "$tmpdir/key.download" | grep -q -- '-----BEGIN PGP'; then
+            gpg --batch --yes --dearmor -o "$tmpdir/key.gpg" "$tmpdir/key.download"
+        else
+            cp "$tmpdir/key.download" "$tmpdir/key.gpg"
+        fi
+        as_root install -m 0644 "$tmpdir/key.gpg" "$CORAL_KEYRING"
+        printf 'deb [signed-by=%s] %s %s main\n' "$CORAL_KEYRING" "$CORAL_REPO_URL" "$CORAL_REPO_SUITE" \
+            > "$tmpdir/coral.list"
+        as_root install -m 0644 "$tmpdir/coral.list" "$CORAL_SOURCES"
+    fi
+    apt_get update
+    apt_get install -y "$LIBEDGETPU_PACKAGE" python3-venv usbutils
+else
+    deb="$(fetch "$LIBEDGETPU_PACKAGE" "$LIBEDGETPU_URL" "$LIBEDGETPU_SHA256" "$LIBEDGETPU_DEB_LOCAL")"
+    if [[ -n "$deb" ]] && command -v dpkg-deb >/dev/null 2>&1; then
+        got_package="$(dpkg-deb -f "$deb" Package)" || die "$deb is not a Debian package"
+        got_version="$(dpkg-deb -f "$deb" Version)"
+        [[ "$got_package" == "$LIBEDGETPU_PACKAGE" && "$got_version" == "$LIBEDGETPU_VERSION" ]] \
+            || die "$deb holds $got_package $got_version, the pair needs $LIBEDGETPU_PACKAGE $LIBEDGETPU_VERSION"
+        info "$deb: $got_package $got_version"
+    fi
+    apt_get update
+    # apt installs the .deb with its dependencies (libusb); an installed Coral libedgetpu is replaced.
+    apt_get install -y --allow-downgrades "${deb:-./$(basename "$LIBEDGETPU_URL")}" python3-venv usbutils
+    if [[ -f "$CORAL_SOURCES" ]]; then
+        warn "$CORAL_SOURCES (Coral's repository) is still listed: apt may later 'upgrade' libedgetpu to"
+        warn "Coral's 16.0 build, which crashes with this interpreter. Remove it: sudo rm $CORAL_SOURCES"
+    fi
+fi
 if [[ $DRY_RUN -eq 1 ]]; then
     :  # nothing was installed: the packaged udev rule cannot be there
 elif ! grep -rqsi '1a6e' /etc/udev/rules.d /lib/udev/rules.d /usr/lib/udev/rules.d; then
@@ -304,34 +411,13 @@ if command -v udevadm >/dev/null 2>&1; then
     as_root udevadm control --reload-rules || true
 fi
 
-# --- 4. Python environment ---------------------------------------------------
+# --- 4. Python environment, interpreter and edgekit ---------------------------
 
 step "create the virtual environment $VENV_DIR"
-# Debian's own Python: python3-venv is for it, and the service user can run it
-# (a pyenv or conda python under a home directory would not be reachable).
-if [[ -n "$PYTHON_ARG" ]]; then
-    PYTHON="$PYTHON_ARG"
-elif [[ -x /usr/bin/python3 ]]; then
-    PYTHON="/usr/bin/python3"
-else
-    PYTHON="$(command -v python3 || true)"
-    [[ -n "$PYTHON" ]] || die "python3 not found"
-fi
-py_version="$(py "$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 py_minor="${py_version#3.}"
-info "system Python $py_version ($PYTHON)"
 if [[ "${py_version%%.*}" != "3" || "$py_minor" -lt 9 ]]; then
     die "edgekit needs Python >= 3.9; found $py_version"
 fi
-if [[ "$MACHINE" == "aarch64" ]]; then
-    if [[ "$py_minor" -le 11 ]]; then
-        info "edgekit[device] will install tflite-runtime 2.14 with numpy<2"
-    else
-        warn "Python $py_version on aarch64: edgekit[device] installs ai-edge-litert, whose aarch64 wheel"
-        warn "crashed under emulation in edgekit's tests; if it segfaults, use Python 3.11 (Bookworm)"
-    fi
-fi
-
 if [[ -x "$VENV_DIR/bin/python" ]]; then
     venv_version="$(py "$VENV_DIR/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
     if [[ "$venv_version" != "$py_version" ]]; then
@@ -359,10 +445,39 @@ else
 fi
 as_venv_owner "$VENV_DIR/bin/python" -m pip install --quiet --upgrade pip
 
-# --- 5. edgekit --------------------------------------------------------------
+step "install the interpreter and edgekit into $VENV_DIR"
+if [[ $CORAL_APT -eq 1 ]]; then
+    as_venv_owner "$VENV_DIR/bin/python" -m pip install "${CORAL_INTERPRETER[@]}"
+    INTERPRETER_MODULE="tflite_runtime"
+else
+    interpreter_wheel="$(fetch "$INTERPRETER_DIST" "$INTERPRETER_URL" "$INTERPRETER_SHA256" "$INTERPRETER_WHEEL_LOCAL")"
+    requires=()
+    [[ -z "$INTERPRETER_REQUIRES" ]] || read -r -a requires <<<"$INTERPRETER_REQUIRES"
+    if [[ -n "$interpreter_wheel" ]]; then
+        as_venv_owner "$VENV_DIR/bin/python" -m pip install "$interpreter_wheel" "${requires[@]}"
+    else
+        skipped "$VENV_DIR/bin/python" -m pip install "$(basename "$INTERPRETER_URL")" "${requires[@]}"
+        info "(dry run without --interpreter-wheel: the pair's interpreter is not installed)"
+    fi
+    if [[ $WITH_PYCORAL -eq 1 ]]; then
+        pycoral_wheel="$(fetch pycoral "$PYCORAL_URL" "$PYCORAL_SHA256" "$PYCORAL_WHEEL_LOCAL")"
+        if [[ -n "$pycoral_wheel" ]]; then
+            as_venv_owner "$VENV_DIR/bin/python" -m pip install --no-deps "$pycoral_wheel"
+        fi
+    fi
+fi
+# Another interpreter package would come first in edgekit's order (ai_edge_litert,
+# tflite_runtime, tensorflow) and load libedgetpu with a different TensorFlow build.
+for other in ai-edge-litert tflite-runtime; do
+    [[ "$other" != "${INTERPRETER_DIST:-tflite-runtime}" ]] || continue
+    if py "$VENV_DIR/bin/python" -c "import importlib.metadata as m; m.version('$other')" 2>/dev/null; then
+        info "removing $other from the venv: it would shadow the pair's interpreter"
+        as_venv_owner "$VENV_DIR/bin/python" -m pip uninstall --yes --quiet "$other"
+    fi
+done
 
 if [[ -n "$SOURCE" ]]; then
-    step "install edgekit[device] from the source checkout $SOURCE"
+    info "building edgekit from the checkout $SOURCE"
     # Build the wheel as the checkout's owner, so that no root-owned build files
     # land in the checkout, then install it like --wheel.
     owner="$(stat -c %U "$SOURCE")"
@@ -376,24 +491,17 @@ if [[ -n "$SOURCE" ]]; then
         cat "$tmpdir/build.log" >&2
         die "building a wheel from $SOURCE failed (output above)"
     fi
-    WHEEL="$(find "$tmpdir/wheel" -maxdepth 1 -name 'edgekit-*.whl' | head -n 1)"
-    [[ -n "$WHEEL" ]] || die "building a wheel from $SOURCE produced no edgekit-*.whl"
+    WHEEL="$(find "$tmpdir/wheel" -maxdepth 1 -name 'edgekit_sb3-*.whl' | head -n 1)"
+    [[ -n "$WHEEL" ]] || die "building a wheel from $SOURCE produced no edgekit_sb3-*.whl"
     info "built $(basename "$WHEEL")"
-elif [[ -n "$WHEEL" ]]; then
-    step "install edgekit[device] from the wheel $WHEEL"
-else
-    step "install edgekit[device] from PyPI"
 fi
+# edgekit itself needs numpy only: the interpreter is the pair's, installed above
+# (not the `device` extra, which would add ai-edge-litert from PyPI).
+as_venv_owner "$VENV_DIR/bin/python" -m pip install "$WHEEL"
+# pip keeps an installed edgekit of the same version: force the given one in.
+as_venv_owner "$VENV_DIR/bin/python" -m pip install --no-deps --force-reinstall "$WHEEL"
 
-if [[ -n "$WHEEL" ]]; then
-    as_venv_owner "$VENV_DIR/bin/python" -m pip install "${WHEEL}[device]"
-    # pip keeps an installed edgekit of the same version: force the given one in.
-    as_venv_owner "$VENV_DIR/bin/python" -m pip install --no-deps --force-reinstall "$WHEEL"
-else
-    as_venv_owner "$VENV_DIR/bin/python" -m pip install --upgrade "edgekit[device]"
-fi
-
-# --- 6. USB access -----------------------------------------------------------
+# --- 5. USB access -----------------------------------------------------------
 
 step "give $TARGET_USER access to the USB accelerator (group plugdev)"
 if [[ $DRY_RUN -eq 1 ]]; then
@@ -414,58 +522,46 @@ else
     info "added $TARGET_USER to plugdev: log out and in again (or reboot) for it to apply"
 fi
 
-# --- 7. checks ---------------------------------------------------------------
+# --- 6. checks ---------------------------------------------------------------
 
-step "check the installation"
-if [[ $DRY_RUN -eq 1 ]]; then
-    if py "$VENV_DIR/bin/python" -c "import ctypes; ctypes.CDLL('$EDGETPU_LIBRARY')" 2>/dev/null; then
-        info "$EDGETPU_LIBRARY loads"
-    else
-        info "$EDGETPU_LIBRARY does not load (expected in a dry run: $LIBEDGETPU was not installed)"
-    fi
-elif "$VENV_DIR/bin/python" -c "import ctypes; ctypes.CDLL('$EDGETPU_LIBRARY')"; then
-    info "$EDGETPU_LIBRARY loads"
-else
-    die "$EDGETPU_LIBRARY does not load: is $LIBEDGETPU installed? (dpkg -L $LIBEDGETPU)"
-fi
-if [[ ${#EMULATOR[@]} -gt 0 ]]; then
-    # The console script's #! line names the emulated python: run it with that python.
-    py "$VENV_DIR/bin/python" "$VENV_DIR/bin/edgekit" --version || die "$VENV_DIR/bin/edgekit --version failed"
-else
-    "$VENV_DIR/bin/edgekit" --version || die "$VENV_DIR/bin/edgekit --version failed"
-fi
+step "check the installation (edgekit doctor)"
+# The console script's #! line names the venv's python: run it with that python
+# (under an emulator the kernel cannot run the #! line itself).
+edgekit_cmd=("$VENV_DIR/bin/python" "$VENV_DIR/bin/edgekit")
+py "${edgekit_cmd[@]}" --version || die "$VENV_DIR/bin/edgekit --version failed"
 py "$VENV_DIR/bin/python" - <<'PY' || true
 from importlib import metadata
 found = []
-for dist in ("tflite-runtime", "ai-edge-litert", "tensorflow", "numpy"):
+for dist in ("edgekit-sb3", "tflite-runtime", "ai-edge-litert", "pycoral", "tensorflow", "numpy"):
     try:
         found.append(f"{dist} {metadata.version(dist)}")
     except metadata.PackageNotFoundError:
         pass
 print("    installed: " + ", ".join(found))
 PY
-# A package of the same name that is not this edgekit would pass --version.
-py "$VENV_DIR/bin/python" -c "import edgekit.runtime.interpreters" \
-    || die "the installed edgekit has no edgekit.runtime: install from --wheel or --source instead"
-
-if [[ $DRY_RUN -eq 1 ]]; then
-    :  # the host's USB bus says nothing about the target's
-elif command -v lsusb >/dev/null 2>&1; then
-    if lsusb -d 18d1:9302 >/dev/null 2>&1; then
-        info "Coral USB Accelerator present (18d1:9302, runtime firmware loaded)"
-    elif lsusb -d 1a6e:089a >/dev/null 2>&1; then
-        info "Coral USB Accelerator present (1a6e:089a, firmware is loaded on first use)"
-        info "if it was plugged in before this script ran, unplug and replug it once"
+if [[ -n "${INTERPRETER_MODULE:-}" ]]; then
+    if py "$VENV_DIR/bin/python" -c "import $INTERPRETER_MODULE.interpreter"; then
+        info "$INTERPRETER_MODULE imports"
+    elif [[ $DRY_RUN -eq 1 ]]; then
+        info "$INTERPRETER_MODULE does not import (a dry run: the pair's wheel was not installed, or a stand-in was)"
     else
-        info "no Coral USB Accelerator on the bus (lsusb): plug it into a USB 3 (blue) port"
+        die "$INTERPRETER_MODULE does not import in $VENV_DIR (output above)"
     fi
 fi
+doctor_status=0
+py "${edgekit_cmd[@]}" doctor || doctor_status=$?
 
 printf '\n'
 if [[ $DRY_RUN -eq 1 ]]; then
     say "dry run done: the Python and pip steps ran, the other steps were only printed"
     exit 0
 fi
-say "done. Try:"
+if [[ $doctor_status -ne 0 ]]; then
+    say "installed, but edgekit doctor found problems (above). Right after a first install that is"
+    info "usually the group and the plug: log out and in again, replug the accelerator, then run"
+    info "$VENV_DIR/bin/edgekit doctor"
+else
+    say "done. Try:"
+fi
 info "$VENV_DIR/bin/edgekit bench BUNDLE --device usb"
 info "$VENV_DIR/bin/edgekit run BUNDLE --device usb --serve tcp:127.0.0.1:5555"

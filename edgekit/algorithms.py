@@ -70,7 +70,7 @@ class AlgorithmSpec:
                 raise
             raise MissingDependencyError(
                 f"the model is a {self.name} agent, an sb3-contrib algorithm, and sb3-contrib is not installed",
-                hint="pip install 'edgekit[contrib]'",
+                hint="pip install 'edgekit-sb3[contrib]'",
             ) from None
         return getattr(module, self.sb3_class)
 

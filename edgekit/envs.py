@@ -51,7 +51,7 @@ def _gymnasium() -> Any:
         import gymnasium as gym
     except ImportError:
         raise MissingDependencyError(
-            "gymnasium is not installed", hint="pip install gymnasium (or edgekit[host])"
+            "gymnasium is not installed", hint="pip install gymnasium (or edgekit-sb3[host])"
         ) from None
     return gym
 

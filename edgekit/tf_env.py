@@ -19,7 +19,7 @@ def import_tensorflow() -> ModuleType:
             import tensorflow as tf
     except ImportError:
         raise MissingDependencyError(
-            "tensorflow is not installed (needed to build int8 models)", hint="pip install 'edgekit[host]'"
+            "tensorflow is not installed (needed to build int8 models)", hint="pip install 'edgekit-sb3[host]'"
         ) from None
     tf.get_logger().setLevel("ERROR")
     return tf

@@ -1,6 +1,6 @@
 """Run a bundle on this machine with edgekit's device side and record what it computes.
 
-Runs where edgekit[device] is installed (numpy and one TFLite interpreter, no
+Runs where edgekit-sb3[device] is installed (numpy and one TFLite interpreter, no
 torch/TensorFlow/SB3): a Raspberry Pi, the emulated Raspberry Pi OS root of
 ``scripts/pi_emulated_check.py``, or a second venv on the host. It writes the
 quantized inputs, the raw int8 outputs and the actions for the given
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "numpy": np.__version__,
         "interpreter": policy.backend.name,
         "interpreter_version": policy.backend.version,
-        "edgekit": version("edgekit"),
+        "edgekit": version("edgekit-sb3"),
         "device": policy.device,
         "fast_path": bool(policy.fast_path),
         "observations": len(rows),

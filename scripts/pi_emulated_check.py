@@ -1,45 +1,45 @@
-"""Prove edgekit's device side on a Raspberry Pi OS userland: Debian 12 arm64 under qemu user emulation.
+"""Prove edgekit's device side on both Raspberry Pi OS userlands, Bookworm and Trixie, under qemu user emulation.
 
-No Raspberry Pi is needed. Raspberry Pi OS Bookworm (64-bit) is Debian 12 "bookworm" for arm64 with
-Python 3.11; its userland runs here under ``qemu-aarch64-static`` (user-mode emulation, no binfmt_misc,
-no chroot, no root for anything but debootstrap). What runs:
+No Raspberry Pi is needed. Raspberry Pi OS Bookworm (64-bit) is Debian 12 "bookworm" for arm64 with Python 3.11;
+Trixie (the default image since October 2025) is Debian 13 "trixie" with Python 3.13. Both userlands run here
+under Debian trixie's ``qemu-aarch64`` 10.x (user-mode emulation: no binfmt_misc, no chroot, each command run as
+``qemu-aarch64 -cpu cortex-a72 -L ROOT ROOT/usr/bin/python3 ...``). Bookworm's own qemu 7.2 is not used: it
+segfaults in ai-edge-litert. What runs, per userland (``--userland``, default both):
 
-  1. tools      debootstrap, qemu-aarch64-static, dpkg-deb (``--install-tools``: apt-get them, as root)
+  1. tools      debootstrap, dpkg-deb, shellcheck (``--install-tools``: apt-get them, as root); qemu-aarch64 10
+                from trixie's ``qemu-user`` .deb, fetched with apt-get (a private apt configuration that lists
+                trixie, so the host's sources stay as they are) and unpacked with ``dpkg-deb -x`` into
+                CACHE/qemu (a static binary: nothing is installed)
   2. root       ``debootstrap --foreign --arch=arm64 --variant=minbase --include=python3,python3-venv,
-                python3-pip,ca-certificates bookworm ROOT MIRROR``, then ``dpkg-deb -x`` of every .deb in
-                ROOT/var/cache/apt/archives into ROOT. Cached in CACHE/root (reused while the recipe holds).
+                python3-pip,ca-certificates SUITE ROOT MIRROR``, then ``dpkg-deb -x`` of every .deb into ROOT.
+                Cached in CACHE/SUITE/root (reused while the recipe holds).
   3. wheel      edgekit built as a wheel on the host (from a copy of the source tree)
-  4. venv       ``qemu-aarch64-static -L ROOT ROOT/usr/bin/python3.11 -m venv --without-pip CACHE/venv``,
-                then ``pip install WHEEL[device]`` with Debian's pip (PYTHONPATH=ROOT/usr/lib/python3/
-                dist-packages). It must resolve to tflite-runtime 2.14 + numpy<2 and pull in no torch,
-                TensorFlow, ONNX, SB3 or gymnasium. Cached while the wheel's dependencies are unchanged
-                (edgekit itself is reinstalled every run).
-  5. bundles    built on the host with ``edgekit build ... -q``: the shipped example (PPO Pendulum-v1) and
-                a DQN CartPole-v1 trained here in seconds (cached in CACHE/bundles, keyed on the source);
-                or the bundles given with ``--bundle``.
-  6. per bundle, on aarch64 (``qemu-aarch64-static -cpu cortex-a72``, the Raspberry Pi 4's core; --qemu-cpu):
-       predict    scripts/pi_device_probe.py: EdgePolicy.predict on the bundle's held-out observations,
-                  compared with the host's (int8 inputs bit for bit, int8 outputs in steps, actions);
-                  the import-isolation check (no heavy module in sys.modules after predicting).
-                  Allowed: --tolerance-steps (3), or, where larger and without --strict, the host's own
-                  spread between TFLite's XNNPACK and reference kernels on the same model and inputs.
-                  And, where the bundle's model zip is on the host: the aarch64 actions are as close to
-                  the float SB3 policy's as the host's (mean error within 0.5 points of the action range,
-                  p99 within 1 point; argmax agreement within 1 point)
-       verify     ``edgekit verify BUNDLE --device cpu --tolerance-steps`` (the same allowance)
-       serve      ``edgekit run BUNDLE --serve stdio --device cpu`` driven line by line by a client,
-                  good and bad lines
-       bench      ``edgekit bench BUNDLE --iterations 200`` (emulated timings: not a Pi's)
-  7. setup-pi   ``device/setup-pi.sh --dry-run`` with the emulated Python (its Python and pip steps run
-                in CACHE/setup-pi-venv; apt and Coral's repository are printed only), and shellcheck
+  4. venv       ``python3 -m venv --without-pip CACHE/SUITE/venv``, then ``pip install WHEEL[device]`` with
+                Debian's pip: what the ``device`` extra resolves to there (ai-edge-litert + numpy 2), and no
+                torch, TensorFlow, ONNX, SB3 or gymnasium. Cached while the wheel's dependencies are unchanged.
+  5. bundles    built on the host with ``edgekit build ... -q``: the shipped example (PPO Pendulum-v1) and a DQN
+                CartPole-v1 trained here in seconds (cached in CACHE/bundles), or the bundles given with --bundle
+  6. per bundle, in the device venv: predict (scripts/pi_device_probe.py, compared with the host bit for bit
+                on the int8 inputs, in int8 steps on the outputs), import isolation, ``edgekit verify``,
+                ``edgekit run --serve stdio`` (good and bad lines), ``edgekit bench`` (emulated timings)
+  7. setup-pi   ``device/setup-pi.sh --dry-run`` with the emulated Python and the userland's os-release, with
+                LOCAL STAND-IN FILES for the pair (GitHub, where the pair's files are published, is not
+                reachable here): a libedgetpu .deb built here (no library inside) and, for the interpreter, the
+                PyPI wheel of the same API: tflite-runtime 2.14.0 (module tflite_runtime, as the pair's 2.17.1)
+                on Bookworm; on Trixie, where tflite-runtime has no Python 3.13 wheel on PyPI, ai-edge-litert
+                (the same Interpreter API under its new module name). A stand-in pair table keyed like the
+                shipped one names them with their sha256 (``--pairs``). Its venv then runs the checks of 6 on
+                the first bundle: the interpreter API of the pair, with the pair's numpy range.
+  8. doctor     ``edgekit doctor --json`` in the userland: it reads the userland's release, finds its tested
+                pair, and imports no interpreter, TensorFlow or torch (no Coral here: it must exit 1)
 
-Usage (from the repository root; the host venv has edgekit[host]):
+Usage (from the repository root; the host venv has edgekit-sb3[host]):
 
-    scripts/pi_emulated_check.sh [--json report.json] [--cache-dir DIR] [--bundle DIR ...]
+    scripts/pi_emulated_check.sh [--userland bookworm|trixie] [--json report.json] [--cache-dir DIR] [--bundle DIR]
 
-The first run takes a few minutes (root, venv, bundles); later runs reuse them. Exit codes: 0 every check
-passed, 1 a check failed, 77 skipped (the tools are missing and cannot be installed: the reason is printed
-and written to --json), 2 usage.
+The first run takes a while (roots, venvs: pip under emulation is slow); later runs reuse them. Exit codes: 0
+every check passed, 1 a check failed, 77 skipped (the tools are missing and cannot be installed: the reason is
+printed and written to --json), 2 usage.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import json
 import os
 import platform
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -68,18 +69,41 @@ REPO = Path(__file__).resolve().parents[1]
 PROBE = REPO / "scripts" / "pi_device_probe.py"
 SETUP_PI = REPO / "device" / "setup-pi.sh"
 EXAMPLE_MODEL = REPO / "examples" / "ppo-Pendulum-v1.zip"
+SHIPPED_PAIRS = REPO / "edgekit" / "device" / "pairs.json"
 
-SUITE = "bookworm"
 ARCH = "arm64"
 VARIANT = "minbase"
 INCLUDE = ("python3", "python3-venv", "python3-pip", "ca-certificates")
-ROOT_PYTHON = "usr/bin/python3.11"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgekit" / "pi-rootfs"
+QEMU_SUITE = "trixie"  # qemu-user 10.x: bookworm's 7.2 segfaults in ai-edge-litert
+QEMU_MIN_MAJOR = 10
 
+
+@dataclass(frozen=True)
+class Userland:
+    """One Raspberry Pi OS release as a Debian arm64 root, and the PyPI stand-in for its pair's interpreter."""
+
+    suite: str
+    python: str  # MAJOR.MINOR of its python3
+    standin_interpreter: tuple[str, str, str]  # (distribution, module, version) from PyPI, same API as the pair's
+    standin_requires: tuple[str, ...]  # what the pair's wheel needs next to it (its numpy range)
+
+    @property
+    def root_python(self) -> str:
+        return f"usr/bin/python{self.python}"
+
+    @property
+    def cp(self) -> str:
+        return "cp" + self.python.replace(".", "")
+
+
+USERLANDS = {
+    "bookworm": Userland("bookworm", "3.11", ("tflite-runtime", "tflite_runtime", "2.14.0"), ("numpy<2",)),
+    "trixie": Userland("trixie", "3.13", ("ai-edge-litert", "ai_edge_litert", "2.3.0"), ("numpy>=2.1",)),
+}
 HEAVY_DISTS = ("torch", "tensorflow", "tensorflow-cpu", "tf-keras", "keras", "onnx", "onnxruntime", "onnx2tf",
                "stable-baselines3", "gymnasium", "jax")
-EXPECTED_INTERPRETER = ("tflite-runtime", "2.14.0")
 DEFAULT_TOLERANCE_STEPS = 3.0  # edgekit verify's default
 SKIP_EXIT = 77
 
@@ -176,39 +200,88 @@ class Tools:
     shellcheck: str | None
 
 
-def find_tools(install: bool, need_root_tools: bool) -> Tools:
+def apt_install(packages: list[str]) -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    log(f"installing {' '.join(packages)} with apt-get")
+    run(["apt-get", "update", "-q"], env=env, timeout=900)
+    run(["apt-get", "install", "-y", "-q", *packages], env=env, timeout=900)
+
+
+def qemu_version(qemu: str) -> tuple[int, str]:
+    line = run([qemu, "--version"], timeout=60).stdout.splitlines()[0]
+    match = re.search(r"version (\d+)\.", line)
+    return (int(match.group(1)) if match else 0), line
+
+
+def fetch_qemu(cache: Path, mirror: str) -> str:
+    """qemu-aarch64 from trixie's qemu-user .deb, unpacked into CACHE/qemu (apt-get download, private config)."""
+    target = cache / "qemu" / "usr" / "bin" / "qemu-aarch64"
+    if target.is_file():
+        return str(target)
+    if not which("apt-get") or not which("dpkg-deb"):
+        raise Skip("no qemu-aarch64 10 and no apt-get/dpkg-deb to fetch trixie's qemu-user")
+    apt = cache / "qemu-apt"
+    shutil.rmtree(apt, ignore_errors=True)
+    for sub in ("lists/partial", "cache/archives/partial", "etc"):
+        (apt / sub).mkdir(parents=True)
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    (apt / "etc" / "sources.list").write_text(f"deb [signed-by={keyring}] {mirror} {QEMU_SUITE} main\n")
+    options = [f"-oDir::Etc::SourceList={apt}/etc/sources.list", "-oDir::Etc::SourceParts=/dev/null",
+               f"-oDir::State::Lists={apt}/lists", f"-oDir::Cache={apt}/cache", "-oAcquire::Languages=none",
+               "-oAPT::Sandbox::User=root" if os.geteuid() == 0 else "-oDebug::NoLocking=1"]
+    log(f"  fetching qemu-user from Debian {QEMU_SUITE} ({mirror})")
+    try:
+        run(["apt-get", *options, "update", "-q"], timeout=900)
+        run(["apt-get", *options, "download", "qemu-user"], cwd=apt, timeout=900)
+    except (Failure, subprocess.TimeoutExpired) as exc:
+        raise Skip(f"cannot fetch trixie's qemu-user with apt-get: {exc}") from None
+    debs = sorted(apt.glob("qemu-user_*.deb"))
+    if not debs:
+        raise Failure(f"apt-get download qemu-user left no .deb in {apt}")
+    partial = cache / "qemu.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    run(["dpkg-deb", "-x", str(debs[-1]), str(partial)], timeout=600)
+    shutil.rmtree(cache / "qemu", ignore_errors=True)
+    partial.rename(cache / "qemu")
+    shutil.rmtree(apt, ignore_errors=True)
+    return str(target)
+
+
+def find_tools(install: bool, need_root_tools: bool, cache: Path, mirror: str, qemu: str | None) -> Tools:
     """The host tools; with ``install`` (as root), apt-get the missing ones. Raises Skip when missing."""
-    wanted = {"qemu-aarch64-static": "qemu-user-static"}
-    if need_root_tools:
-        wanted.update({"debootstrap": "debootstrap", "dpkg-deb": "dpkg"})
+    wanted = {"debootstrap": "debootstrap", "dpkg-deb": "dpkg"} if need_root_tools else {}
     missing = sorted({pkg for tool, pkg in wanted.items() if not which(tool)})
-    if missing and install:
-        if os.geteuid() != 0:
-            raise Skip(f"{', '.join(missing)} missing and not root: cannot apt-get install them")
-        if not which("apt-get"):
-            raise Skip(f"{', '.join(missing)} missing and no apt-get on this host")
-    if install and os.geteuid() == 0 and which("apt-get") and not which("shellcheck"):
-        missing.append("shellcheck")  # optional: lints device/setup-pi.sh
-    if missing and install:
-        log(f"installing {' '.join(missing)} with apt-get")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        try:
-            run(["apt-get", "update", "-q"], env=env, timeout=900)
-            run(["apt-get", "install", "-y", "-q", *missing], env=env, timeout=900)
-        except (Failure, subprocess.TimeoutExpired) as exc:
-            raise Skip(f"cannot install {', '.join(missing)} with apt-get: {exc}") from None
-    qemu = which("qemu-aarch64-static")
-    if not qemu:
-        raise Skip("qemu-aarch64-static not found (apt-get install qemu-user-static, or pass --install-tools)")
+    if install and os.geteuid() == 0 and which("apt-get"):
+        if not which("shellcheck"):
+            missing.append("shellcheck")  # lints device/setup-pi.sh
+        if missing:
+            try:
+                apt_install(missing)
+            except (Failure, subprocess.TimeoutExpired) as exc:
+                raise Skip(f"cannot install {', '.join(missing)} with apt-get: {exc}") from None
+    elif missing:
+        raise Skip(f"{', '.join(missing)} missing (apt-get install them, or pass --install-tools as root)")
     if need_root_tools and not which("debootstrap"):
         raise Skip("debootstrap not found (apt-get install debootstrap, or pass --install-tools)")
     if need_root_tools and not which("dpkg-deb"):
         raise Skip("dpkg-deb not found (a Debian-based host is needed to unpack the root)")
+    if qemu is None:
+        found = [q for q in (which("qemu-aarch64"), which("qemu-aarch64-static"),
+                             str(cache / "qemu/usr/bin/qemu-aarch64")) if q and Path(q).is_file()]
+        qemu = next((q for q in found if qemu_version(q)[0] >= QEMU_MIN_MAJOR), None)
+        if qemu is None:
+            if not install:
+                raise Skip(f"no qemu-aarch64 {QEMU_MIN_MAJOR}+ (pass --install-tools to fetch trixie's qemu-user; "
+                           "bookworm's qemu 7.2 segfaults in ai-edge-litert)")
+            qemu = fetch_qemu(cache, mirror)
+    major, line = qemu_version(qemu)
+    if major < QEMU_MIN_MAJOR:
+        raise Skip(f"{qemu} is {line}: qemu {QEMU_MIN_MAJOR}+ is needed (older ones segfault in ai-edge-litert)")
     return Tools(which("debootstrap"), qemu, which("dpkg-deb"), which("shellcheck"))
 
 
 def debian_mirror() -> str:
-    """The host's Debian mirror (deb822 or one-line sources), else deb.debian.org."""
+    """$EDGEKIT_DEBIAN_MIRROR, else the host's Debian mirror (deb822 or one-line sources), else deb.debian.org."""
     env = os.environ.get("EDGEKIT_DEBIAN_MIRROR")
     if env:
         return env
@@ -220,16 +293,9 @@ def debian_mirror() -> str:
                 if ":" in line and not line.lstrip().startswith("#"):
                     key, _, value = line.partition(":")
                     fields[key.strip().lower()] = value.strip()
-            if SUITE in fields.get("suites", "").split() and "deb" in fields.get("types", "deb").split():
-                uris = fields.get("uris", "").split()
-                if uris:
-                    return uris[0]
-    for path in [Path("/etc/apt/sources.list"), *sorted(sources.glob("*.list"))] if sources.is_dir() else []:
-        if path.is_file():
-            for line in path.read_text(errors="replace").splitlines():
-                words = [w for w in line.split() if not w.startswith("[")]
-                if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
-                    return words[1]
+            uris = fields.get("uris", "").split()
+            if uris and "debian" in uris[0] and "security" not in uris[0] and "deb" in fields.get("types", "deb"):
+                return uris[0]
     return DEFAULT_MIRROR
 
 
@@ -250,16 +316,18 @@ class Emulator:
         return [*self.prefix, str(python), *args]
 
 
-def root_recipe() -> dict[str, Any]:
-    return {"suite": SUITE, "arch": ARCH, "variant": VARIANT, "include": list(INCLUDE), "version": 1}
+def root_recipe(userland: Userland) -> dict[str, Any]:
+    return {"suite": userland.suite, "arch": ARCH, "variant": VARIANT, "include": list(INCLUDE), "version": 2}
 
 
-def ensure_root(cache: Path, tools: Tools, mirror: str, report: Report, cpu: str | None = None) -> Emulator:
-    """CACHE/root: a bookworm arm64 minbase root, made once and reused while its recipe holds."""
-    root, marker = cache / "root", cache / "root.json"
-    recipe = root_recipe()
-    if marker.is_file() and (root / ROOT_PYTHON).is_file() and json.loads(marker.read_text()).get("recipe") == recipe:
-        report.data["root"] = {**json.loads(marker.read_text()), "path": str(root), "cached": True}
+def ensure_root(home: Path, userland: Userland, tools: Tools, mirror: str, data: dict[str, Any],
+                cpu: str | None = None) -> Emulator:
+    """HOME/root: a SUITE arm64 minbase root, made once and reused while its recipe holds."""
+    root, marker = home / "root", home / "root.json"
+    recipe = root_recipe(userland)
+    if marker.is_file() and (root / userland.root_python).is_file() \
+            and json.loads(marker.read_text()).get("recipe") == recipe:
+        data["root"] = {**json.loads(marker.read_text()), "path": str(root), "cached": True}
         log(f"  reusing {root}")
         return Emulator(tools.qemu, root, cpu)
     if os.geteuid() != 0:
@@ -267,17 +335,18 @@ def ensure_root(cache: Path, tools: Tools, mirror: str, report: Report, cpu: str
     if not tools.debootstrap or not tools.dpkg_deb:
         raise Skip("debootstrap or dpkg-deb not found")
     # The venvs point at the root by absolute path: they go with it.
-    for stale in (root, cache / "venv", cache / "venv.json", cache / "setup-pi-venv", marker):
+    for stale in (root, home / "venv", home / "venv.json", home / "setup-pi-venv", marker):
         if stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():
             stale.unlink()
-    partial = cache / "root.partial"
+    partial = home / "root.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    log(f"  debootstrap --foreign {SUITE} {ARCH} from {mirror} (a couple of minutes)")
+    home.mkdir(parents=True, exist_ok=True)
+    log(f"  debootstrap --foreign {userland.suite} {ARCH} from {mirror} (a couple of minutes)")
     start = time.monotonic()
     run([tools.debootstrap, "--foreign", f"--arch={ARCH}", f"--variant={VARIANT}",
-         f"--include={','.join(INCLUDE)}", SUITE, str(partial), mirror], timeout=1800)
+         f"--include={','.join(INCLUDE)}", userland.suite, str(partial), mirror], timeout=1800)
     debs = sorted((partial / "var" / "cache" / "apt" / "archives").glob("*.deb"))
     if not debs:
         raise Failure(f"debootstrap left no .deb in {partial}/var/cache/apt/archives")
@@ -285,15 +354,15 @@ def ensure_root(cache: Path, tools: Tools, mirror: str, report: Report, cpu: str
         run([tools.dpkg_deb, "-x", str(deb), str(partial)], timeout=300)
     partial.rename(root)
     emulator = Emulator(tools.qemu, root, cpu)
-    probe = run(emulator.python(root / ROOT_PYTHON, "-c",
+    probe = run(emulator.python(root / userland.root_python, "-c",
                                 "import platform, sys; print(platform.machine(), platform.python_version())"),
                 timeout=300).stdout.split()
-    if probe[0] != "aarch64" or not probe[1].startswith("3.11"):
-        raise Failure(f"the emulated Python reports {probe}, expected aarch64 3.11")
+    if probe[0] != "aarch64" or not probe[1].startswith(userland.python + "."):
+        raise Failure(f"the emulated Python reports {probe}, expected aarch64 {userland.python}")
     info = {"recipe": recipe, "mirror": mirror, "packages": len(debs), "machine": probe[0], "python": probe[1],
             "made_in_s": round(time.monotonic() - start, 1)}
     marker.write_text(json.dumps(info, indent=2))
-    report.data["root"] = {**info, "path": str(root), "cached": False}
+    data["root"] = {**info, "path": str(root), "cached": False}
     return emulator
 
 
@@ -314,9 +383,9 @@ def build_wheel(dest: Path, python: str = sys.executable) -> Path:
         proc = run([*base[:5], "--no-build-isolation", *base[5:]], check=False, timeout=600)
         if proc.returncode != 0:  # no setuptools in this environment: let pip fetch the build backend
             run(base, timeout=900)
-    wheels = sorted(dest.glob("edgekit-*.whl"), key=lambda p: p.stat().st_mtime)
+    wheels = sorted(dest.glob("edgekit_sb3-*.whl"), key=lambda p: p.stat().st_mtime)
     if not wheels:
-        raise Failure(f"pip wheel produced no edgekit-*.whl in {dest}")
+        raise Failure(f"pip wheel produced no edgekit_sb3-*.whl in {dest}")
     return wheels[-1]
 
 
@@ -328,7 +397,7 @@ def wheel_requirements(wheel: Path) -> list[str]:
 
 
 def device_requirements(wheel: Path) -> list[str]:
-    """The wheel's requirements for ``edgekit[device]``: the core ones and the device extra's."""
+    """The wheel's requirements for ``edgekit-sb3[device]``: the core ones and the device extra's."""
     return [r for r in wheel_requirements(wheel) if "extra ==" not in r or 'extra == "device"' in r]
 
 
@@ -338,36 +407,46 @@ LIST_DISTS = "import json; from importlib import metadata as m; " \
              "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
 
 
-def ensure_device_venv(cache: Path, emulator: Emulator, wheel: Path, report: Report) -> Path:
-    """CACHE/venv with edgekit[device] installed by Debian's pip; rebuilt when the dependencies change."""
-    venv, marker = cache / "venv", cache / "venv.json"
-    key = digest(device_requirements(wheel), root_recipe())
-    debian_pip = {**os.environ, "PYTHONPATH": str(emulator.root / "usr/lib/python3/dist-packages")}
+def debian_pip_env(emulator: Emulator) -> dict[str, str]:
+    """Debian's pip (python3-pip in the root) on the path of a venv made without pip."""
+    return {**os.environ, "PYTHONPATH": str(emulator.root / "usr/lib/python3/dist-packages")}
+
+
+def ensure_device_venv(home: Path, userland: Userland, emulator: Emulator, wheel: Path, report: Report,
+                       data: dict[str, Any]) -> Path:
+    """HOME/venv with edgekit-sb3[device] installed by Debian's pip; rebuilt when the dependencies change."""
+    venv, marker = home / "venv", home / "venv.json"
+    key = digest(device_requirements(wheel), root_recipe(userland))
     python = venv / "bin" / "python"
     cached = marker.is_file() and python.is_symlink() and json.loads(marker.read_text()).get("key") == key
     start = time.monotonic()
     if cached:
-        log(f"  reusing {venv}; reinstalling edgekit from {wheel.name}")
-        run(emulator.python(python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)),
-            env=debian_pip)
+        # edgekit is pure Python (py3-none-any): the host's pip puts this run's wheel into the venv in seconds,
+        # where the emulated pip takes minutes. Its dependencies were resolved by the emulated pip (the key).
+        log(f"  reusing {venv}; reinstalling edgekit from {wheel.name} (host pip, --target)")
+        site = venv / "lib" / f"python{userland.python}" / "site-packages"
+        run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade", "--no-compile",
+             "--disable-pip-version-check", "--target", str(site), str(wheel)])
+        shutil.rmtree(site / "bin", ignore_errors=True)  # --target's copy of the console script
     else:
         shutil.rmtree(venv, ignore_errors=True)
         marker.unlink(missing_ok=True)
-        log(f"  python3.11 -m venv --without-pip {venv}; pip install {wheel.name}[device] (about a minute)")
-        run(emulator.python(emulator.root / ROOT_PYTHON, "-m", "venv", "--without-pip", str(venv)))
-        run(emulator.python(python, "-m", "pip", "install", "-q", f"{wheel}[device]"), env=debian_pip)
+        log(f"  python{userland.python} -m venv --without-pip {venv}; pip install {wheel.name}[device] "
+            "(minutes: pip runs emulated)")
+        run(emulator.python(emulator.root / userland.root_python, "-m", "venv", "--without-pip", str(venv)))
+        run(emulator.python(python, "-m", "pip", "install", "-q", f"{wheel}[device]"), env=debian_pip_env(emulator))
         marker.write_text(json.dumps({"key": key, "requirements": device_requirements(wheel)}, indent=2))
     # Listed without Debian's pip on the path: what the venv itself holds.
     dists = json.loads(run(emulator.python(python, "-c", LIST_DISTS)).stdout)
-    report.data["venv"] = {"path": str(venv), "cached": cached, "seconds": round(time.monotonic() - start, 1),
-                           "distributions": dists, "requirements": device_requirements(wheel)}
-    interpreter, version = EXPECTED_INTERPRETER
-    report.check("device extra resolves to tflite-runtime 2.14 + numpy<2 on aarch64/py3.11",
-                 dists.get(interpreter) == version and dists.get("numpy", "").startswith("1.")
-                 and "ai-edge-litert" not in dists,
+    data["venv"] = {"path": str(venv), "cached": cached, "seconds": round(time.monotonic() - start, 1),
+                    "distributions": dists, "requirements": device_requirements(wheel)}
+    report.check(f"{userland.suite}: device extra resolves to ai-edge-litert + numpy 2 on aarch64/py{userland.python}",
+                 "ai-edge-litert" in dists and dists.get("numpy", "").startswith("2.")
+                 and "tflite-runtime" not in dists,
                  ", ".join(f"{k} {v}" for k, v in sorted(dists.items())))
     heavy = sorted(d for d in dists if d in HEAVY_DISTS)
-    report.check("no torch/tensorflow/onnx/SB3/gymnasium installed", not heavy, ", ".join(heavy) or "none")
+    report.check(f"{userland.suite}: no torch/tensorflow/onnx/SB3/gymnasium installed", not heavy,
+                 ", ".join(heavy) or "none")
     return python
 
 
@@ -630,10 +709,13 @@ def serve_check(cmd: list[str], env: dict[str, str], obs: Any, expected: Any, di
 
 
 def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tolerance: float, strict: bool,
-                 iterations: int, report: Report) -> dict[str, Any]:
+                 iterations: int, report: Report, label: str, interpreter: str) -> dict[str, Any]:
+    """Every check of one bundle in one emulated venv; ``label`` prefixes the check names (userland, venv),
+    ``interpreter`` is the module the venv must run (ai_edge_litert, tflite_runtime)."""
     import numpy as np
 
-    name = bundle.name
+    name = f"{label}: {bundle.name}"
+    files = f"{label.replace(' ', '-').replace(':', '')}-{bundle.name}"
     edgekit_script = python.parent / "edgekit"  # the console script a Pi user runs
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "EDGEKIT_DEBUG")}
     with np.load(bundle / "calibration.npz", allow_pickle=False) as data:
@@ -641,12 +723,12 @@ def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tol
     host = host_results(bundle, obs)
     policy = host.pop("policy")
     obs = obs.reshape(-1, *policy.observation_shape)
-    result: dict[str, Any] = {"bundle": str(bundle), "algorithm": policy.manifest.algorithm,
+    result: dict[str, Any] = {"bundle": str(bundle), "label": label, "algorithm": policy.manifest.algorithm,
                               "env_id": policy.manifest.env_id, "host_interpreter": host["interpreter"],
                               "host_numpy": host["numpy"]}
 
     # predict + import isolation
-    obs_file, out_file = work / f"{name}.obs.npz", work / f"{name}.aarch64.npz"
+    obs_file, out_file = work / f"{files}.obs.npz", work / f"{files}.aarch64.npz"
     np.savez(obs_file, observations=obs)
     start = time.monotonic()
     proc = run(emulator.python(python, str(PROBE), str(bundle), "--obs", str(obs_file), "--out", str(out_file)),
@@ -673,8 +755,8 @@ def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tol
     comparison["bound_steps"] = bound
     result.update(device_platform=probe, comparison=comparison)
     report.check(f"{name}: runs on {probe['machine']} with {probe['interpreter']} {probe['interpreter_version']}, "
-                 f"numpy {probe['numpy']}", probe["machine"] == "aarch64" and probe["numpy"].startswith("1.")
-                 and probe["interpreter"] == "tflite_runtime" and probe["single_equals_batch"],
+                 f"numpy {probe['numpy']}", probe["machine"] == "aarch64" and probe["interpreter"] == interpreter
+                 and probe["single_equals_batch"],
                  f"fast path {probe['fast_path']}, single-step predict equals batch: {probe['single_equals_batch']}")
     report.check(f"{name}: int8 inputs bit-identical to the host's", comparison["inputs_identical"],
                  f"{comparison['observations']} observations")
@@ -740,15 +822,81 @@ def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tol
     return result
 
 
-# --- 7. setup-pi.sh ---------------------------------------------------------------------------------------
+# --- 7. setup-pi.sh with stand-in pair files ----------------------------------------------------------------
 
 
-def start_setup_pi(cache: Path, emulator: Emulator, wheel: Path, work: Path) -> tuple[subprocess.Popen, Path]:
-    """device/setup-pi.sh --dry-run in the emulated root (runs in the background)."""
-    out = work / "setup-pi.log"
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def standin_interpreter_wheel(cache: Path, userland: Userland) -> Path:
+    """The PyPI wheel of the pair's interpreter API for this userland (aarch64, its Python), downloaded once."""
+    dist, _, version = userland.standin_interpreter
+    dest = cache / "standins" / userland.suite
+    found = sorted(dest.glob(f"{dist.replace('-', '_')}-{version}-{userland.cp}-*aarch64.whl"))
+    if found:
+        return found[-1]
+    dest.mkdir(parents=True, exist_ok=True)
+    run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--platform",
+         "manylinux_2_34_aarch64", "--platform", "manylinux_2_27_aarch64", "--platform", "manylinux2014_aarch64",
+         "--python-version", userland.python, "--implementation", "cp", "-d", str(dest), f"{dist}=={version}"],
+        timeout=900)
+    found = sorted(dest.glob(f"{dist.replace('-', '_')}-{version}-{userland.cp}-*aarch64.whl"))
+    if not found:
+        raise Failure(f"pip download {dist}=={version} for aarch64/{userland.cp} left no wheel in {dest}")
+    return found[-1]
+
+
+def standin_deb(cache: Path, userland: Userland, package: str, version: str, tools: Tools) -> Path:
+    """A STAND-IN for the pair's libedgetpu .deb: the package name and version, no library inside."""
+    out = cache / "standins" / userland.suite / f"standin-{package}_{version}_arm64.deb"
+    if out.is_file():
+        return out
+    if not tools.dpkg_deb:
+        raise Skip("dpkg-deb not found: cannot build the stand-in libedgetpu package")
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        (tree / "DEBIAN").mkdir(parents=True)
+        (tree / "DEBIAN" / "control").write_text(
+            f"Package: {package}\nVersion: {version}\nArchitecture: arm64\nMaintainer: edgekit <none@invalid>\n"
+            "Description: STAND-IN for libedgetpu, built by scripts/pi_emulated_check.py (holds no library)\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run([tools.dpkg_deb, "--build", str(tree), str(out)], timeout=120)
+    return out
+
+
+def standin_pairs(cache: Path, userland: Userland, tools: Tools) -> dict[str, Any]:
+    """A pair table like the shipped one for this userland, naming the stand-in files and their sha256."""
+    table = json.loads(SHIPPED_PAIRS.read_text())
+    pair = next(p for p in table["pairs"] if p["os"]["codename"] == userland.suite)
+    std = pair["libedgetpu"]["std"]
+    deb = standin_deb(cache, userland, std["package"], pair["libedgetpu"]["version"], tools)
+    wheel = standin_interpreter_wheel(cache, userland)
+    dist, module, version = userland.standin_interpreter
+    pair["id"] = f"STAND-IN-{pair['id']}"
+    pair["libedgetpu"] = {"version": pair["libedgetpu"]["version"], "std": {
+        "package": std["package"], "file": deb.name, "url": f"https://stand-in.invalid/{deb.name}",
+        "sha256": sha256_of(deb)}}
+    pair["interpreter"] = {"distribution": dist, "module": module, "version": version, "file": wheel.name,
+                           "url": f"https://stand-in.invalid/{wheel.name}", "sha256": sha256_of(wheel),
+                           "requires": list(userland.standin_requires)}
+    pair["pycoral"] = None
+    pair["notes"] = [f"STAND-IN for the {userland.suite} pair: a .deb without a library and PyPI's {dist} {version} "
+                     "(the same interpreter API) for the pair's wheel, which is not downloadable here"]
+    table["pairs"] = [pair]
+    path = cache / "standins" / userland.suite / "standin-pairs.json"
+    path.write_text(json.dumps(table, indent=2))
+    return {"table": path, "deb": deb, "wheel": wheel, "interpreter": f"{dist} {version}", "module": module}
+
+
+def start_setup_pi(home: Path, userland: Userland, emulator: Emulator, wheel: Path, standins: dict[str, Any],
+                   work: Path) -> tuple[subprocess.Popen, Path]:
+    """device/setup-pi.sh --dry-run in the emulated root, with the stand-in pair files (in the background)."""
+    out = work / f"setup-pi-{userland.suite}.log"
     cmd = ["bash", str(SETUP_PI), "--dry-run", "--emulator", " ".join(emulator.prefix),
-           "--python", str(emulator.root / "usr/bin/python3"), "--venv", str(cache / "setup-pi-venv"),
-           "--wheel", str(wheel)]
+           "--python", str(emulator.root / "usr/bin/python3"), "--os-release", str(emulator.root / "etc/os-release"),
+           "--venv", str(home / "setup-pi-venv"), "--wheel", str(wheel), "--pairs", str(standins["table"]),
+           "--libedgetpu-deb", str(standins["deb"]), "--interpreter-wheel", str(standins["wheel"])]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     handle = open(out, "w")  # noqa: SIM115 (closed with the process)
     handle.write("$ " + " ".join(cmd) + "\n")
@@ -758,7 +906,11 @@ def start_setup_pi(cache: Path, emulator: Emulator, wheel: Path, work: Path) -> 
     return proc, out
 
 
-def finish_setup_pi(proc: subprocess.Popen, log_path: Path, report: Report, timeout: float = 1800) -> None:
+SETUP_PI_STEPS = 7
+
+
+def finish_setup_pi(proc: subprocess.Popen, log_path: Path, userland: Userland, standins: dict[str, Any],
+                    report: Report, data: dict[str, Any], timeout: float = 2400) -> None:
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -768,12 +920,43 @@ def finish_setup_pi(proc: subprocess.Popen, log_path: Path, report: Report, time
     text = log_path.read_text(errors="replace")
     installed = next((line.strip() for line in text.splitlines() if line.strip().startswith("installed:")), "")
     steps = [line.strip() for line in text.splitlines() if line.startswith("==> [")]
-    report.data["setup_pi"] = {"exit_code": code, "log": str(log_path), "steps": steps, "installed": installed,
-                               "skipped": [line.strip() for line in text.splitlines() if "[dry-run] skipped" in line]}
-    ok = code == 0 and "dry run done" in text and "tflite-runtime 2.14.0" in installed and len(steps) == 7
-    report.check("device/setup-pi.sh --dry-run in the emulated root (Python and pip steps)", ok,
-                 f"exit {code}, {len(steps)}/7 steps, {installed or 'no install line'}"
+    data["setup_pi"] = {"exit_code": code, "log": str(log_path), "steps": steps, "installed": installed,
+                        "pair": next((line.strip() for line in text.splitlines() if "pair STAND-IN" in line), ""),
+                        "verified": [line.strip() for line in text.splitlines() if "sha256 verified" in line],
+                        "skipped": [line.strip() for line in text.splitlines() if "[dry-run] skipped" in line],
+                        "doctor": "tested pair" in text and "result:" in text,
+                        "standin_interpreter": standins["interpreter"]}
+    ok = (code == 0 and "dry run done" in text and standins["interpreter"] in installed
+          and len(steps) == SETUP_PI_STEPS and len(data["setup_pi"]["verified"]) == 2 and data["setup_pi"]["doctor"])
+    report.check(f"{userland.suite}: device/setup-pi.sh --dry-run with the stand-in pair files",
+                 ok, f"exit {code}, {len(steps)}/{SETUP_PI_STEPS} steps, {installed or 'no install line'}"
                  + ("" if ok else "\n" + "\n".join(text.strip().splitlines()[-15:])))
+
+
+def doctor_check(userland: Userland, emulator: Emulator, python: Path, report: Report,
+                 data: dict[str, Any]) -> None:
+    """edgekit doctor in the userland: its release and pair found, no heavy import, exit 1 (no Coral here)."""
+    code = ("import sys, runpy; sys.argv = ['edgekit', 'doctor', '--json']\n"
+            "try:\n    runpy.run_module('edgekit', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+            "heavy = [m for m in ('torch', 'tensorflow', 'ai_edge_litert', 'tflite_runtime', 'gymnasium', "
+            "'stable_baselines3') if m in sys.modules]\nprint('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
+            "sys.exit(code)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EDGEKIT_SYSROOT", "EDGEKIT_LIBEDGETPU")}
+    proc = run(emulator.python(python, "-c", code), env=env, check=False, timeout=600)
+    try:
+        findings = {f["topic"]: f for f in json.loads(proc.stdout)["findings"]}
+    except (ValueError, KeyError):
+        findings = {}
+    heavy = next((line.split("=", 1)[1] for line in proc.stderr.splitlines() if line.startswith("HEAVY=")), "?")
+    pair = findings.get("tested pair", {})
+    release = findings.get("OS release", {}).get("detail", "")
+    data["doctor"] = {"exit_code": proc.returncode, "heavy_modules": heavy, "findings": list(findings.values())}
+    ok = (proc.returncode == 1 and heavy == "" and f"VERSION_CODENAME={userland.suite}" in release
+          and pair.get("status") == "info"
+          and pair.get("detail", "").startswith(f"{userland.suite}-py{userland.python}"))
+    report.check(f"{userland.suite}: edgekit doctor finds the release and its pair, imports nothing heavy",
+                 ok, f"exit {proc.returncode}; {release}; pair: {pair.get('detail', 'none')}; heavy modules: "
+                 f"{heavy or 'none'}" + ("" if ok else "\n" + (proc.stdout + proc.stderr)[-1500:]))
 
 
 def shellcheck(tools: Tools, report: Report) -> None:
@@ -789,33 +972,29 @@ def shellcheck(tools: Tools, report: Report) -> None:
 
 
 def summary(report: Report, duration: float) -> str:
-    bundles = report.data.get("bundles", [])
-    diffs = [(b["comparison"]["max_steps"], Path(b["bundle"]).name) for b in bundles if "comparison" in b]
-    lines = ["", f"Raspberry Pi OS userland (Debian 12 {ARCH}, Python 3.11, qemu-aarch64-static, "
-             f"CPU {report.data.get('qemu_cpu')}) check: "
-             f"{'PASSED' if report.ok else 'FAILED'} in {duration:.0f} s"]
-    root, venv = report.data.get("root", {}), report.data.get("venv", {})
-    if root:
-        lines.append(f"  root: {root.get('path')} ({'cached' if root.get('cached') else 'made now'})")
-    if venv:
-        dists = venv.get("distributions", {})
-        lines.append(f"  venv: {', '.join(f'{k} {v}' for k, v in sorted(dists.items()))}"
-                     f" ({'cached' if venv.get('cached') else 'made now'})")
-    if diffs:
-        worst = max(diffs)
-        lines.append(f"  largest host/aarch64 difference: {worst[0]} int8 output steps ({worst[1]})")
-    for b in bundles:
-        c, v = b.get("comparison"), b.get("verify", {})
-        if c:
-            lines.append(f"    {Path(b['bundle']).name}: max {c['max_steps']} steps (mean {c['mean_steps']}) over "
-                         f"{c['observations']} observations, allowed {c['bound_steps']:g}; host XNNPACK vs "
-                         f"reference kernels: max {c['host_kernels_max_steps']}; verify: max {v.get('max_steps')}")
-        f = b.get("fidelity_to_float_policy", {})
-        if f and "error" not in f:
-            lines.append(f"      vs the float SB3 policy: {fidelity_text(f)}")
-        if v.get("passes_default_tolerance") is False:
-            lines.append(f"      note: `edgekit verify` fails on this bundle at its default tolerance "
-                         f"({DEFAULT_TOLERANCE_STEPS:g} steps) on aarch64")
+    lines = ["", f"Raspberry Pi OS userlands under {report.data.get('tools', {}).get('qemu', 'qemu')} "
+             f"(CPU {report.data.get('qemu_cpu')}): {'PASSED' if report.ok else 'FAILED'} in {duration:.0f} s"]
+    for suite, data in report.data.get("userlands", {}).items():
+        root, venv = data.get("root", {}), data.get("venv", {})
+        lines.append(f"  {suite}: root {root.get('path')} ({'cached' if root.get('cached') else 'made now'}, "
+                     f"Python {root.get('python')})")
+        if venv:
+            dists = venv.get("distributions", {})
+            shown = ", ".join(f"{k} {v}" for k, v in sorted(dists.items()) if k in (
+                "ai-edge-litert", "tflite-runtime", "numpy", "edgekit-sb3"))
+            lines.append(f"    device extra: {shown} ({'cached' if venv.get('cached') else 'made now'})")
+        setup = data.get("setup_pi", {})
+        if setup:
+            lines.append(f"    setup-pi.sh --dry-run: exit {setup.get('exit_code')}, {setup.get('installed')}")
+        for b in data.get("bundles", []):
+            c, v = b.get("comparison"), b.get("verify", {})
+            if c:
+                lines.append(f"    {b['label']}: {Path(b['bundle']).name}: max {c['max_steps']} steps (mean "
+                             f"{c['mean_steps']}) over {c['observations']} observations, allowed {c['bound_steps']:g};"
+                             f" host kernels max {c['host_kernels_max_steps']}; verify max {v.get('max_steps')}")
+        doctor = data.get("doctor")
+        if doctor:
+            lines.append(f"    doctor: exit {doctor['exit_code']}, heavy modules: {doctor['heavy_modules'] or 'none'}")
     lines.append("  phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.phases.items()))
     failed = [c for c in report.checks if not c["ok"]]
     lines.append(f"  checks: {len(report.checks) - len(failed)}/{len(report.checks)} passed")
@@ -826,19 +1005,23 @@ def summary(report: Report, duration: float) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Run edgekit's device side on an emulated Raspberry Pi OS (Debian 12 arm64) userland and "
-        "compare it with the host.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run edgekit's device side on emulated Raspberry Pi OS userlands (Debian 12 and 13, arm64) "
+        "and compare it with the host.", formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Exit codes: 0 passed, 1 a check failed, 77 skipped (tools missing), 2 usage.")
+    p.add_argument("--userland", action="append", dest="userlands", choices=sorted(USERLANDS),
+                   help="bookworm (Python 3.11) or trixie (Python 3.13); repeatable (default: both)")
     p.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("EDGEKIT_PI_ROOTFS") or DEFAULT_CACHE),
-                   help=f"root, venvs and bundles are kept here between runs (default: {DEFAULT_CACHE}, "
-                   "or $EDGEKIT_PI_ROOTFS)")
+                   help=f"qemu, roots, venvs, stand-ins and bundles are kept here between runs (default: "
+                   f"{DEFAULT_CACHE}, or $EDGEKIT_PI_ROOTFS)")
     p.add_argument("--bundle", type=Path, action="append", dest="bundles", metavar="DIR",
                    help="check this host-built bundle (repeatable; default: the shipped example and a DQN "
                    "CartPole built here)")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the full report as JSON")
     p.add_argument("--install-tools", action="store_true",
-                   help="apt-get install debootstrap, qemu-user-static and shellcheck when missing (root only)")
-    p.add_argument("--mirror", default=None, help="Debian mirror for debootstrap (default: the host's)")
+                   help="apt-get install debootstrap and shellcheck when missing (root only) and fetch trixie's "
+                   "qemu-user into the cache")
+    p.add_argument("--qemu", default=None, metavar="PATH", help="the qemu-aarch64 to use (10 or newer)")
+    p.add_argument("--mirror", default=None, help="Debian mirror for debootstrap and qemu (default: the host's)")
     p.add_argument("--tolerance-steps", type=float, default=DEFAULT_TOLERANCE_STEPS, metavar="N",
                    help="largest host/aarch64 difference allowed, in int8 output steps, or the host's own "
                    "kernel spread on the bundle (XNNPACK vs reference kernels) where that is larger; also "
@@ -852,7 +1035,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "'' for qemu's default, max)")
     p.add_argument("--iterations", type=int, default=200, help="edgekit bench iterations (default: 200)")
     p.add_argument("--skip-setup-pi", action="store_true", help="do not dry-run device/setup-pi.sh")
-    p.add_argument("--fresh", action="store_true", help="remake the venvs (the root is kept: remove it by hand)")
+    p.add_argument("--fresh", action="store_true", help="remake the venvs (the roots are kept: remove them by hand)")
     p.add_argument("--keep-work", action="store_true", help="keep the scratch directory (results, logs)")
     args = p.parse_args(argv)
     for bundle in args.bundles or []:
@@ -901,43 +1084,65 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def checks(args: argparse.Namespace, cache: Path, work: Path, report: Report) -> int:
+    userlands = [USERLANDS[name] for name in (args.userlands or sorted(USERLANDS))]
+    mirror = args.mirror or debian_mirror()
     with report.phase("tools"):
-        root_cached = (cache / "root.json").is_file() and (cache / "root" / ROOT_PYTHON).is_file()
-        tools = find_tools(args.install_tools, need_root_tools=not root_cached)
-        report.data["tools"] = {"qemu": run([tools.qemu, "--version"]).stdout.splitlines()[0],
+        roots_cached = all((cache / u.suite / "root.json").is_file() and (cache / u.suite / "root" / u.root_python)
+                           .is_file() for u in userlands)
+        tools = find_tools(args.install_tools, not roots_cached or not args.skip_setup_pi, cache, mirror, args.qemu)
+        report.data["tools"] = {"qemu": qemu_version(tools.qemu)[1], "qemu_path": tools.qemu,
                                 "debootstrap": tools.debootstrap, "shellcheck": tools.shellcheck}
-    if args.fresh:
-        for stale in (cache / "venv", cache / "venv.json", cache / "setup-pi-venv"):
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    with report.phase("root"):
-        emulator = ensure_root(cache, tools, args.mirror or debian_mirror(), report, args.qemu_cpu or None)
         report.data["qemu_cpu"] = args.qemu_cpu or "qemu's default (max)"
     with report.phase("wheel"):
         wheel = build_wheel(work / "wheel")
         report.data["wheel"] = {"file": wheel.name, "requires": wheel_requirements(wheel)}
         log(f"  {wheel.name}")
-    setup_pi = None if args.skip_setup_pi else start_setup_pi(cache, emulator, wheel, work)
-    try:
-        with report.phase("venv"):
-            python = ensure_device_venv(cache, emulator, wheel, report)
-        with report.phase("bundles"):
-            bundles = [b.resolve() for b in args.bundles or []]
-            if not bundles or args.with_example:
-                bundles = [*default_bundles(cache, report, example_only=bool(bundles)), *bundles]
-        results = []
-        for bundle in bundles:
-            with report.phase(f"check {bundle.name}"):
-                results.append(check_bundle(bundle, emulator, python, work, args.tolerance_steps, args.strict,
-                                            args.iterations, report))
-        report.data["bundles"] = results
+    with report.phase("bundles"):
+        bundles = [b.resolve() for b in args.bundles or []]
+        if not bundles or args.with_example:
+            bundles = [*default_bundles(cache, report, example_only=bool(bundles)), *bundles]
+    report.data["userlands"] = {}
+    for userland in userlands:
+        data: dict[str, Any] = {}
+        report.data["userlands"][userland.suite] = data
+        home = cache / userland.suite
+        if args.fresh:
+            for stale in (home / "venv", home / "venv.json", home / "setup-pi-venv"):
+                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        with report.phase(f"{userland.suite} root"):
+            emulator = ensure_root(home, userland, tools, mirror, data, args.qemu_cpu or None)
+        setup_pi = None
+        if not args.skip_setup_pi:
+            with report.phase(f"{userland.suite} stand-ins"):
+                standins = standin_pairs(cache, userland, tools)
+            setup_pi = start_setup_pi(home, userland, emulator, wheel, standins, work)
+        results: list[dict[str, Any]] = []
+        data["bundles"] = results
+        try:
+            with report.phase(f"{userland.suite} device venv"):
+                python = ensure_device_venv(home, userland, emulator, wheel, report, data)
+            for bundle in bundles:
+                with report.phase(f"{userland.suite} check {bundle.name}"):
+                    results.append(check_bundle(bundle, emulator, python, work, args.tolerance_steps, args.strict,
+                                                args.iterations, report, f"{userland.suite} device extra",
+                                                "ai_edge_litert"))
+            with report.phase(f"{userland.suite} doctor"):
+                doctor_check(userland, emulator, python, report, data)
+        finally:
+            if setup_pi is not None:
+                with report.phase(f"{userland.suite} setup-pi.sh --dry-run (waiting)"):
+                    finish_setup_pi(*setup_pi, userland, standins, report, data)
+        if setup_pi is not None and data["setup_pi"]["exit_code"] == 0:
+            # The pair's interpreter API (its PyPI stand-in) in the venv setup-pi.sh made: the first bundle.
+            with report.phase(f"{userland.suite} pair-API check {bundles[0].name}"):
+                results.append(check_bundle(bundles[0], emulator, home / "setup-pi-venv" / "bin" / "python", work,
+                                            args.tolerance_steps, args.strict, args.iterations, report,
+                                            f"{userland.suite} setup-pi venv ({standins['interpreter']}, stand-in)",
+                                            standins["module"]))
         diffs = [r["comparison"]["max_steps"] for r in results if "comparison" in r]
-        report.data["largest_difference_steps"] = max(diffs) if diffs else None
-        report.data["tolerance_steps"] = args.tolerance_steps
-        report.data["strict"] = args.strict
-    finally:
-        if setup_pi is not None:
-            with report.phase("setup-pi.sh --dry-run (waiting)"):
-                finish_setup_pi(*setup_pi, report)
+        data["largest_difference_steps"] = max(diffs) if diffs else None
+    report.data["tolerance_steps"] = args.tolerance_steps
+    report.data["strict"] = args.strict
     shellcheck(tools, report)
     return 0 if report.ok else 1
 

@@ -157,7 +157,7 @@ AGENT_CASES = {
         AgentCase("dqn-cartpole-split", "DQN", "CartPole-v1", 0, conditioning={"force_split": True},
                   trained_as="dqn-cartpole"),
         *IMAGE_CASES,
-        # sb3-contrib (edgekit[contrib]): each algorithm x its action kinds (ARS: both of its policies)
+        # sb3-contrib (edgekit-sb3[contrib]): each algorithm x its action kinds (ARS: both of its policies)
         AgentCase("tqc-pendulum-sde", "TQC", "Pendulum-v1", 300, {
             "learning_starts": 100, "use_sde": True,
             "policy_kwargs": {"net_arch": [32, 32], "n_quantiles": 5}}),

@@ -41,7 +41,7 @@ def test_build_runs_the_compiler_when_given_one(tmp_path):
     the documented format): checks the plumbing and bookkeeping only — nothing is compiled here."""
     import warnings
 
-    from test_edgetpu_compile import DOCUMENTED_FULL, _copying_standin
+    from test_edgetpu_compile import COMPILER_16, DOCUMENTED_FULL, _copying_standin
 
     from edgekit.runtime import EdgePolicy
 
@@ -54,7 +54,7 @@ def test_build_runs_the_compiler_when_given_one(tmp_path):
     manifest = Manifest.read(out)
     verify_all(out, manifest)
     assert manifest.models["edgetpu"].file == "model_int8_edgetpu.tflite"
-    assert manifest.versions["edgetpu_compiler"] == "0.0.0-standin"
+    assert manifest.versions["edgetpu_compiler"] == COMPILER_16
     report = json.loads((out / "report.json").read_text())
     compiled = report["build"]["edgetpu_compile"]
     assert compiled["fully_mapped"] is True and compiled["ops_on_cpu"] == 0

@@ -56,7 +56,7 @@ def test_contrib_model_without_sb3_contrib_names_the_extra(trained_model, tmp_pa
     blocker.write_text("import sys\nsys.modules['sb3_contrib'] = None\n")
     proc = run_cli("build", str(path), "--env", "CartPole-v1", "-o", str(tmp_path / "b"),
                    env={"PYTHONPATH": f"{tmp_path}:{REPO}"})
-    _assert_one_line_error(proc, "QRDQN", "sb3-contrib is not installed", "pip install 'edgekit[contrib]'")
+    _assert_one_line_error(proc, "QRDQN", "sb3-contrib is not installed", "pip install 'edgekit-sb3[contrib]'")
 
 
 @pytest.mark.parametrize(("name", "reason"), [("recurrent", "LSTM state"), ("maskable", "action masks")])

@@ -4,9 +4,10 @@ This machine has no edgetpu_compiler and it cannot be installed here, so:
 
 - the real compiler is exercised only by the test marked ``compiler``, which skips
   when ``edgetpu_compiler`` is not on PATH;
-- the log parser is tested on text WRITTEN FROM THE DOCUMENTED FORMAT (the label
-  lines listed in shared/reference/edgetpu-notes.md), not captured from a real
-  compiler run;
+- the log parser is tested on text WRITTEN HERE IN THE REAL FORMAT: the label lines
+  of Coral's documentation and the lines compiler 14-16 print in public bug reports
+  (google-coral/edgetpu #358, #490, #829, #903; each fixture names where its lines come
+  from, quoting single lines only), not on a captured compiler run;
 - the subprocess plumbing (timeout, non-zero exit, missing compiler, log capture,
   manifest bookkeeping) is tested with STAND-IN executables written into tmp_path.
   A stand-in compiles nothing: it prints documented-format text, sleeps, fails or
@@ -42,9 +43,14 @@ from edgekit.errors import CompilerError, UsageError
 
 # -- log parser, on text written from the documented format ---------------------------------------
 
-# Written by hand from the documented label lines (edgetpu-notes.md); not a captured compiler log.
-DOCUMENTED_FULL = """\
-Edge TPU Compiler version 16.0.0
+COMPILER_16 = "16.0.384591198"  # the version line of the last compiler release (16.0)
+COMPILER_15 = "15.0.340273435"
+
+# Written by hand in compiler 16's format (label lines from Coral's docs, the timer line from public
+# compiler-16 reports); not a captured compiler log.
+DOCUMENTED_FULL = f"""\
+Edge TPU Compiler version {COMPILER_16}
+Started a compilation timeout timer of 180 seconds.
 
 Model compiled successfully in 12 ms.
 
@@ -69,7 +75,8 @@ UNSPECIFIED = "Operation is otherwise supported, but not mapped due to some unsp
 
 # Written by hand from the documented label lines and statuses; not a captured compiler log.
 DOCUMENTED_PARTIAL = f"""\
-Edge TPU Compiler version 16.0.0
+Edge TPU Compiler version {COMPILER_16}
+Started a compilation timeout timer of 180 seconds.
 
 Model compiled successfully in 20 ms.
 
@@ -78,8 +85,13 @@ On-chip memory remaining for caching model parameters: 6.25MiB
 Off-chip memory used for streaming uncached model parameters: 512.00KiB
 Number of Edge TPU subgraphs: 1
 Total number of operations: 6
+Operation log: model_int8_edgetpu.log
+
+Model successfully compiled but not all operations are supported by the Edge TPU. A percentage of the model \
+will instead run on the CPU, which is slower.
 Number of operations that will run on Edge TPU: 4
 Number of operations that will run on CPU: 2
+See the operation log file for individual operation details.
 
 Operator                       Count      Status
 
@@ -90,16 +102,69 @@ FULLY_CONNECTED                1          Filter, bias, or other param is not co
 """
 
 # Written by hand from the documented failure lines; not a captured compiler log.
-DOCUMENTED_INVALID = """\
-Edge TPU Compiler version 16.0.0
+DOCUMENTED_INVALID = f"""\
+Edge TPU Compiler version {COMPILER_16}
 Invalid model: model_int8.tflite
 Model not quantized
 """
 
+# Compiler 16's failure endings, written by hand in the format of public reports (single lines as
+# quoted there; none of these is a captured log). Each maps to the error edgekit must report.
+FAILED_IN_INTERPRETER = f"""\
+Edge TPU Compiler version {COMPILER_16}
+Started a compilation timeout timer of 180 seconds.
+ERROR: Attempting to use a delegate that only supports static-sized tensors with a graph that has dynamic-sized tensors.
+Compilation failed: Model failed in Tflite interpreter. Please ensure model can be loaded/run in Tflite interpreter.
+Compilation child process completed within timeout period.
+Compilation failed! 
+"""  # the lines of google-coral/edgetpu#829
+FAILED_WITHOUT_REASON = f"""\
+Edge TPU Compiler version {COMPILER_16}
+Started a compilation timeout timer of 180 seconds.
+Compilation child process completed within timeout period.
+Compilation failed! 
+"""  # the ending of google-coral/edgetpu#800 and #903
+FAILED_ON_ITS_OWN_TIMER = f"""\
+Edge TPU Compiler version {COMPILER_16}
+Started a compilation timeout timer of 30 seconds.
+Compilation timeout. This is usually caused by large activations.
+Compilation failed! 
+"""  # the compiler's own timer firing (google-coral/edgetpu#686)
+FAILED_UNCAUGHT_EXCEPTION = f"""\
+Edge TPU Compiler version {COMPILER_16}
+Started a compilation timeout timer of 180 seconds.
+libc++abi: terminating with uncaught exception of type std::out_of_range: vector
+Compilation child process completed within timeout period.
+Compilation failed! 
+"""  # google-coral/edgetpu#728
+INTERNAL_ERROR = f"""\
+Edge TPU Compiler version {COMPILER_15}
+
+Internal compiler error. Aborting! 
+"""  # compilers 14-15 (google-coral/edgetpu#189, #378)
+NOT_PARSED = f"""\
+Edge TPU Compiler version {COMPILER_16}
+Model could not be parsed
+"""
+# A partial-mapping search: failed attempts on larger segments, then a compiled model (google-coral/edgetpu#903
+# shows the search lines). The run succeeded, so its "Compilation failed!" lines are not the run's error.
+SEARCH_THEN_SUCCESS = f"""\
+Edge TPU Compiler version {COMPILER_16}
+Searching for valid delegate with step 1
+Try to compile segment with 5 ops
+Started a compilation timeout timer of 180 seconds.
+Compilation child process completed within timeout period.
+Compilation failed! 
+Try to compile segment with 4 ops
+Intermediate tensors: model/dense_1/MatMul
+Started a compilation timeout timer of 180 seconds.
+Compilation child process completed within timeout period.
+""" + DOCUMENTED_PARTIAL.split("\n", 2)[2]
+
 
 def test_parse_fully_mapped_log():
     log = parse_compile_log(DOCUMENTED_FULL)
-    assert log.compiler_version == "16.0.0"
+    assert log.compiler_version == COMPILER_16
     assert log.compile_ms == 12.0
     assert (log.ops_total, log.subgraphs) == (5, 1)
     assert log.on_chip_used_bytes == 5 * 1024
@@ -131,6 +196,35 @@ def test_parse_invalid_model_log():
     assert log.reasons[0].startswith("Invalid model")
 
 
+@pytest.mark.parametrize("text,expected", [
+    (FAILED_IN_INTERPRETER, "ERROR: Attempting to use a delegate that only supports static-sized tensors with a graph "
+     "that has dynamic-sized tensors. Compilation failed: Model failed in Tflite interpreter. Please ensure model can "
+     "be loaded/run in Tflite interpreter. Compilation failed!"),
+    (FAILED_WITHOUT_REASON, "Compilation failed!"),
+    (FAILED_ON_ITS_OWN_TIMER, "Compilation timeout. This is usually caused by large activations. Compilation failed!"),
+    (FAILED_UNCAUGHT_EXCEPTION, "libc++abi: terminating with uncaught exception of type std::out_of_range: vector "
+     "Compilation failed!"),
+    (INTERNAL_ERROR, "Internal compiler error. Aborting!"),
+    (NOT_PARSED, "Model could not be parsed"),
+])
+def test_parse_recognises_the_failure_lines_as_the_error(text, expected):
+    log = parse_compile_log(text)
+    assert log.error == expected
+    assert not log.fully_mapped and log.reasons[0] == expected
+
+
+def test_parse_reads_the_compilers_own_timer():
+    assert parse_compile_log(FAILED_ON_ITS_OWN_TIMER).compiler_timeout_s == 30
+    assert parse_compile_log(DOCUMENTED_FULL).compiler_timeout_s == 180
+    assert parse_compile_log(INTERNAL_ERROR).compiler_timeout_s is None  # compiler 15 has no such timer
+
+
+def test_failed_attempts_of_a_run_that_compiled_are_not_its_error():
+    log = parse_compile_log(SEARCH_THEN_SUCCESS)
+    assert log.error is None and log.compile_ms == 20.0
+    assert (log.ops_on_tpu, log.ops_on_cpu) == (4, 2)
+
+
 def test_parse_reads_only_the_first_table_and_ignores_unknown_lines():
     text = DOCUMENTED_FULL + "\nsome line a newer compiler might add: 42\n" + DOCUMENTED_FULL
     log = parse_compile_log(text)
@@ -153,23 +247,32 @@ def test_parse_size(text, expected):
 
 # -- stand-in executables for the subprocess plumbing ---------------------------------------------
 
-_STANDIN_HEAD = f"""\
-#!{sys.executable}
-# STAND-IN for edgetpu_compiler, written by edgekit's tests. It compiles nothing.
+_STANDIN_HEAD = """\
+#!{python}
+# STAND-IN for edgetpu_compiler, written by edgekit's tests. It compiles nothing: it prints what the
+# real compiler {version} prints first (its version line; from 16 on, its own timer, set by -t) and
+# then does what the test asks.
 import os, shutil, sys, time
 args = sys.argv[1:]
 if args == ["--version"]:
-    print("Edge TPU Compiler version 0.0.0-standin")
+    print("Edge TPU Compiler version {version}")
     sys.exit(0)
 out_dir = args[args.index("-o") + 1]
 model = args[-1]
 stem = os.path.splitext(os.path.basename(model))[0]
+if {timer}:
+    timer = args[args.index("-t") + 1] if "-t" in args else "180"
+    print("Started a compilation timeout timer of %s seconds." % timer, flush=True)
+elif "-t" in args:
+    print("edgetpu_compiler: unknown option -t", file=sys.stderr)  # compilers before 16 have no -t
+    sys.exit(2)
 """
 
 
-def _standin(tmp_path: Path, body: str, name: str = "standin-edgetpu_compiler") -> Path:
+def _standin(tmp_path: Path, body: str, name: str = "standin-edgetpu_compiler", version: str = COMPILER_16) -> Path:
     path = tmp_path / name
-    path.write_text(_STANDIN_HEAD + textwrap.dedent(body))
+    head = _STANDIN_HEAD.format(python=sys.executable, version=version, timer=int(version.split(".")[0]) >= 16)
+    path.write_text(head + textwrap.dedent(body))
     path.chmod(0o755)
     return path
 
@@ -217,7 +320,7 @@ def test_missing_compiler_leaves_the_bundle_unchanged(bundle_copy, tmp_path, mon
 def test_version_of_a_standin(tmp_path):
     standin = _standin(tmp_path, "sys.exit(0)\n")
     assert find_compiler(standin) == str(standin.resolve())
-    assert compiler_version(str(standin)) == "0.0.0-standin"
+    assert compiler_version(str(standin)) == COMPILER_16
 
 
 def test_not_a_compiler_is_refused(tmp_path):
@@ -299,6 +402,77 @@ def test_min_runtime_is_passed_and_checked(bundle_copy, tmp_path):
         compile_bundle(bundle_copy, compiler=str(standin), min_runtime=0)
 
 
+def _recording_standin(tmp_path: Path, args_file: Path, version: str = COMPILER_16, exit_code: int = 3) -> Path:
+    return _standin(tmp_path, f"""
+        import json
+        json.dump(args, open({str(args_file)!r}, "w"))
+        sys.exit({exit_code})
+        """, version=version)
+
+
+def test_the_timeout_is_passed_to_compiler_16_as_its_own_timer(tmp_path):
+    """Compiler 16 stops itself after -t seconds (180 by default): --timeout must set that timer too."""
+    args_file = tmp_path / "args.json"
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"x")
+    with pytest.raises(CompilerError):
+        compile_model(str(_recording_standin(tmp_path, args_file)), model, tmp_path, timeout=600, version=COMPILER_16)
+    args = json.loads(args_file.read_text())
+    assert args[args.index("-t") + 1] == "600"
+    with pytest.raises(CompilerError):
+        compile_model(str(_recording_standin(tmp_path, args_file)), model, tmp_path, timeout=12.2,
+                      version=COMPILER_16)
+    assert json.loads(args_file.read_text())[json.loads(args_file.read_text()).index("-t") + 1] == "13"
+
+
+def test_compiler_15_gets_no_timer_option(tmp_path):
+    args_file = tmp_path / "args.json"
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"x")
+    with pytest.raises(CompilerError, match="exit 3"):
+        compile_model(str(_recording_standin(tmp_path, args_file, version=COMPILER_15)), model, tmp_path,
+                      timeout=600, version=COMPILER_15)
+    assert "-t" not in json.loads(args_file.read_text())
+
+
+def test_compile_bundle_passes_its_timeout_to_the_compiler(bundle_copy, tmp_path):
+    args_file = tmp_path / "args.json"
+    with pytest.raises(CompilerError, match="exit 3"):
+        compile_bundle(bundle_copy, compiler=str(_recording_standin(tmp_path, args_file)), timeout=240)
+    args = json.loads(args_file.read_text())
+    assert args[args.index("-t") + 1] == "240"
+
+
+@pytest.mark.parametrize("text,needle", [
+    (FAILED_IN_INTERPRETER, "Compilation failed: Model failed in Tflite interpreter"),
+    (FAILED_WITHOUT_REASON, "Compilation failed!"),
+    (INTERNAL_ERROR, "Internal compiler error. Aborting!"),
+    (NOT_PARSED, "Model could not be parsed"),
+])
+def test_a_failed_compile_names_the_compilers_failure_line(bundle_copy, tmp_path, text, needle):
+    """The compiler's own failure line is the message, not the last lines of its output."""
+    version = text.split("\n", 1)[0].rsplit(" ", 1)[1]
+    body = "".join(line for line in text.splitlines(keepends=True)[1:] if "compilation timeout timer" not in line)
+    standin = _standin(tmp_path, f"""
+        sys.stdout.write({body!r})
+        sys.exit(1)
+        """, version=version)  # the stand-in prints the version and timer lines itself
+    with pytest.raises(CompilerError) as info:
+        compile_bundle(bundle_copy, compiler=str(standin))
+    message = str(info.value)
+    assert needle in message and "\n" not in message
+    assert "child process completed" not in message  # progress lines are not the error
+
+
+def test_exit_zero_without_a_model_reports_the_failure_line(bundle_copy, tmp_path):
+    """Some failing runs exit 0 and write nothing (google-coral/edgetpu#903): say why, not only that."""
+    standin = _standin(tmp_path, f"""
+        sys.stdout.write({FAILED_WITHOUT_REASON.split(chr(10), 2)[2]!r})
+        """)
+    with pytest.raises(CompilerError, match="wrote no model_int8_edgetpu.tflite.*Compilation failed!"):
+        compile_bundle(bundle_copy, compiler=str(standin))
+
+
 def test_bookkeeping_after_a_successful_run(bundle_copy, tmp_path):
     """A copying stand-in: checks edgekit's manifest update, not any compilation."""
     standin = _copying_standin(tmp_path, DOCUMENTED_FULL)
@@ -306,8 +480,8 @@ def test_bookkeeping_after_a_successful_run(bundle_copy, tmp_path):
     result = compile_bundle(bundle_copy, compiler=str(standin))
     manifest = Manifest.read(bundle_copy)
     assert result.manifest == manifest
-    assert result.fully_mapped and result.compiler_version == "0.0.0-standin"
-    assert manifest.versions["edgetpu_compiler"] == "0.0.0-standin"
+    assert result.fully_mapped and result.compiler_version == COMPILER_16
+    assert manifest.versions["edgetpu_compiler"] == COMPILER_16
     edgetpu = manifest.models["edgetpu"]
     assert edgetpu.file == EDGETPU_MODEL
     assert (edgetpu.input, edgetpu.output) == (old.models["cpu"].input, old.models["cpu"].output)
@@ -316,7 +490,7 @@ def test_bookkeeping_after_a_successful_run(bundle_copy, tmp_path):
     assert {k: v for k, v in manifest.files.items() if k not in (EDGETPU_MODEL, COMPILE_LOG)} == old.files
     assert set(verify_all(bundle_copy, manifest)) == set(old.files) | {EDGETPU_MODEL, COMPILE_LOG}
     log = (bundle_copy / COMPILE_LOG).read_text()
-    assert "Mapped to Edge TPU" in log and "(stand-in log file)" in log and "-s -o" in log
+    assert "Mapped to Edge TPU" in log and "(stand-in log file)" in log and "-s -t 180 -o" in log
     assert sorted(p.name for p in bundle_copy.iterdir() if p.name.startswith(".")) == []  # no temp files left
     assert result.to_dict()["fully_mapped"] is True
 

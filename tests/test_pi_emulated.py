@@ -1,11 +1,12 @@
-"""The device side on a Raspberry Pi OS userland: Debian 12 arm64, Python 3.11, under qemu user emulation.
+"""The device side on both Raspberry Pi OS userlands under qemu 10 user emulation: Bookworm (Debian 12 arm64,
+Python 3.11) and Trixie (Debian 13 arm64, Python 3.13).
 
-Wraps ``scripts/pi_emulated_check.py`` (one run per session, on two bundles built by this session)
-and asserts on its JSON report. The first run makes the emulated root and venv
-(a few minutes); they are cached in ~/.cache/edgekit/pi-rootfs (or $EDGEKIT_PI_ROOTFS).
+Wraps ``scripts/pi_emulated_check.py`` (one run per session, on two bundles built by this session) and
+asserts on its JSON report. The first run fetches trixie's qemu-user, makes both roots and venvs (many minutes:
+pip runs emulated); they are cached in ~/.cache/edgekit/pi-rootfs (or $EDGEKIT_PI_ROOTFS).
 
-Where qemu-aarch64-static or debootstrap is missing, the tests skip with that reason; in CI
-(CI=true) as root they are apt-get installed first.
+Where debootstrap or qemu 10 is missing, the tests skip with that reason; in CI (CI=true) as root they are
+installed first (debootstrap with apt-get, qemu-aarch64 unpacked from trixie's qemu-user .deb into the cache).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ SKIP_EXIT = 77
 # without --bundle checks the shipped example.
 STRICT_BUNDLES = ("ppo-pendulum", "dqn-cartpole")
 TOLERANCE_STEPS = 3
+USERLANDS = {"bookworm": "3.11", "trixie": "3.13"}
+# The PyPI interpreter standing in for the pair's tflite_runtime 2.17.1 wheel (same API), per userland.
+PAIR_STANDIN = {"bookworm": ("tflite_runtime", "tflite-runtime 2.14.0", "1."),
+                "trixie": ("ai_edge_litert", "ai-edge-litert 2.3.0", "2.")}
 
 
 def _may_install() -> bool:
@@ -38,20 +43,15 @@ def _may_install() -> bool:
 @pytest.fixture(scope="module")
 def report(built_bundle, tmp_path_factory):
     """The script's JSON report, or a skip with the script's reason."""
-    if not _may_install():
-        if not shutil.which("qemu-aarch64-static"):
-            pytest.skip("qemu-aarch64-static not found (apt-get install qemu-user-static); "
-                        "installed automatically only in CI as root")
-        if not shutil.which("debootstrap", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
-            pytest.skip("debootstrap not found (apt-get install debootstrap); "
-                        "installed automatically only in CI as root")
+    if not _may_install() and not shutil.which("debootstrap", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+        pytest.skip("debootstrap not found (apt-get install debootstrap); installed automatically only in CI as root")
     out = tmp_path_factory.mktemp("pi-emulated") / "report.json"
     cmd = [sys.executable, str(SCRIPT), "--json", str(out), "--strict"]
     for name in STRICT_BUNDLES:
         cmd += ["--bundle", str(built_bundle(name).bundle_dir)]
-    if _may_install():
-        cmd.append("--install-tools")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2700, cwd=REPO)
+    if _may_install() or os.geteuid() == 0:
+        cmd.append("--install-tools")  # fetches qemu 10 into the cache; apt-gets only what is missing
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=5400, cwd=REPO)
     data = json.loads(out.read_text()) if out.is_file() else {}
     if proc.returncode == SKIP_EXIT:
         pytest.skip(f"emulated Raspberry Pi OS check skipped: {data.get('skipped', proc.stderr.strip()[-300:])}")
@@ -60,70 +60,106 @@ def report(built_bundle, tmp_path_factory):
     return data
 
 
-def _bundle(report, name):
-    """The result for this session's bundle ``name``."""
-    for result in report["bundles"]:
-        if Path(result["bundle"]).name == f"{name}.bundle":
-            return result
-    raise AssertionError(f"no result for {name} in {[r['bundle'] for r in report['bundles']]}")
+def _results(report, suite, name, venv="device extra"):
+    """The results for this session's bundle ``name`` in one userland's venv."""
+    found = [r for r in report["userlands"][suite]["bundles"]
+             if Path(r["bundle"]).name == f"{name}.bundle" and r["label"].startswith(f"{suite} {venv}")]
+    assert found, f"no result for {name} in {suite} {venv}"
+    return found[0]
 
 
 @pytest.mark.pi_emulated
 @pytest.mark.slow
-def test_every_check_passes(report):
+def test_every_check_passes_in_both_userlands(report):
     failed = [f"{c['name']}: {c['detail']}" for c in report["checks"] if not c["ok"]]
     assert not failed and report["exit_code"] == 0, "\n".join(failed) or report["_output"][-3000:]
+    assert report["tools"]["qemu"].startswith("qemu-aarch64 version 10.")
+    for suite, python in USERLANDS.items():
+        root = report["userlands"][suite]["root"]
+        assert root["machine"] == "aarch64" and root["python"].startswith(python + "."), root
 
 
 @pytest.mark.pi_emulated
 @pytest.mark.slow
-def test_device_extra_resolves_to_tflite_runtime_and_numpy1(report):
-    dists = report["venv"]["distributions"]
-    assert dists["tflite-runtime"] == "2.14.0" and dists["numpy"].startswith("1.")
-    assert "ai-edge-litert" not in dists
+@pytest.mark.parametrize("suite", USERLANDS)
+def test_device_extra_resolves_to_ai_edge_litert_and_numpy2(report, suite):
+    dists = report["userlands"][suite]["venv"]["distributions"]
+    assert "ai-edge-litert" in dists and dists["numpy"].startswith("2."), dists
+    assert "tflite-runtime" not in dists
     heavy = {"torch", "tensorflow", "onnx", "onnxruntime", "stable-baselines3", "gymnasium", "keras", "tf-keras"}
     assert not heavy & set(dists), sorted(dists)
 
 
 @pytest.mark.pi_emulated
 @pytest.mark.slow
+@pytest.mark.parametrize("suite", USERLANDS)
 @pytest.mark.parametrize("name", STRICT_BUNDLES)
-def test_aarch64_results_equal_the_host_within_3_steps(report, name):
-    result = _bundle(report, name)
+def test_aarch64_results_equal_the_host_within_3_steps(report, suite, name):
+    result = _results(report, suite, name)
     platform, comparison = result["device_platform"], result["comparison"]
-    assert platform["machine"] == "aarch64" and platform["interpreter"] == "tflite_runtime"
-    assert comparison["inputs_identical"]  # numpy 1.26 on aarch64 quantizes exactly as numpy 2 on x86-64
+    assert platform["machine"] == "aarch64" and platform["interpreter"] == "ai_edge_litert"
+    assert platform["python"].startswith(USERLANDS[suite] + ".") and platform["numpy"].startswith("2.")
+    assert comparison["inputs_identical"]
     assert comparison["max_steps"] <= TOLERANCE_STEPS, comparison
     assert result["verify"]["passed"] and result["verify"]["max_steps"] <= TOLERANCE_STEPS
 
 
 @pytest.mark.pi_emulated
 @pytest.mark.slow
+@pytest.mark.parametrize("suite", USERLANDS)
+def test_the_pairs_interpreter_api_with_its_pypi_stand_in(report, suite):
+    module, installed, numpy_major = PAIR_STANDIN[suite]
+    result = _results(report, suite, STRICT_BUNDLES[0], venv="setup-pi venv")
+    platform, comparison = result["device_platform"], result["comparison"]
+    assert platform["interpreter"] == module and platform["numpy"].startswith(numpy_major), platform
+    assert comparison["inputs_identical"] and comparison["max_steps"] <= TOLERANCE_STEPS, comparison
+    assert result["verify"]["passed"] and result["serve"]["problems"] == [] and result["bench"]["exit_code"] == 0
+    assert installed in report["userlands"][suite]["setup_pi"]["installed"]
+
+
+@pytest.mark.pi_emulated
+@pytest.mark.slow
 def test_import_isolation_on_aarch64(report):
-    for result in report["bundles"]:
-        platform = result["device_platform"]
-        assert platform["heavy_modules"] == [], result["bundle"]
-        assert platform["single_equals_batch"] and platform["fast_path"]
+    for suite in USERLANDS:
+        for result in report["userlands"][suite]["bundles"]:
+            platform = result["device_platform"]
+            assert platform["heavy_modules"] == [], result["bundle"]
+            assert platform["single_equals_batch"] and platform["fast_path"]
 
 
 @pytest.mark.pi_emulated
 @pytest.mark.slow
 def test_serve_loop_answers_and_survives_bad_lines_on_aarch64(report):
-    for result in report["bundles"]:
-        serve = result["serve"]
-        assert serve["problems"] == [], serve
-        assert serve["responses"] == serve["expected_responses"] == 8 and serve["errors_answered"] == 4
-        assert serve["exit_code"] == 0
+    for suite in USERLANDS:
+        for result in report["userlands"][suite]["bundles"]:
+            serve = result["serve"]
+            assert serve["problems"] == [], serve
+            assert serve["responses"] == serve["expected_responses"] == 8 and serve["errors_answered"] == 4
+            assert serve["exit_code"] == 0
 
 
 @pytest.mark.pi_emulated
 @pytest.mark.slow
-def test_setup_pi_dry_run_in_the_emulated_root(report):
-    setup = report["setup_pi"]
+@pytest.mark.parametrize("suite", USERLANDS)
+def test_setup_pi_dry_run_installs_the_stand_in_pair_in_the_emulated_root(report, suite):
+    setup = report["userlands"][suite]["setup_pi"]
     assert setup["exit_code"] == 0 and len(setup["steps"]) == 7
-    assert "tflite-runtime 2.14.0" in setup["installed"] and "numpy 1." in setup["installed"]
+    assert setup["pair"].startswith(f"pair STAND-IN-{suite}-py{USERLANDS[suite]}-arm64-tf2.17.1")
+    assert len(setup["verified"]) == 2  # the stand-in .deb and wheel, by the stand-in table's sha256
     skipped = "\n".join(setup["skipped"])
-    assert "apt-get install" in skipped and "coral-edgetpu" in skipped and "usermod" in skipped
+    assert "apt-get install -y --allow-downgrades" in skipped and "standin-libedgetpu1-std" in skipped
+    assert "usermod" in skipped and setup["doctor"]
+
+
+@pytest.mark.pi_emulated
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", USERLANDS)
+def test_doctor_in_the_emulated_userland(report, suite):
+    doctor = report["userlands"][suite]["doctor"]
+    assert doctor["exit_code"] == 1 and doctor["heavy_modules"] == ""  # no Coral, no libedgetpu here
+    topics = {f["topic"]: f for f in doctor["findings"]}
+    assert topics["tested pair"]["detail"].startswith(f"{suite}-py{USERLANDS[suite]}-arm64")
+    assert topics["libedgetpu"]["status"] == "fail" and topics["Coral USB Accelerator"]["status"] == "fail"
 
 
 def test_setup_pi_is_shellcheck_clean():

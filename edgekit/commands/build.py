@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "model calibrated on observations from rollouts in --env, validate it, and write a bundle directory.",
     )
     p.add_argument("model", help="the .zip written by SB3's model.save(), an rl-zoo3 run folder (ALGO/ENV_ID_1/) "
-                   "or Hugging Face hub snapshot folder holding one, or hf://ORG/REPO (needs edgekit[hub])")
+                   "or Hugging Face hub snapshot folder holding one, or hf://ORG/REPO (needs edgekit-sb3[hub])")
     add_env_arguments(p, "the environment the model was trained on: a Gymnasium id (Pendulum-v1), module:Id, "
                       "or module:EnvClass (default: the id a zoo folder or hub repo names)")
     p.add_argument("-o", "--output", type=Path, default=None,

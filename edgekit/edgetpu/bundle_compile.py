@@ -25,7 +25,7 @@ from typing import Any
 from edgekit.bundle.files import sha256_file, verify_file
 from edgekit.bundle.manifest import MANIFEST_NAME, Manifest, ModelEntry, TensorSpec
 from edgekit.edgetpu import EdgeTPUMappingWarning
-from edgekit.edgetpu.compiler import CompilerRun, compile_model, compiler_version, find_compiler
+from edgekit.edgetpu.compiler import CompilerRun, compile_model, compiler_version, failure_detail, find_compiler
 from edgekit.edgetpu.log import CompileLog, parse_compile_log
 from edgekit.errors import CompilerError, EdgekitError, UsageError
 
@@ -77,10 +77,10 @@ def compile_bundle(bundle_dir: Path, compiler: str | None = None, timeout: float
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=".edgetpu-", dir=bundle_dir) as scratch_name:
         scratch = Path(scratch_name)
-        run = compile_model(path, source, scratch, timeout=timeout, min_runtime=min_runtime)
+        run = compile_model(path, source, scratch, timeout=timeout, min_runtime=min_runtime, version=version)
         produced = scratch / f"{Path(cpu.file).stem}_edgetpu.tflite"
         if not produced.is_file():
-            raise CompilerError(f"{Path(path).name} exited 0 but wrote no {produced.name}",
+            raise CompilerError(f"{Path(path).name} exited 0 but wrote no {produced.name}: {failure_detail(run)}",
                                 hint="run the compiler by hand on the bundle's model to see what it prints")
         own_log = scratch / f"{Path(cpu.file).stem}_edgetpu.log"
         own_text = own_log.read_text(encoding="utf-8", errors="replace") if own_log.is_file() else ""

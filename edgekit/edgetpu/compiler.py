@@ -5,11 +5,18 @@ everything here treats it as an external tool that may be missing, slow or
 failing: the argument list is built by edgekit (paths are never interpreted by
 a shell), the run is bounded by a timeout that kills its whole process group,
 and every failure becomes one ``CompilerError`` line with a fix.
+
+Compiler 16 runs each compilation attempt under a timer of its own (``-t``,
+180 s by default): edgekit passes its ``--timeout`` there too, so that a long
+compile the user allowed is not stopped by the compiler at 180 s. Its own
+kill, a few seconds later, bounds the whole run (the compiler may try several
+segments one after another).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -30,6 +37,8 @@ INSTALL_HINT = (
 )
 _VERSION = re.compile(r"Edge TPU Compiler version\s+(\S+)")
 _TAIL_LINES = 3
+TIMER_SINCE = 16  # the first compiler major version with its own timer (-t/--timeout_sec)
+_KILL_GRACE_S = 5.0  # lets the compiler's own timer report first
 
 
 class CompilerMissingError(CompilerError):
@@ -87,25 +96,44 @@ def compiler_version(compiler: str, timeout: float = 30) -> str:
 
 
 def compile_model(compiler: str, model: Path, out_dir: Path, timeout: float = 180,
-                  min_runtime: int | None = None) -> CompilerRun:
-    """Run ``compiler -s -o OUT_DIR [-m N] MODEL``; raise CompilerError unless it exits 0."""
+                  min_runtime: int | None = None, version: str | None = None) -> CompilerRun:
+    """Run ``compiler -s [-t S] -o OUT_DIR [-m N] MODEL``; raise CompilerError unless it exits 0.
+
+    ``version`` (``compiler_version``'s answer) decides whether the compiler takes ``-t``; unknown,
+    it is assumed to (16.0 is the current and last release).
+    """
     if not timeout > 0:
         raise CompilerError(f"the compiler timeout must be positive, got {timeout}", hint="pass --timeout SECONDS > 0")
-    args = [compiler, "-s", "-o", str(Path(out_dir).resolve())]
+    args = [compiler, "-s"]
+    if has_own_timer(version):
+        args += ["-t", str(math.ceil(timeout))]
+    args += ["-o", str(Path(out_dir).resolve())]
     if min_runtime is not None:
         args += ["-m", str(int(min_runtime))]
     args.append(str(Path(model).resolve()))
-    run = _run(args, timeout=timeout, cwd=Path(out_dir))
+    run = _run(args, timeout=timeout + _KILL_GRACE_S, cwd=Path(out_dir), reported_timeout=timeout)
     if run.returncode != 0:
-        detail = parse_compile_log(run.output).error or _tail(run.output) or "no output"
         raise CompilerError(
-            f"{Path(compiler).name} failed on {Path(model).name} (exit {run.returncode}): {detail}",
+            f"{Path(compiler).name} failed on {Path(model).name} (exit {run.returncode}): {failure_detail(run)}",
             hint="run `edgekit check` on the model to see which op or tensor the Edge TPU cannot take",
         )
     return run
 
 
-def _run(args: list[str], timeout: float, cwd: Path | None) -> CompilerRun:
+def has_own_timer(version: str | None) -> bool:
+    """Whether this compiler version takes ``-t`` (16 and later; an unknown version is taken as current)."""
+    if version is None:
+        return True
+    major = version.split(".", 1)[0]
+    return not major.isdigit() or int(major) >= TIMER_SINCE
+
+
+def failure_detail(run: CompilerRun) -> str:
+    """The compiler's failure lines, else the last lines it printed."""
+    return parse_compile_log(run.output).error or _tail(run.output) or "no output"
+
+
+def _run(args: list[str], timeout: float, cwd: Path | None, reported_timeout: float | None = None) -> CompilerRun:
     """Run without a shell in a new process group; on timeout kill the group, not just the child."""
     start = time.monotonic()
     try:
@@ -118,7 +146,7 @@ def _run(args: list[str], timeout: float, cwd: Path | None) -> CompilerRun:
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise CompilerError(
-            f"{Path(args[0]).name} did not finish within {timeout:g} s and was stopped",
+            f"{Path(args[0]).name} did not finish within {reported_timeout or timeout:g} s and was stopped",
             hint="pass a larger --timeout (big models take minutes), or check the model with `edgekit check`",
         ) from None
     except BaseException:

@@ -6,6 +6,14 @@ compiler (v15/v16) prints, e.g. ``Number of operations that will run on CPU:``
 and the ``Operator  Count  Status`` table. Lines this parser does not know are
 ignored, so a compiler that adds lines does not break it; a field it cannot
 find is ``None``, never a guess.
+
+A failed run ends with one of the compiler's failure lines (``Compilation
+failed!``, ``Internal compiler error. Aborting!``, ``Model could not be
+parsed``, ``Invalid model: FILE`` and its reason), often after a more specific
+one (``ERROR: ...``, ``Compilation failed: REASON``, an uncaught C++ exception,
+``Compilation timeout. ...``): those lines, most specific first, are the error.
+Compiler 16 also tries smaller segments after a failed attempt: when the run
+ends with a compiled model, the failed attempts are not its error.
 """
 
 from __future__ import annotations
@@ -19,6 +27,12 @@ MAPPED = "Mapped to Edge TPU"
 _VERSION = re.compile(r"Edge TPU Compiler version\s+(\S+)")
 _COMPILE_MS = re.compile(r"Model compiled successfully in\s+([\d.]+)\s*ms")
 _INVALID = re.compile(r"^Invalid model:\s*(.*)$")
+_TIMER = re.compile(r"Started a compilation timeout timer of\s+(\d+)\s+seconds")
+# Lines that say why a run failed, most specific first; the generic endings close the list.
+_SPECIFIC_FAILURES = ("ERROR:", "Compilation failed:", "Compilation timeout", "libc++abi: terminating",
+                      "terminating with uncaught exception")
+_GENERIC_FAILURES = ("Compilation failed!", "Internal compiler error", "Model could not be parsed")
+_MAX_ERROR_LINES = 4
 _SIZE = re.compile(r"^([\d.]+)\s*([KMGT]?i?B)$", re.IGNORECASE)
 _ROW = re.compile(r"^(\S+)\s+(\d+)\s+(\S.*?)\s*$")
 _HEADER = re.compile(r"^Operator\s+Count\s+Status\s*$")
@@ -64,7 +78,8 @@ class CompileLog:
     on_chip_remaining_bytes: int | None = None
     off_chip_bytes: int | None = None
     ops: tuple[LoggedOp, ...] = ()
-    error: str | None = None  # "Invalid model: ..." and the reason the compiler gave
+    compiler_timeout_s: int | None = None  # compiler 16's own timer (its -t), as it reported it
+    error: str | None = None  # the compiler's failure lines, most specific first
 
     @property
     def cpu_op_count(self) -> int | None:
@@ -110,6 +125,7 @@ class CompileLog:
             "on_chip_used_bytes": self.on_chip_used_bytes,
             "on_chip_remaining_bytes": self.on_chip_remaining_bytes,
             "off_chip_bytes": self.off_chip_bytes,
+            "compiler_timeout_s": self.compiler_timeout_s,
             "ops": [{"operator": o.operator, "count": o.count, "status": o.status} for o in self.ops],
             "fully_mapped": self.fully_mapped,
             "reasons": list(self.reasons),
@@ -129,7 +145,8 @@ def parse_compile_log(text: str) -> CompileLog:
     """Read the compiler's stdout and/or log file; the first per-op table wins."""
     fields: dict[str, Any] = {}
     rows: list[LoggedOp] = []
-    problems: list[str] = []  # "ERROR: ..." lines, "Invalid model: ..." and the line after it
+    specific: list[str] = []  # "ERROR: ...", "Invalid model: ..." and its reason, "Compilation failed: ..."
+    generic: list[str] = []  # "Compilation failed!", "Internal compiler error. Aborting!", ...
     table = "before"  # before -> in -> after: only the first table is read
     after_invalid = False
     for raw in text.splitlines():
@@ -143,16 +160,21 @@ def parse_compile_log(text: str) -> CompileLog:
                 table = "after"
         if _HEADER.match(line):
             table = "in" if table == "before" else table
-        elif line.startswith("ERROR:") or _INVALID.match(line):
-            problems.append(line)
+        elif _INVALID.match(line) or line.startswith(_SPECIFIC_FAILURES):
+            specific.append(line)
             after_invalid = bool(_INVALID.match(line))
+        elif line.startswith(_GENERIC_FAILURES):
+            generic.append(line)
         elif after_invalid and line:
-            problems.append(line)  # the reason, e.g. "Model not quantized"
+            specific.append(line)  # the reason, e.g. "Model not quantized"
             after_invalid = False
         else:
             _read_line(line, fields)
-    if problems:
-        fields["error"] = " ".join(dict.fromkeys(problems[:4]))
+    if (specific or generic) and "compile_ms" not in fields:  # a compiled model: failed attempts don't count
+        lines = list(dict.fromkeys(specific + generic))
+        if len(lines) > _MAX_ERROR_LINES:  # keep the ending: it says how the run ended
+            lines = lines[:_MAX_ERROR_LINES - 1] + lines[-1:]
+        fields["error"] = " ".join(lines)
     return CompileLog(ops=tuple(rows), **fields)
 
 
@@ -162,6 +184,9 @@ def _read_line(line: str, fields: dict[str, Any]) -> None:
         return
     if match := _COMPILE_MS.search(line):
         fields["compile_ms"] = float(match.group(1))
+        return
+    if match := _TIMER.search(line):
+        fields.setdefault("compiler_timeout_s", int(match.group(1)))
         return
     if ":" not in line:
         return

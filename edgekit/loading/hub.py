@@ -3,7 +3,7 @@
 Only the files edgekit reads are fetched (model zips, the zoo's YAML files,
 VecNormalize statistics), never code; they are then read like any local
 folder (restricted unpickler, safe YAML). Needs ``huggingface_hub``
-(``pip install 'edgekit[hub]'``); ``HF_HUB_OFFLINE=1`` uses the local cache only.
+(``pip install 'edgekit-sb3[hub]'``); ``HF_HUB_OFFLINE=1`` uses the local cache only.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def download_snapshot(text: str) -> Path:
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
     except ImportError:
         raise MissingDependencyError("hf:// models need huggingface_hub",
-                                     hint="pip install 'edgekit[hub]'") from None
+                                     hint="pip install 'edgekit-sb3[hub]'") from None
     try:
         return Path(snapshot_download(repo_id=repo, revision=revision, allow_patterns=list(ALLOW_PATTERNS)))
     except RepositoryNotFoundError:

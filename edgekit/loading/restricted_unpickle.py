@@ -202,7 +202,7 @@ def restricted_loads(payload: bytes, where: str, extra: Mapping[tuple[str, str],
         raise
     except ImportError as exc:
         raise ModelFileError(f"{where} needs a module that is not installed ({exc.name})",
-                             hint="install edgekit[host]") from None
+                             hint="install edgekit-sb3[host]") from None
     except Exception as exc:  # a damaged pickle fails anywhere inside the unpickler or a constructor
         raise ModelFileError(f"{where} could not be decoded ({type(exc).__name__}: {short_message(exc)})") from None
 

@@ -46,7 +46,7 @@ def _load_yaml(path: Path) -> Any:
         import yaml
     except ImportError:
         raise MissingDependencyError("PyYAML is needed to read rl-zoo3's config.yml",
-                                     hint="pip install 'edgekit[host]'") from None
+                                     hint="pip install 'edgekit-sb3[host]'") from None
 
     class ZooLoader(yaml.SafeLoader):
         """SafeLoader plus the zoo's OrderedDict tag, built as a plain dict."""

@@ -31,7 +31,7 @@ def ort_session(model: str | bytes) -> Any:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise MissingDependencyError("onnxruntime is not installed", hint="pip install 'edgekit[host]'") from None
+        raise MissingDependencyError("onnxruntime is not installed", hint="pip install 'edgekit-sb3[host]'") from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3

@@ -37,7 +37,7 @@ def convert_to_tensorflow(onnx_model: OnnxModel, samples: np.ndarray, work_dir: 
     try:
         import onnx2tf
     except ImportError:
-        raise MissingDependencyError("onnx2tf is not installed", hint="pip install 'edgekit[host]'") from None
+        raise MissingDependencyError("onnx2tf is not installed", hint="pip install 'edgekit-sb3[host]'") from None
     finally:
         sys.setrecursionlimit(limit)  # onnx2tf raises it to 2**31 at import, which turns deep
         # recursion anywhere else in the process into a segfault instead of a RecursionError

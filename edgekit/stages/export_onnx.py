@@ -54,7 +54,7 @@ def _max_error_vs_torch(graph: PolicyGraph, obs: np.ndarray, path: Path) -> floa
     try:
         import onnxruntime as ort
     except ImportError:
-        raise MissingDependencyError("onnxruntime is not installed", hint="pip install 'edgekit[host]'") from None
+        raise MissingDependencyError("onnxruntime is not installed", hint="pip install 'edgekit-sb3[host]'") from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgekit.observations import ObservationEncoder
 from edgekit.quant import INT8_MAX, INT8_MIN
-from edgekit.runtime.step import output_reader
+from edgekit.runtime.held_tensors import HeldTensors
 from edgekit.spaces import BOX, DISCRETE, MULTI_BINARY, MULTI_DISCRETE
 
 EncodedStepFn = Callable[[Any], "np.ndarray | None"]
@@ -40,11 +40,11 @@ def _level(x: float) -> int:
     return INT8_MAX if x >= INT8_MAX else (INT8_MIN if x <= INT8_MIN else round(x))
 
 
-def make_encoded_step(interpreter: Any, in_index: int, out_index: int, a: np.ndarray, b: np.ndarray,
-                      encoder: ObservationEncoder, read: Callable[[], np.ndarray]) -> EncodedStepFn:
+def make_encoded_step(held: HeldTensors, a: np.ndarray, b: np.ndarray, encoder: ObservationEncoder,
+                      read: Callable[[], np.ndarray]) -> EncodedStepFn:
     """``step(observation) -> action | None`` for one observation of ``encoder``'s space (unsplit input)."""
-    invoke = interpreter._interpreter.Invoke
-    target = memoryview(interpreter.tensor(in_index)().reshape(-1)).cast("B").cast("b")
+    invoke = held.invoke
+    target = memoryview(held.input).cast("B").cast("b")
     a_list, b_list = a.tolist(), b.tolist()
     zero = [_level(v) for v in b_list]  # the level of 0 / of 1, per feature
     one = [_level(x + y) for x, y in zip(a_list, b_list)]
@@ -148,4 +148,4 @@ def _writer(space: Any, part: slice, target: memoryview, a: list[float], b: list
     raise ValueError(f"no encoded step for {space.kind}")
 
 
-__all__ = ["make_encoded_step", "output_reader"]
+__all__ = ["make_encoded_step"]

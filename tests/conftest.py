@@ -22,6 +22,8 @@ import coverage_envs  # noqa: F401  (registers the edgekit-test/ envs)
 import coverage_envs_images  # noqa: F401  (registers the edgekit-test/ image envs)
 import pytest
 
+pytest_plugins = ["fake_libedgetpu"]  # stand-in libedgetpu libraries and Edge TPU bundle entries
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # Model probes passed in this session are cached here, not in the user's ~/.cache (edgekit.runtime.probe).

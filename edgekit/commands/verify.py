@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        mark = "✓" if result.passed else "✗"
+        mark = "✓" if result.max_steps <= result.tolerance_steps else "✗"
         print(f"files: {result.files_checked} sha256 checked ✓")
         print(f"outputs on {result.device} ({result.interpreter}) vs build host, {result.samples} observations: "
               f"max {result.max_steps:.0f} int8 steps, mean {result.mean_steps:.2f} "

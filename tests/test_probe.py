@@ -242,3 +242,19 @@ def test_no_libedgetpu_at_all_is_said_without_a_probe(edgetpu_bundle, tmp_path, 
             pytest.skip("a real libedgetpu is installed here")
     with pytest.raises(DeviceError, match="libedgetpu.so.1 is not installed"):
         EdgePolicy.load(edgetpu_bundle(BUNDLE), device="usb")
+
+
+def test_the_probe_and_the_server_open_the_bytes_that_were_hashed(built_bundle, tmp_path, probe_cache):
+    """A file swapped after the manifest check: the child refuses what it reads, and the serving process
+    opens the bytes it hashed, never re-reading the path."""
+    from edgekit.runtime.probe import run_probe
+
+    model = built_bundle(BUNDLE).bundle_dir / "model_int8.tflite"
+    result = run_probe(find_backend(), model, "0" * 64, DeviceRequest("cpu"), None)
+    assert not result.ok and "changed after the parent checked it" in result.detail
+    bundle = tmp_path / "bundle"
+    shutil.copytree(built_bundle(BUNDLE).bundle_dir, bundle)
+    policy = EdgePolicy.load(bundle, device="cpu")
+    expected = policy.predict([1.0, 0.0, 0.3])
+    (bundle / "model_int8.tflite").write_bytes(b"swapped")  # the interpreter holds the checked bytes
+    np.testing.assert_array_equal(policy.predict([1.0, 0.0, 0.3]), expected)

@@ -47,7 +47,30 @@ def _valid_input(detail, numpy):
     return numpy.full(tuple(int(d) for d in detail["shape"]), value, dtype=detail["dtype"])
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this child when the process that started it dies (a hang must not outlive it)."""
+    if sys.platform.startswith("linux"):
+        import contextlib
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+
+
+def _content(path, sha256):
+    """The model's bytes, which must be those the parent hashed (a file swapped meanwhile is refused)."""
+    import hashlib
+
+    with open(path, "rb") as fh:
+        content = fh.read()
+    if sha256 and hashlib.sha256(content).hexdigest() != sha256:
+        raise ValueError(f"{path} changed after the parent checked it")
+    return content
+
+
 def main(args) -> None:
+    _die_with_parent()
     _say(stage="import")
     import numpy
 
@@ -62,7 +85,7 @@ def main(args) -> None:
         _say(stage="delegate")
         delegates.append(load_delegate(library, args.get("options") or {}))
     _say(stage="load")
-    kwargs = {"model_path": args["model"], "num_threads": 1}
+    kwargs = {"model_content": _content(args["model"], args.get("sha256")), "num_threads": 1}
     if delegates:
         kwargs["experimental_delegates"] = delegates
     interpreter = interpreter_class(**kwargs)

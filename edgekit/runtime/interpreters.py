@@ -37,10 +37,15 @@ class Backend:
     load_delegate: Callable[..., Any]
     op_resolver_type: Any  # enum for BUILTIN_WITHOUT_DEFAULT_DELEGATES, or None
 
-    def interpreter(self, model_path: str, num_threads: int | None = 1,
-                    delegates: list[Any] | None = None, plain: bool = False) -> Any:
-        """An interpreter on ``model_path``; ``plain`` skips default delegates (XNNPACK)."""
-        kwargs: dict[str, Any] = {"model_path": model_path, "num_threads": num_threads}
+    def interpreter(self, model_path: str | None, num_threads: int | None = 1,
+                    delegates: list[Any] | None = None, plain: bool = False, content: bytes | None = None) -> Any:
+        """An interpreter on ``model_path``, or on the model's bytes (``content``); ``plain`` skips default
+        delegates (XNNPACK)."""
+        kwargs: dict[str, Any] = {"num_threads": num_threads}
+        if content is not None:
+            kwargs["model_content"] = content
+        else:
+            kwargs["model_path"] = model_path
         if delegates:
             kwargs["experimental_delegates"] = delegates
         if plain and self.op_resolver_type is not None:

@@ -25,10 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bundle.files import verify_file
 from edgekit.bundle.manifest import Manifest, ModelEntry
 from edgekit.errors import BundleError, DeviceError, EdgekitError
-from edgekit.native_io import quiet_native_stderr
 from edgekit.observations import ObservationEncoder
 from edgekit.postprocess import PostProcessor
 from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
@@ -37,9 +35,8 @@ from edgekit.runtime.held_tensors import HeldTensors, PrivateInvokeMissing, hold
 from edgekit.runtime.image_input import ImageObservations, make_image_step
 from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend, load_edgetpu_delegate
 from edgekit.runtime.libedgetpu import find_libedgetpu
-from edgekit.runtime.probe import run_probe
+from edgekit.runtime.model_files import open_cpu_model, open_interpreter, probe_or_raise, read_model
 from edgekit.runtime.step import Step, float32_values, make_step, output_reader
-from edgekit.runtime.tflite_guard import check_tflite_structure
 
 StepFn = Callable[[Any], np.ndarray]
 
@@ -137,7 +134,7 @@ class EdgePolicy:
             if tpu is not None:
                 return tpu
         entry = manifest.models["cpu"]
-        return cls(bundle_dir, manifest, entry, _open_cpu_model(bundle_dir, manifest, backend, num_threads), "cpu",
+        return cls(bundle_dir, manifest, entry, open_cpu_model(bundle_dir, manifest, backend, num_threads), "cpu",
                    backend)
 
     @classmethod
@@ -151,16 +148,14 @@ class EdgePolicy:
                 raise DeviceError(message, hint="compile the bundle, or use --device cpu")
             warnings.warn(f"{message}; running the int8 model on the CPU", EdgeTPUFallbackWarning, stacklevel=3)
             return None
-        path = verify_file(bundle_dir, manifest, entry.file)
-        check_tflite_structure(path)  # the interpreter trusts the flatbuffer; a bad one can crash the process
+        model = read_model(bundle_dir, manifest, entry.file)
         try:
             library = find_libedgetpu()
-            probe = run_probe(backend, path, manifest.files[entry.file], request, library)
-            if not probe.ok:
-                raise probe.error()  # type: ignore[misc]
-            _probe_cpu_model(bundle_dir, manifest, backend)  # the model a mid-run failure falls back to
+            probe_or_raise(backend, model, request, library)
+            cpu = read_model(bundle_dir, manifest, manifest.models["cpu"].file)
+            probe_or_raise(backend, cpu, DeviceRequest("cpu"))  # the model a mid-run failure falls back to
             delegate = load_edgetpu_delegate(backend, request, library)
-            interpreter = _open(backend, path, num_threads, [delegate])
+            interpreter = open_interpreter(backend, model, num_threads, [delegate])
         except DeviceError as exc:
             if explicit:
                 raise
@@ -168,7 +163,7 @@ class EdgePolicy:
             return None
 
         def reopen_on_cpu() -> tuple[ModelEntry, Any]:
-            return manifest.models["cpu"], _open_cpu_model(bundle_dir, manifest, backend, num_threads, probe=False)
+            return manifest.models["cpu"], open_cpu_model(bundle_dir, manifest, backend, num_threads, probe=False)
 
         return cls(bundle_dir, manifest, entry, interpreter, request.delegate_device or "tpu", backend,
                    cpu_fallback=reopen_on_cpu)
@@ -252,11 +247,9 @@ class EdgePolicy:
         """An Edge TPU that fails mid-run: reopen on the CPU model, warn once, answer. On the CPU: an error."""
         if type(exc) is not RuntimeError:  # RecursionError, NotImplementedError: not the interpreter's
             raise exc
-        reason = " ".join(str(exc).split())[:300] or "invoke() failed"
         if self._reopen_on_cpu is None:
-            raise BundleError(f"the interpreter failed to run {self.model_file}: {reason}",
-                              hint="the model may be damaged or crafted: rebuild the bundle, or copy it again") \
-                from None
+            raise self._run_error(exc) from None
+        reason = " ".join(str(exc).split())[:300] or "invoke() failed"
         reopen, self._reopen_on_cpu = self._reopen_on_cpu, None
         failed_on = self.device
         entry, interpreter = reopen()
@@ -364,27 +357,6 @@ class EdgePolicy:
         return f"EdgePolicy({m.algorithm} {m.env_id}, device={self.device}, interpreter={self.backend.name})"
 
 
-def _probe_cpu_model(bundle_dir: Path, manifest: Manifest, backend: Backend) -> Path:
-    """The CPU model's path, checked: its sha256, its structure, then a probe in a child process."""
-    entry = manifest.models["cpu"]
-    path = verify_file(bundle_dir, manifest, entry.file)
-    check_tflite_structure(path)  # the interpreter trusts the flatbuffer; a bad one can crash the process
-    probe = run_probe(backend, path, manifest.files[entry.file], DeviceRequest("cpu"), None)
-    if not probe.ok:
-        raise probe.error()  # type: ignore[misc]
-    return path
-
-
-def _open_cpu_model(bundle_dir: Path, manifest: Manifest, backend: Backend, num_threads: int | None,
-                    probe: bool = True) -> Any:
-    """An interpreter on the bundle's CPU int8 model (``probe=False``: it passed a probe at load)."""
-    if probe:
-        path = _probe_cpu_model(bundle_dir, manifest, backend)
-    else:
-        path = verify_file(bundle_dir, manifest, manifest.models["cpu"].file)
-    return _open(backend, path, num_threads, None)
-
-
 def _box_dispatch(step: Step, shape: tuple[int, ...], general: StepFn) -> StepFn:
     """A Box observation: an ndarray of its shape to the step; a flat JSON list of numbers, as float32
     values, to a scalar step; anything else to the general path."""
@@ -409,15 +381,3 @@ def _box_dispatch(step: Step, shape: tuple[int, ...], general: StepFn) -> StepFn
         return general(observation)
 
     return box_values
-
-
-def _open(backend: Backend, path: Path, num_threads: int | None, delegates: list[Any] | None) -> Any:
-    try:
-        with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
-            interpreter = backend.interpreter(str(path), num_threads=num_threads, delegates=delegates)
-            interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        if delegates:
-            raise DeviceError(f"the Edge TPU could not load {path.name}: {exc}") from None
-        raise BundleError(f"{path.name} is not a valid TFLite model ({exc})") from None
-    return interpreter

@@ -141,7 +141,7 @@ def run_probe(backend: Backend, model: Path, sha256: str, request: DeviceRequest
     if key is not None and _cached(key):
         return ProbeResult(ok=True, outcome=CACHED, stage=None, detail="passed an earlier probe", seconds=0.0,
                            **base)
-    outcome, stage, detail, seconds = _run_child(backend, model, request, library, timeout)
+    outcome, stage, detail, seconds = _run_child(backend, model, sha256, request, library, timeout)
     result = ProbeResult(ok=outcome == OK, outcome=outcome, stage=stage, detail=detail, seconds=seconds, **base)
     if result.ok and key is not None:
         _remember(key, seconds)
@@ -166,23 +166,24 @@ def probe_timeout() -> float:
 
 
 def child_arguments(backend: Backend, model: Path, request: DeviceRequest, library: LibraryFile | None,
-                    report_modules: bool = False) -> list[str]:
-    """The command line of the probe's child."""
-    args: dict[str, Any] = {"interpreter": backend.name, "model": str(model), "report_modules": report_modules}
+                    report_modules: bool = False, sha256: str | None = None) -> list[str]:
+    """The command line of the probe's child (``sha256``: the bytes it must find in ``model``)."""
+    args: dict[str, Any] = {"interpreter": backend.name, "model": str(model), "sha256": sha256,
+                            "report_modules": report_modules}
     if library is not None:
         args["library"] = library.path
         args["options"] = {"device": request.delegate_device} if request.delegate_device else {}
     return [sys.executable, str(CHILD), json.dumps(args)]
 
 
-def _run_child(backend: Backend, model: Path, request: DeviceRequest, library: LibraryFile | None,
+def _run_child(backend: Backend, model: Path, sha256: str, request: DeviceRequest, library: LibraryFile | None,
                timeout: float) -> tuple[str, str | None, str, float]:
     """(outcome, stage, detail, seconds) of one child run."""
     import subprocess
 
     start = time.monotonic()
-    proc = subprocess.Popen(child_arguments(backend, model, request, library), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(child_arguments(backend, model, request, library, sha256=sha256),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
         timed_out = False
@@ -208,8 +209,8 @@ def _run_child(backend: Backend, model: Path, request: DeviceRequest, library: L
 
 
 def _kill(proc: Any) -> tuple[bytes, bytes]:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the child's own session: it and whatever it started
+    with contextlib.suppress(OSError):
+        proc.kill()  # SIGKILL: a child stuck in native code runs no handler (it starts no process of its own)
     return proc.communicate()
 
 

@@ -1,246 +1,51 @@
-"""Control-loop servers: one JSON observation per line in, one JSON action per line out.
+"""Control-loop servers: the JSON-lines protocol (``runtime.protocol``) on stdin/stdout or TCP.
 
-Protocol (stdio and TCP alike), one request per line:
+Framing (``runtime.lines``), on both transports: a request is the bytes up to
+one ``\n`` (a ``\r`` inside is whitespace, never a line end); blank lines are
+skipped; a line over ``MAX_LINE_BYTES`` is discarded whole and answered with
+one error, and nothing past the limit is held in memory. So the Nth reply
+answers the Nth request, always. At end of input a last line without its
+``\n`` is answered too. Every reply is written at once.
 
-    [0.1, -0.9, 0.3]                    -> {"action": [1.52]}
-    {"id": 7, "obs": [0.1, -0.9, 0.3]}  -> {"id": 7, "action": [1.52]}
-    not json / wrong shape / NaN        -> {"error": "..."}            (the loop goes on)
+stdio reads and writes the file descriptors directly (no buffering between
+the robot and the policy); a full disk is an ``OutputError``, a reader that
+went away ends the loop.
 
-Discrete actions are integers (``{"action": 1}``), MultiDiscrete ones lists of
-integers, MultiBinary ones lists of 0.0/1.0 (as SB3's predict returns them).
-Observations are what the env returns, as JSON: a number for Discrete, lists
-for Box / MultiDiscrete / MultiBinary, and for a Dict space an object of
-key -> value, inside the request object (``{"obs": {"pos": [0.1, 0.2],
-"mode": 2}}``) or on its own (``{"pos": [0.1, 0.2], "mode": 2}``: an object
-without an ``"obs"`` field is the observation when the space is a Dict; a
-Dict with a key named ``obs`` needs the request object). A request may hold a
-batch (one more leading dimension) of at most ``MAX_BATCH`` observations.
-
-Framing (``runtime.lines``): a request is the bytes up to one ``\\n`` (a
-``\\r`` inside is whitespace, never a line end); blank lines are skipped; a
-line over ``MAX_LINE_BYTES`` is discarded whole and answered with one error,
-and nothing past the limit is held in memory. So the Nth reply answers the
-Nth request, always. At end of input a last line without its ``\\n`` is
-answered too.
-
-Every reply is written at once. With a ``BadObsGuard`` (``--on-bad-obs
-hold|zero``) a bad line — or an action the policy cannot give as finite
-numbers — is answered with a substitute action instead of an error
-(``{"action": ..., "substituted": "hold", "reason": "..."}``), see
-``edgekit.runtime.bad_obs``; bad lines are counted either way. Should the
-Edge TPU fail mid-run, the policy moves to the CPU int8 model
-(``EdgePolicy.predict``) and every reply computed there carries
-``"fallback": "cpu"``.
-
-TCP: one thread serves every client as its bytes arrive (a ``selectors``
-loop), so an idle or trickling client never delays another; a client that
-completes no request for ``idle_timeout`` seconds is disconnected (half-open
-peers, slowloris), and past ``MAX_CLIENTS`` connections the longest-idle
-client makes room. Numpy and the interpreter only.
+TCP: a thread per client (at most ``MAX_CLIENTS``; one more disconnects the
+longest idle), each blocked in its own ``recv``, so an idle or trickling
+client never delays another; the policy answers one line at a time under a
+lock. A client that completes no request for ``idle_timeout`` seconds is
+disconnected (half-open peers, slowloris), TCP keepalive notices peers that
+vanished. Numpy and the interpreter only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
-import selectors
+import select
 import signal
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Iterable
 from typing import IO, Any
 
-from edgekit.errors import BundleError, EdgekitError, OutputError, UsageError
+from edgekit.errors import OutputError, UsageError
 from edgekit.runtime.bad_obs import BadObsGuard
 from edgekit.runtime.lines import TOO_LONG, LineFramer
 from edgekit.runtime.policy import EdgePolicy
+from edgekit.runtime.protocol import MAX_BATCH, MAX_LINE_BYTES, Responder, handle_line
 
-MAX_LINE_BYTES = 1 << 20  # one request line, without its newline
-MAX_BATCH = 256  # observations in one request: bounds the work (and the reply) one line can ask for
-READ_CHUNK = 1 << 16  # bytes read per turn: one client's turn in the TCP loop is bounded by it
+READ_CHUNK = 1 << 16  # bytes read at once
 IDLE_TIMEOUT_S = 60.0  # TCP: a client that completes no request for this long is disconnected (0: never)
-ACTION_TEXTS = 4096  # JSON texts of single actions remembered (an int8 output has 256 levels per value)
 MAX_CLIENTS = 64  # TCP: connections served at once; one more disconnects the longest idle
-MAX_PENDING_REPLY_BYTES = 4 << 20  # TCP: a client that does not read its replies is not read from meanwhile
-NON_FINITE_ACTION = ("the policy's action is not finite (NaN or infinity): the bundle's action bounds or "
-                     "model are broken; rebuild it")
-
-_DECODER = json.JSONDecoder(parse_constant=lambda name: _reject_constant(name))
-_SCAN = _DECODER.scan_once  # the C scanner json.loads runs
-_JSON_SPACE = " \t\n\r"
-_ENCODER = json.JSONEncoder(allow_nan=False)
-_PLAIN_ENCODER = json.JSONEncoder()  # replies with no number from the policy (errors)
-_isfinite = math.isfinite
+WATCH_INTERVAL_S = 1.0  # TCP: how often idle clients are looked for
 
 
 class ExposedServerWarning(UserWarning):
     """The TCP server listens on every network interface."""
-
-
-# --- one line -----------------------------------------------------------------------------------------
-
-
-class Responder:
-    """Answers request lines for one policy (one per server; ``batch_depths`` prepared once)."""
-
-    def __init__(self, policy: EdgePolicy) -> None:
-        self.policy = policy
-        self.dict_space = policy.encoder.keys is not None
-        # nesting depth of one observation (per Dict key): one level more is a batch
-        if policy.encoder.keys is None:
-            self._depth: int | dict[str, int] = len(policy.observation_shape)
-        else:
-            self._depth = {key: len(space.shape) for key, space, _part in policy.encoder.layout()}
-        self._flat = self._depth == 1  # one observation is a flat list: a list of lists is a batch
-        self._action_shape = policy.manifest.action_space.shape
-        self._texts: dict[bytes, str] = {}  # an action's bytes -> its JSON text
-
-    def reply(self, line: bytes | str, guard: BadObsGuard | None = None) -> str:
-        """One response line (no trailing newline) for one request line. Without a ``guard`` a bad line is
-        answered with an error and not counted."""
-        request_id: Any = None
-        policy = self.policy
-        try:
-            request = _parse(line if type(line) is str else line.decode("utf-8"))  # type: ignore[union-attr]
-            if type(request) is dict and ("obs" in request or not self.dict_space):
-                request_id = request.get("id")
-                if "obs" not in request:
-                    raise ValueError('a request object needs an "obs" field')
-                obs = request["obs"]
-            else:
-                obs = request  # a list or number; for a Dict space, an object that is the observation itself
-            if not (self._flat and type(obs) is list and obs and type(obs[0]) is not list):  # not one flat obs
-                self._check_batch(obs)
-            action = policy.predict(obs)
-            if action.shape == self._action_shape:  # one action: an int8 model gives few distinct ones
-                key = action.tobytes()
-                text = self._texts.get(key)
-                if text is None:
-                    text = _action_json(action.tolist())  # BundleError for NaN or infinity: never cached
-                    if len(self._texts) < ACTION_TEXTS:
-                        self._texts[key] = text
-            else:
-                text = _action_json(action.tolist())
-            head = '{"action": ' if request_id is None or not _echoable(request_id) else \
-                f'{{"id": {_PLAIN_ENCODER.encode(request_id)}, "action": '
-            if guard is not None:
-                if guard.count_saturation:
-                    text += _saturation(policy, obs, guard)
-                if guard.mode == "hold":
-                    guard.accepted(action)
-            if policy.tpu_failure is not None:
-                text += ', "fallback": "cpu"'
-            return head + text + "}"
-        except (ValueError, EdgekitError, RecursionError) as exc:
-            message = exc.message if isinstance(exc, EdgekitError) else f"bad request: {exc}"
-            response = guard.rejected(message) if guard is not None else {"error": message}
-            if request_id is not None and _echoable(request_id):
-                response = {"id": request_id, **response}
-            return _PLAIN_ENCODER.encode(response)
-
-    def _check_batch(self, obs: Any) -> None:
-        depth = self._depth
-        if type(depth) is int:
-            rows = _rows(obs, depth)
-        elif type(obs) is dict:
-            rows = max((_rows(obs[key], d) for key, d in depth.items() if key in obs), default=1)
-        else:
-            return
-        if rows > MAX_BATCH:
-            raise UsageError(f"a request holds at most {MAX_BATCH} observations, this one {rows}")
-
-    def too_long(self, guard: BadObsGuard | None = None) -> str:
-        message = f"request line longer than {MAX_LINE_BYTES} bytes (discarded)"
-        return _PLAIN_ENCODER.encode(guard.rejected(message) if guard is not None else {"error": message})
-
-    def unexpected(self, exc: Exception, guard: BadObsGuard | None = None) -> str:
-        """A bug in edgekit: the server answers and goes on."""
-        message = f"unexpected {type(exc).__name__}: {exc} (an edgekit bug; please report it)"
-        return _PLAIN_ENCODER.encode(guard.rejected(message) if guard is not None else {"error": message})
-
-    def answer(self, lines: list[bytes | None], guard: BadObsGuard | None) -> list[str]:
-        """Replies for what ``LineFramer.feed`` returned (blank lines get none)."""
-        replies = []
-        for line in lines:
-            if line is TOO_LONG:
-                replies.append(self.too_long(guard))
-            elif line.strip():  # type: ignore[union-attr]
-                try:
-                    replies.append(self.reply(line, guard))  # type: ignore[arg-type]
-                except Exception as exc:  # never a dead server for one request
-                    replies.append(self.unexpected(exc, guard))
-        return replies
-
-
-def _rows(value: Any, depth: int) -> int:
-    """How many observations ``value`` holds, for observations nested ``depth`` lists deep."""
-    x = value
-    for _ in range(depth + 1):
-        if type(x) is not list or not x:
-            return 1
-        x = x[0]
-    return len(value)
-
-
-def handle_line(policy: EdgePolicy, line: str | bytes, guard: BadObsGuard | None = None) -> str:
-    """Answer one request line with one response line (no trailing newline)."""
-    return Responder(policy).reply(line, guard)
-
-
-def _echoable(request_id: Any) -> bool:
-    """A scalar id that JSON can carry back (1e400 parses to inf, which it cannot)."""
-    if isinstance(request_id, float):
-        return math.isfinite(request_id)
-    return isinstance(request_id, (str, int)) and not isinstance(request_id, bool)
-
-
-def _saturation(policy: EdgePolicy, obs: Any, guard: BadObsGuard) -> str:
-    """Count features outside the int8 input range (clipped, so far outside the calibration range): the
-    reply's ``"saturated"`` field, or nothing."""
-    count = policy.saturated_features(obs)
-    if not count:
-        return ""
-    guard.tally.saturated += 1
-    return f', "saturated": {count}'
-
-
-def _parse(text: str) -> Any:
-    """``json.loads`` with NaN/Infinity refused; the scanner directly for a plain line (what
-    ``JSONDecoder.decode`` does around it costs as much as the parse), the decoder for everything
-    else, which also words the errors."""
-    try:
-        value, end = _SCAN(text, 0)
-    except StopIteration:  # leading whitespace, or not JSON
-        return _DECODER.decode(text)
-    if end != len(text) and text[end:].strip(_JSON_SPACE):
-        return _DECODER.decode(text)  # raises "Extra data"
-    return value
-
-
-def _action_json(values: Any) -> str:
-    """An action's JSON text, as ``json.dumps(values, allow_nan=False)`` writes it (a flat list of floats
-    or ints, or one int, formatted directly: the encoder's setup costs more than the formatting);
-    ``BundleError`` when it is not finite."""
-    kind = type(values)
-    if kind is list and values:
-        first = type(values[0])
-        if first is float and _isfinite(sum(values)):
-            return "[" + ", ".join(map(float.__repr__, values)) + "]"
-        if first is int:
-            return "[" + ", ".join(map(int.__repr__, values)) + "]"
-    elif kind is int:
-        return int.__repr__(values)
-    try:
-        return _ENCODER.encode(values)
-    except ValueError:  # NaN or infinity
-        raise BundleError(NON_FINITE_ACTION) from None
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a valid observation value")
 
 
 # --- stdio --------------------------------------------------------------------------------------------
@@ -350,22 +155,19 @@ def format_address(host: str, port: int) -> str:
 
 
 class _Client:
-    """One TCP connection: its framing, pending replies, bad-observation memory and last activity."""
+    """One TCP connection: its socket, bad-observation memory and last activity."""
 
-    __slots__ = ("sock", "framer", "out", "guard", "active", "closing", "events")
+    __slots__ = ("sock", "guard", "active", "thread")
 
-    def __init__(self, sock: socket.socket, guard: BadObsGuard | None, now: float) -> None:
+    def __init__(self, sock: socket.socket, guard: BadObsGuard | None) -> None:
         self.sock = sock
-        self.framer = LineFramer(MAX_LINE_BYTES)
-        self.out = bytearray()
         self.guard = guard
-        self.active = now  # last complete request, or reply bytes taken
-        self.closing = False  # the client sent EOF: close once the replies are out
-        self.events = selectors.EVENT_READ  # what the selector watches for
+        self.active = time.monotonic()  # connected, or last reply sent
+        self.thread: threading.Thread | None = None
 
 
 class TCPServer:
-    """Every client at once, in one thread (see the module docstring); SIGINT/SIGTERM stop it cleanly."""
+    """Every client at once (see the module docstring); SIGINT/SIGTERM stop it cleanly."""
 
     def __init__(self, policy: EdgePolicy, host: str, port: int, guard: BadObsGuard | None = None,
                  idle_timeout: float = IDLE_TIMEOUT_S, max_clients: int = MAX_CLIENTS) -> None:
@@ -386,14 +188,11 @@ class TCPServer:
         except (OSError, OverflowError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise UsageError(f"cannot listen on {format_address(host, port)}: {reason}") from None
-        self.sock.setblocking(False)
         self.address = self.sock.getsockname()[:2]
-        self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._selector.register(self.sock, selectors.EVENT_READ, "listen")
-        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._policy_lock = threading.Lock()  # one line at a time reaches the policy
+        self._clients_lock = threading.Lock()
         self._clients: dict[socket.socket, _Client] = {}
 
     def stop(self, *_args: Any) -> None:
@@ -408,125 +207,87 @@ class TCPServer:
         signal.signal(signal.SIGTERM, self.stop)
 
     def serve_forever(self) -> int:
-        """Serve until stopped; returns requests answered."""
-        select, clients = self._selector.select, self._clients
-        next_sweep = time.monotonic() + 1.0
+        """Accept clients and watch for idle ones until stopped; returns requests answered."""
+        watched = [self.sock, self._wake_r]
         try:
             while not self._stopping:
-                for key, mask in select(timeout=1.0 if clients else None):
-                    data = key.data
-                    if data == "listen":
-                        self._accept()
-                    elif data == "wake":
-                        self._drain_wake()
-                    else:
-                        client = clients.get(key.fileobj)  # type: ignore[call-overload]
-                        if client is None:
-                            continue
-                        if mask & selectors.EVENT_WRITE:
-                            self._flush(client)
-                        if mask & selectors.EVENT_READ and client.sock in clients:
-                            self._read(client)
-                now = time.monotonic()
-                if now >= next_sweep:
-                    self._sweep(now)
-                    next_sweep = now + 1.0
+                ready, _, _ = select.select(watched, [], [], WATCH_INTERVAL_S)
+                if self.sock in ready:
+                    self._accept()
+                self._disconnect_idle(time.monotonic())
         finally:
-            for client in list(clients.values()):
-                self._close(client)
-            self._selector.close()
             self.sock.close()
+            with self._clients_lock:
+                clients = list(self._clients.values())
+            for client in clients:
+                _hang_up(client.sock)
+            for client in clients:
+                if client.thread is not None:
+                    client.thread.join(5)
             self._wake_r.close()
             self._wake_w.close()
         return self.answered
 
     def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # out of file descriptors, a connection reset before accept: keep serving the others
-                return
-            if len(self._clients) >= self.max_clients:
-                self._close(min(self._clients.values(), key=lambda c: c.active))
-            conn.setblocking(False)
-            _keepalive(conn)
-            guard = self.guard.for_client() if self.guard is not None else None
-            client = _Client(conn, guard, time.monotonic())
-            self._clients[conn] = client
-            self._selector.register(conn, selectors.EVENT_READ, "client")
-
-    def _drain_wake(self) -> None:
-        with contextlib.suppress(OSError):
-            while self._wake_r.recv(64):
-                pass
-
-    def _read(self, client: _Client) -> None:
         try:
-            data = client.sock.recv(READ_CHUNK)
-        except (BlockingIOError, InterruptedError):
+            conn, _ = self.sock.accept()
+        except OSError:  # out of file descriptors, a connection reset before accept: keep serving the others
             return
-        except OSError:
-            self._close(client)
-            return
-        if data:
-            lines = client.framer.feed(data)
-        else:
-            tail = client.framer.finish()
-            lines = [tail] if tail is not None else []
-            client.closing = True
-        if lines:
-            replies = self.responder.answer(lines, client.guard)
-            if replies:
-                client.out += ("\n".join(replies) + "\n").encode()
-                self.answered += len(replies)
-                client.active = time.monotonic()
-                if client.events == selectors.EVENT_READ and len(client.out) < READ_CHUNK:
-                    try:  # the usual case: the socket takes the reply at once, nothing else to watch
-                        sent = client.sock.send(client.out)
-                    except OSError:
-                        sent = 0
-                    if sent == len(client.out) and not client.closing:
-                        client.out.clear()
-                        return
-                    del client.out[:sent]
-        self._flush(client)
+        with self._clients_lock:
+            if len(self._clients) >= self.max_clients:
+                _hang_up(min(self._clients.values(), key=lambda c: c.active).sock)
+            client = _Client(conn, self.guard.for_client() if self.guard is not None else None)
+            self._clients[conn] = client
+        _keepalive(conn)
+        client.thread = threading.Thread(target=self._serve_client, args=(client,), daemon=True,
+                                         name=f"edgekit-client-{conn.fileno()}")
+        client.thread.start()
 
-    def _flush(self, client: _Client) -> None:
-        """Send what the socket takes now; wait for EVENT_WRITE for the rest."""
-        if client.out:
-            try:
-                sent = client.sock.send(client.out)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self._close(client)
-                return
-            if sent:
-                del client.out[:sent]
-                client.active = time.monotonic()
-        if not client.out and client.closing:
-            self._close(client)
-            return
-        reading = not client.closing and len(client.out) < MAX_PENDING_REPLY_BYTES  # else: let it read first
-        events = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if client.out else 0)
-        if events != client.events:
-            client.events = events
-            self._selector.modify(client.sock, events, "client")
-
-    def _sweep(self, now: float) -> None:
+    def _disconnect_idle(self, now: float) -> None:
         if self.idle_timeout <= 0:
             return
-        for client in [c for c in self._clients.values() if now - c.active > self.idle_timeout]:
-            self._close(client)
+        with self._clients_lock:
+            idle = [c for c in self._clients.values() if now - c.active > self.idle_timeout]
+        for client in idle:
+            _hang_up(client.sock)  # its thread sees the end of the stream and leaves
 
-    def _close(self, client: _Client) -> None:
-        if self._clients.pop(client.sock, None) is None:
-            return
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(client.sock)
-        client.sock.close()
+    def _serve_client(self, client: _Client) -> None:
+        """One client's thread: read, answer each complete line, write; until it hangs up or is hung up on."""
+        sock, guard, framer = client.sock, client.guard, LineFramer(MAX_LINE_BYTES)
+        answer, lock, recv, sendall = self.responder.answer, self._policy_lock, sock.recv, sock.sendall
+        try:
+            while True:
+                try:
+                    data = recv(READ_CHUNK)
+                except OSError:
+                    break
+                if data:
+                    lines = framer.feed(data)
+                else:
+                    tail = framer.finish()
+                    lines = [tail] if tail is not None else []
+                if lines:
+                    with lock:
+                        replies = answer(lines, guard)
+                        self.answered += len(replies)
+                    if replies:
+                        try:
+                            sendall(("\n".join(replies) + "\n").encode())
+                        except OSError:
+                            break
+                        client.active = time.monotonic()
+                if not data:
+                    break
+        finally:
+            with self._clients_lock:
+                self._clients.pop(sock, None)
+            sock.close()
+
+
+def _hang_up(sock: socket.socket) -> None:
+    """End a connection from another thread: the blocked recv or send of its thread returns."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _keepalive(conn: socket.socket) -> None:
@@ -541,5 +302,5 @@ def _keepalive(conn: socket.socket) -> None:
         pass
 
 
-__all__ = ["MAX_BATCH", "MAX_LINE_BYTES", "BadObsGuard", "ExposedServerWarning", "Responder", "TCPServer",
-           "format_address", "handle_line", "parse_tcp_address", "serve_lines", "serve_stdio"]
+__all__ = ["IDLE_TIMEOUT_S", "MAX_BATCH", "MAX_CLIENTS", "MAX_LINE_BYTES", "BadObsGuard", "ExposedServerWarning",
+           "Responder", "TCPServer", "format_address", "handle_line", "parse_tcp_address", "serve_lines", "serve_stdio"]

@@ -29,12 +29,11 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterable
-from typing import IO, Any
+from typing import Any
 
 from edgekit.errors import OutputError, UsageError
 from edgekit.runtime.bad_obs import BadObsGuard
-from edgekit.runtime.lines import TOO_LONG, LineFramer
+from edgekit.runtime.lines import LineFramer
 from edgekit.runtime.policy import EdgePolicy
 from edgekit.runtime.protocol import MAX_BATCH, MAX_LINE_BYTES, Responder, handle_line
 
@@ -55,18 +54,6 @@ class _Stop(BaseException):
     """SIGTERM / SIGHUP: leave the stdio loop (a BaseException: no request handler may swallow it)."""
 
 
-def serve_lines(policy: EdgePolicy, lines: Iterable[str], out: IO[str], guard: BadObsGuard | None = None) -> int:
-    """Answer each non-empty line of an iterable (already framed); returns how many were answered."""
-    responder, count = Responder(policy), 0
-    for line in lines:
-        replies = responder.answer([TOO_LONG if len(line) > MAX_LINE_BYTES else line.encode()], guard)
-        for reply in replies:
-            out.write(reply + "\n")
-            out.flush()
-        count += len(replies)
-    return count
-
-
 def serve_stdio(policy: EdgePolicy, guard: BadObsGuard | None = None, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
     """Serve on stdin/stdout until end of input (or SIGTERM/SIGHUP); returns how many requests were answered.
 
@@ -84,7 +71,11 @@ def serve_stdio(policy: EdgePolicy, guard: BadObsGuard | None = None, stdin_fd: 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         while True:
-            data = read(stdin_fd, READ_CHUNK)
+            try:
+                data = read(stdin_fd, READ_CHUNK)
+            except BlockingIOError:  # a non-blocking stdin handed over by the parent: wait for it
+                select.select([stdin_fd], [], [])
+                continue
             if not data:
                 tail = framer.finish()
                 replies = answer([tail], guard) if tail is not None else []
@@ -117,6 +108,8 @@ def _write_all(fd: int, data: bytes) -> bool:
             view = view[os.write(fd, view):]
         except BrokenPipeError:
             return False
+        except BlockingIOError:  # a non-blocking stdout: wait until it takes more
+            select.select([], [fd], [])
         except OSError as exc:
             raise OutputError(f"cannot write replies to standard output: {exc.strerror or exc}",
                               hint="free space on the device stdout goes to, or send stdout elsewhere") from None
@@ -303,4 +296,4 @@ def _keepalive(conn: socket.socket) -> None:
 
 
 __all__ = ["IDLE_TIMEOUT_S", "MAX_BATCH", "MAX_CLIENTS", "MAX_LINE_BYTES", "BadObsGuard", "ExposedServerWarning",
-           "Responder", "TCPServer", "format_address", "handle_line", "parse_tcp_address", "serve_lines", "serve_stdio"]
+           "Responder", "TCPServer", "format_address", "handle_line", "parse_tcp_address", "serve_stdio"]

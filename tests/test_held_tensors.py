@@ -95,3 +95,41 @@ def test_json_lists_take_the_same_step_as_arrays(built_bundle):
         for row in rows:
             np.testing.assert_array_equal(policy.predict(row), policy._predict_general(row))
             np.testing.assert_array_equal(policy.predict(row), policy.predict(np.asarray(row, dtype=np.float32)))
+
+
+def _boundary_values(a: float, b: float, zero: int) -> list[float]:
+    """float64 values x whose int8 input level (x * a + b, rounded) differs from that of float32(x): just
+    across a level boundary from the float32 value nearest to it."""
+    out = []
+    for k in range(-20, 20):
+        x_star = (zero + k + 0.5 - b) / a  # exactly on the boundary between two levels
+        d = x_star - float(np.float32(x_star))
+        if d == 0:
+            continue
+        x64 = x_star + d * 0.01  # the far side of the boundary from its float32 rounding
+        if float(np.float32(x64)) == float(np.float32(x_star)):
+            out.append(x64)
+    return out
+
+
+@pytest.mark.parametrize("name", [BUNDLE, "ppo-dict-multidiscrete"])
+def test_float64_observations_are_computed_as_float32_on_every_route(built_bundle, name):
+    """SB3 and the general path compute on float32; a float64 ndarray must not reach the fast steps
+    unrounded. The values sit where float32 rounding changes an int8 input level."""
+    policy = EdgePolicy.load(built_bundle(name).bundle_dir, device="cpu")
+    base = policy.observations_of(np.zeros((1, policy.encoder.features), dtype=np.float32))
+    if policy.encoder.keys is None:
+        key, part, template = None, slice(0, policy.encoder.features), base[0].astype(np.float64)
+    else:
+        key, _space, part = next((k, s, p) for k, s, p in policy.encoder.layout() if s.kind == "box")
+        template = base[key][0].astype(np.float64)
+    tried = 0
+    for j in range(part.stop - part.start):
+        for x in _boundary_values(float(policy._a[part.start + j]), float(policy._b[part.start + j]),
+                                  policy._zero):
+            value = template.copy()
+            value.reshape(-1)[j] = x
+            observation = value if key is None else {**{k: v[0] for k, v in base.items()}, key: value}
+            np.testing.assert_array_equal(policy.predict(observation), policy._predict_general(observation))
+            tried += 1
+    assert tried > 10

@@ -78,7 +78,7 @@ def make_encoded_step(held: HeldTensors, a: np.ndarray, b: np.ndarray, encoder: 
 def _writer(space: Any, part: slice, target: memoryview, a: list[float], b: list[float], zero: list[int],
             one: list[int]) -> Writer:
     start, stop = part.start, part.stop
-    ndarray, isfinite = np.ndarray, math.isfinite
+    ndarray, isfinite, float32 = np.ndarray, math.isfinite, np.dtype(np.float32)
     if space.kind == BOX:
         shape, flat = space.shape, len(space.shape) == 1
         index = range(start, stop)
@@ -86,6 +86,8 @@ def _writer(space: Any, part: slice, target: memoryview, a: list[float], b: list
         def box(value: Any) -> bool:
             if type(value) is not ndarray or value.shape != shape or value.dtype.kind not in "biuf":
                 return False
+            if value.dtype is not float32:  # SB3 and the general path compute on float32
+                value = value.astype(float32)
             values = value.tolist() if flat else value.reshape(-1).tolist()
             if not isfinite(sum(values)):
                 return False

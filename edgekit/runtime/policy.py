@@ -39,6 +39,7 @@ from edgekit.runtime.model_files import open_cpu_model, open_interpreter, probe_
 from edgekit.runtime.step import Step, float32_values, make_step, output_reader
 
 StepFn = Callable[[Any], np.ndarray]
+FLOAT32 = np.dtype(np.float32)
 
 
 class EdgeTPUFallbackWarning(UserWarning):
@@ -358,13 +359,14 @@ class EdgePolicy:
 
 
 def _box_dispatch(step: Step, shape: tuple[int, ...], general: StepFn) -> StepFn:
-    """A Box observation: an ndarray of its shape to the step; a flat JSON list of numbers, as float32
-    values, to a scalar step; anything else to the general path."""
-    ndarray, array_step, values_step = np.ndarray, step.array, step.values
+    """A Box observation: an ndarray of its shape to the step (as float32, what SB3 and the general path
+    compute on); a flat JSON list of numbers, as float32 values, to a scalar step; anything else to the
+    general path."""
+    ndarray, array_step, values_step, float32 = np.ndarray, step.array, step.values, FLOAT32
     if values_step is None:
         def box(observation: Any) -> np.ndarray:
             if type(observation) is ndarray and observation.shape == shape:
-                return array_step(observation)
+                return array_step(observation if observation.dtype is float32 else observation.astype(float32))
             return general(observation)
 
         return box
@@ -373,6 +375,8 @@ def _box_dispatch(step: Step, shape: tuple[int, ...], general: StepFn) -> StepFn
     def box_values(observation: Any) -> np.ndarray:
         kind = type(observation)
         if kind is ndarray and observation.shape == shape:
+            if observation.dtype is not float32:
+                observation = observation.astype(float32)
             return values_step(observation.tolist() if size >= 0 else observation.reshape(-1).tolist())
         if kind is list and len(observation) == size:
             values = float32_values(observation)

@@ -91,13 +91,14 @@ class ProbeResult:
             return None
         if self.edgetpu:
             return _device_error(self)
-        name = Path(self.model).name
-        what = {CRASHED: f"{name} crashed the interpreter in a probe ({self.detail})",
-                TIMED_OUT: f"{name} hung the interpreter in a probe ({self.detail})"}.get(
-            self.outcome, f"{name} failed in a probe {self.detail}")
-        return BundleError(f"{what} with {self.interpreter}: the model is damaged or crafted; this process did "
-                           "not open it", hint="rebuild the bundle with `edgekit build`, or copy it again from the "
-                           "build machine")
+        name, rebuild = Path(self.model).name, "rebuild the bundle with `edgekit build`, or copy it again"
+        if self.outcome in (CRASHED, TIMED_OUT):
+            verb = "crashed" if self.outcome == CRASHED else "hung"
+            return BundleError(f"{name} {verb} the interpreter in a probe ({self.detail}) with {self.interpreter}: "
+                               "the model is damaged or crafted; this process did not open it", hint=rebuild)
+        return BundleError(f"{name} failed in a probe {self.detail} with {self.interpreter}; this process did not "
+                           "open it", hint=f"{rebuild}; a model that needs a newer interpreter needs that "
+                           "interpreter (device/README.md)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,7 +106,9 @@ class ProbeResult:
 
 def probe_model(model: str | Path, device: str = "cpu", interpreter: str | None = None,
                 library: str | None = None, timeout: float | None = None, use_cache: bool = True) -> ProbeResult:
-    """Probe ``model`` (a .tflite file) in a child process and return what happened; never crashes.
+    """Probe ``model`` (a .tflite file) in a child process and return what happened: a crash, a hang or an
+    error in the child is a result, not an exception (only bad arguments raise: UsageError, or
+    MissingDependencyError when no interpreter is installed).
 
     ``device``: ``cpu`` (no delegate) or the Edge TPU to open it on (``auto`` for any, ``usb[:N]``,
     ``pci[:N]``). ``interpreter``: the interpreter package (default: the first installed, as ``EdgePolicy``
@@ -203,6 +206,8 @@ def _run_child(backend: Backend, model: Path, sha256: str, request: DeviceReques
     if proc.returncode == 0 and result.get("ok"):
         return OK, None, "opened and ran once", seconds
     error = str(result.get("error") or _tail(stderr) or f"exit status {proc.returncode}")
+    if len(error) > 300:
+        error = error[:297] + "..."
     if stage == "delegate":  # load_delegate's ValueError: "Failed to load delegate from PATH" + the callback's
         return NO_DELEGATE, stage, _DELEGATE_PREFIX.sub("", error) or "no reason given", seconds
     return FAILED, stage, f"while {where}: {error}", seconds

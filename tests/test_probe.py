@@ -258,3 +258,23 @@ def test_the_probe_and_the_server_open_the_bytes_that_were_hashed(built_bundle, 
     expected = policy.predict([1.0, 0.0, 0.3])
     (bundle / "model_int8.tflite").write_bytes(b"swapped")  # the interpreter holds the checked bytes
     np.testing.assert_array_equal(policy.predict([1.0, 0.0, 0.3]), expected)
+
+
+def test_a_probe_that_cannot_start_is_a_device_error_and_a_launcher_runs_it(built_bundle, tmp_path, monkeypatch,
+                                                                            probe_cache):
+    """Under a user-mode emulator without binfmt_misc the child cannot be exec'd (ENOEXEC): one clean error
+    naming EDGEKIT_PROBE_LAUNCHER, never an OSError; with a launcher the child runs under it."""
+    bundle = built_bundle(BUNDLE).bundle_dir
+    model = bundle / "model_int8.tflite"
+    monkeypatch.setenv("EDGEKIT_PROBE_CACHE", str(tmp_path / "empty-cache"))  # building it probed it
+    monkeypatch.setenv("EDGEKIT_PROBE_LAUNCHER", str(tmp_path / "no-such-emulator"))
+    result = probe_model(model, use_cache=False)
+    assert result.outcome == "not-started" and "EDGEKIT_PROBE_LAUNCHER" in result.error().hint
+    with pytest.raises(DeviceError, match="cannot start the process that opens model_int8.tflite first"):
+        EdgePolicy.load(bundle, device="cpu")
+    marker = tmp_path / "launched"
+    launcher = tmp_path / "launcher.sh"
+    launcher.write_text(f'#!/bin/sh\ntouch {marker}\nexec "$@"\n')
+    launcher.chmod(0o755)
+    monkeypatch.setenv("EDGEKIT_PROBE_LAUNCHER", str(launcher))
+    assert probe_model(model, use_cache=False).ok and marker.exists()

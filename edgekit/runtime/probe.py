@@ -14,6 +14,10 @@ delegate or an exception becomes a ``ProbeResult`` that says where and why,
 and ``ProbeResult.error()`` the ``DeviceError`` (Edge TPU) or ``BundleError``
 (CPU model) the caller raises.
 
+A child that cannot start at all (a user-mode emulator without binfmt_misc:
+set ``EDGEKIT_PROBE_LAUNCHER`` to the emulator's command) is a ``DeviceError``
+too: nothing is opened unprobed.
+
 A success is cached per (model sha256, interpreter package + version + Python
 + machine, libedgetpu file sha256, device) in ``$EDGEKIT_PROBE_CACHE``, else
 ``$XDG_CACHE_HOME/edgekit/probes``, else ``~/.cache/edgekit/probes``, so a
@@ -45,12 +49,13 @@ CHILD = Path(__file__).with_name("_probe_child.py")
 DEFAULT_TIMEOUT_S = 30.0  # a first USB open loads the Coral's firmware (a few seconds); a hang waits this long
 TIMEOUT_ENV = "EDGEKIT_PROBE_TIMEOUT"
 CACHE_ENV = "EDGEKIT_PROBE_CACHE"
+LAUNCHER_ENV = "EDGEKIT_PROBE_LAUNCHER"  # a command the child runs under, e.g. a user-mode emulator
 CACHE_FORMAT = 1  # bump when what a probe proves changes: older entries stop matching
 _CHILD_FAILED = 3
 
 # outcomes
-OK, CACHED, CRASHED, TIMED_OUT, NO_DELEGATE, FAILED, NO_LIBRARY = (
-    "ok", "cached", "crashed", "timed-out", "no-delegate", "failed", "no-library")
+OK, CACHED, CRASHED, TIMED_OUT, NO_DELEGATE, FAILED, NO_LIBRARY, NOT_STARTED = (
+    "ok", "cached", "crashed", "timed-out", "no-delegate", "failed", "no-library", "not-started")
 _DELEGATE_PREFIX = re.compile(r"^ValueError: Failed to load delegate from \S+\s*")
 _STAGES = {
     "import": "importing the interpreter",
@@ -67,7 +72,7 @@ class ProbeResult:
     """What a probe of one model found. ``ok``: the model opened and ran once where it was probed."""
 
     ok: bool
-    outcome: str  # ok | cached | crashed | timed-out | no-delegate | failed | no-library
+    outcome: str  # ok | cached | crashed | timed-out | no-delegate | failed | no-library | not-started
     model: str
     model_sha256: str
     device: str  # "cpu", or the Edge TPU asked for: "auto" (any), "usb", "usb:0", "pci", ...
@@ -89,6 +94,10 @@ class ProbeResult:
         """The error a caller raises for a failed probe (None when it passed)."""
         if self.ok:
             return None
+        if self.outcome == NOT_STARTED:
+            return DeviceError(f"cannot start the process that opens {Path(self.model).name} first: {self.detail}",
+                               hint=f"under a user-mode emulator without binfmt_misc, set {LAUNCHER_ENV} to the "
+                               "emulator's command (e.g. 'qemu-aarch64-static -L ROOT')")
         if self.edgetpu:
             return _device_error(self)
         name, rebuild = Path(self.model).name, "rebuild the bundle with `edgekit build`, or copy it again"
@@ -171,12 +180,15 @@ def probe_timeout() -> float:
 def child_arguments(backend: Backend, model: Path, request: DeviceRequest, library: LibraryFile | None,
                     report_modules: bool = False, sha256: str | None = None) -> list[str]:
     """The command line of the probe's child (``sha256``: the bytes it must find in ``model``)."""
+    import shlex
+
     args: dict[str, Any] = {"interpreter": backend.name, "model": str(model), "sha256": sha256,
                             "report_modules": report_modules}
     if library is not None:
         args["library"] = library.path
         args["options"] = {"device": request.delegate_device} if request.delegate_device else {}
-    return [sys.executable, str(CHILD), json.dumps(args)]
+    launcher = shlex.split(os.environ.get(LAUNCHER_ENV, ""))
+    return [*launcher, sys.executable, str(CHILD), json.dumps(args)]
 
 
 def _run_child(backend: Backend, model: Path, sha256: str, request: DeviceRequest, library: LibraryFile | None,
@@ -185,8 +197,11 @@ def _run_child(backend: Backend, model: Path, sha256: str, request: DeviceReques
     import subprocess
 
     start = time.monotonic()
-    proc = subprocess.Popen(child_arguments(backend, model, request, library, sha256=sha256),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc = subprocess.Popen(child_arguments(backend, model, request, library, sha256=sha256),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except (OSError, ValueError) as exc:  # no executable, exec format error (emulation), no memory, a bad launcher
+        return NOT_STARTED, None, str(exc), time.monotonic() - start
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
         timed_out = False

@@ -213,7 +213,7 @@ def _run_child(backend: Backend, model: Path, sha256: str, request: DeviceReques
         raise
     seconds = time.monotonic() - start
     stage, result = _read_lines(stdout)
-    where = _STAGES.get(stage or "", str(stage))
+    where = _STAGES.get(stage, str(stage)) if stage else "starting"
     if timed_out:
         return TIMED_OUT, stage, f"no answer within {timeout:g} s while {where}", seconds
     if proc.returncode < 0:

@@ -19,12 +19,12 @@ import os  # noqa: E402
 FAILED = 3
 
 
-def _say(**fields) -> None:
+def _say(**fields: object) -> None:
     sys.stdout.write(json.dumps(fields) + "\n")
     sys.stdout.flush()
 
 
-def _interpreter_api(name):
+def _interpreter_api(name: str) -> tuple:
     """(Interpreter class, load_delegate) of the interpreter package ``name``."""
     if name == "tensorflow":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -40,7 +40,7 @@ def _interpreter_api(name):
     return Interpreter, load_delegate
 
 
-def _valid_input(detail, numpy):
+def _valid_input(detail: dict, numpy: object) -> object:
     """An input of the tensor's shape and type: its zero point (the quantized 0.0) everywhere."""
     scale, zero_point = detail.get("quantization", (0.0, 0))
     value = zero_point if scale else 0
@@ -58,7 +58,7 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
-def _content(path, sha256):
+def _content(path: str, sha256: str) -> bytes:
     """The model's bytes, which must be those the parent hashed (a file swapped meanwhile is refused)."""
     import hashlib
 
@@ -69,7 +69,7 @@ def _content(path, sha256):
     return content
 
 
-def main(args) -> None:
+def main(args: dict) -> None:
     _die_with_parent()
     _say(stage="import")
     import numpy

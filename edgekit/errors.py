@@ -83,5 +83,9 @@ class DeviceError(EdgekitError):
     """The requested Edge TPU or interpreter cannot be opened."""
 
 
+class OutputError(EdgekitError):
+    """edgekit cannot write its output (a full disk, a device that refuses writes)."""
+
+
 class InputError(EdgekitError):
     """An observation given to the runtime has the wrong shape, type or values."""

@@ -16,16 +16,25 @@ What is measured (one bundle, built from the shipped example unless --bundle is 
     - wall time of `import edgekit.runtime` (perf_counter around the import, median of 5)
     - peak RSS of `edgekit run BUNDLE --device cpu --episodes 3`
       (ru_maxrss of RUSAGE_CHILDREN in a wrapper process whose only child is that command)
+    - a robot's round trip through the JSON-lines server, one request in flight: write one
+      observation line, read the action line, per request (perf_counter); against a bare Python
+      JSON-lines echo process (json.loads each line, json.dumps a reply, write, flush) in the same
+      run, the two timed round-robin in --rounds slices:
+        stdio  `edgekit run BUNDLE --serve stdio --device cpu`  vs the echo on stdin/stdout
+        TCP    `edgekit run BUNDLE --serve tcp:127.0.0.1:0 --device cpu`  vs the echo on a TCP
+               socket (TCP_NODELAY on both sides, as the server sets it)
 
 Targets:
     EdgePolicy.predict p50 / raw invoke p50      <= 2.0
     SB3 predict p50 / EdgePolicy.predict p50     >= 50
     import edgekit.runtime (median)              <= 0.3 s
     peak RSS of `edgekit run`                    <= 60 MB (MiB, ru_maxrss / 1024)
+    serve round trip p50 / echo p50 (stdio, TCP) <= 1.5
 
 Exit code 0 when every target is met, 1 otherwise.
 
     python scripts/bench_runtime.py [--bundle DIR] [--iterations 5000] [--json out.json]
+    python scripts/bench_runtime.py --bundle DIR --serve-only     (the round trips alone)
 """
 
 from __future__ import annotations
@@ -55,6 +64,27 @@ TARGET_PREDICT_OVER_INVOKE = 2.0
 TARGET_SB3_OVER_PREDICT = 50.0
 TARGET_IMPORT_S = 0.3
 TARGET_RSS_MB = 60.0
+TARGET_SERVE_OVER_ECHO = 1.5
+
+# The baseline a server is compared with: a bare Python JSON-lines echo, on stdin/stdout or one TCP client.
+_ECHO_STDIO = (
+    "import json, sys\n"
+    "out = sys.stdout\n"
+    "for line in sys.stdin:\n"
+    "    obs = json.loads(line)\n"
+    "    out.write(json.dumps({'action': obs[:1]}) + '\\n')\n"
+    "    out.flush()\n"
+)
+_ECHO_TCP = (
+    "import json, socket, sys\n"
+    "server = socket.create_server(('127.0.0.1', 0))\n"
+    "print('listening on tcp:127.0.0.1:%d' % server.getsockname()[1], file=sys.stderr, flush=True)\n"
+    "conn, _ = server.accept()\n"
+    "conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n"
+    "for line in conn.makefile('rb'):\n"
+    "    obs = json.loads(line)\n"
+    "    conn.sendall((json.dumps({'action': obs[:1]}) + '\\n').encode())\n"
+)
 
 _IMPORT_SNIPPET = (
     "import time\n"
@@ -281,6 +311,84 @@ def bench_rss(bundle: Path, episodes: int) -> dict[str, Any]:
     return out
 
 
+# --- serve round trips -----------------------------------------------------------------
+
+
+class _LineClient:
+    """One request in flight: write a line, read until the reply's newline."""
+
+    def __init__(self, send: Callable[[bytes], Any], recv: Callable[[int], bytes]) -> None:
+        self.send, self.recv = send, recv
+
+    def round_trip(self, line: bytes) -> float:
+        start = time.perf_counter()
+        self.send(line)
+        reply = self.recv(65536)
+        while not reply.endswith(b"\n"):
+            more = self.recv(65536)
+            if not more:
+                raise RuntimeError("the server closed the connection")
+            reply += more
+        return time.perf_counter() - start
+
+
+def _stdio_process(cmd: list[str]) -> tuple[subprocess.Popen, _LineClient]:
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+    w, r = proc.stdin.fileno(), proc.stdout.fileno()  # type: ignore[union-attr]
+    return proc, _LineClient(lambda data: os.write(w, data), lambda n: os.read(r, n))
+
+
+def _tcp_process(cmd: list[str]) -> tuple[subprocess.Popen, _LineClient]:
+    import socket
+
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    port = None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        if line.startswith("listening on tcp:"):
+            port = int(line.strip().rsplit(":", 1)[1])
+            break
+        if not line and proc.poll() is not None:
+            break
+    if port is None:
+        proc.kill()
+        sys.exit(f"`{' '.join(cmd)}` did not start listening")
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    proc._bench_socket = sock  # type: ignore[attr-defined]  # closed with the process
+    return proc, _LineClient(sock.sendall, sock.recv)
+
+
+def bench_serve(bundle: Path, requests: int, warmup: int, rounds: int) -> dict[str, Any]:
+    """Round trips through `edgekit run --serve` and through the echo, per transport, interleaved."""
+    obs = held_out_observations(bundle, requests, (-1,))
+    lines = [(json.dumps([float(v) for v in row]) + "\n").encode() for row in obs]
+    serve = edgekit_cmd("run", str(bundle), "--device", "cpu", "--serve")
+    out: dict[str, Any] = {"requests": requests, "warmup": warmup, "rounds": rounds,
+                           "echo_stdio": _ECHO_STDIO, "echo_tcp": _ECHO_TCP}
+    for transport, start, server_cmd, echo_cmd in (
+            ("stdio", _stdio_process, [*serve, "stdio"], [sys.executable, "-c", _ECHO_STDIO]),
+            ("tcp", _tcp_process, [*serve, "tcp:127.0.0.1:0"], [sys.executable, "-c", _ECHO_TCP])):
+        procs = {"edgekit": start(server_cmd), "echo": start(echo_cmd)}
+        try:
+            times = time_interleaved({name: (client.round_trip, lines) for name, (_, client) in procs.items()},
+                                     warmup, rounds)
+        finally:
+            for proc, _client in procs.values():
+                sock = getattr(proc, "_bench_socket", None)
+                if sock is not None:
+                    sock.close()
+                if proc.stdin:
+                    proc.stdin.close()
+                proc.terminate()
+                proc.wait(timeout=30)
+        out[transport] = {name: summarize(t) for name, t in times.items()}
+        out[transport]["command"] = " ".join(["edgekit", *server_cmd[3:]])
+    return out
+
+
 # --- report --------------------------------------------------------------------------
 
 
@@ -289,20 +397,47 @@ def verdict(ok: bool) -> str:
 
 
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
-    lat = results["latency"]
-    predict_over_invoke = lat["edgepolicy_predict"]["p50_us"] / lat["raw_invoke_int8"]["p50_us"]
-    sb3_over_predict = lat["sb3_predict"]["p50_us"] / lat["edgepolicy_predict"]["p50_us"]
-    checks = [
-        ("EdgePolicy.predict / raw invoke (p50)", predict_over_invoke, "<=", TARGET_PREDICT_OVER_INVOKE, "x"),
-        ("SB3 predict / EdgePolicy.predict (p50)", sb3_over_predict, ">=", TARGET_SB3_OVER_PREDICT, "x"),
-        ("import edgekit.runtime (median of runs)", results["import"]["median_s"], "<=", TARGET_IMPORT_S, "s"),
-        ("peak RSS of `edgekit run` (MiB)", results["rss"]["maxrss_mib"], "<=", TARGET_RSS_MB, "MiB"),
-    ]
+    checks = []
+    if "latency" in results:
+        lat = results["latency"]
+        predict_over_invoke = lat["edgepolicy_predict"]["p50_us"] / lat["raw_invoke_int8"]["p50_us"]
+        sb3_over_predict = lat["sb3_predict"]["p50_us"] / lat["edgepolicy_predict"]["p50_us"]
+        checks += [
+            ("EdgePolicy.predict / raw invoke (p50)", predict_over_invoke, "<=", TARGET_PREDICT_OVER_INVOKE, "x"),
+            ("SB3 predict / EdgePolicy.predict (p50)", sb3_over_predict, ">=", TARGET_SB3_OVER_PREDICT, "x"),
+            ("import edgekit.runtime (median of runs)", results["import"]["median_s"], "<=", TARGET_IMPORT_S, "s"),
+            ("peak RSS of `edgekit run` (MiB)", results["rss"]["maxrss_mib"], "<=", TARGET_RSS_MB, "MiB"),
+        ]
+    for transport in ("stdio", "tcp"):
+        trips = results["serve"][transport]
+        ratio = trips["edgekit"]["p50_us"] / trips["echo"]["p50_us"]
+        checks.append((f"serve {transport} round trip / echo (p50)", ratio, "<=", TARGET_SERVE_OVER_ECHO, "x"))
     out = []
     for name, value, op, target, unit in checks:
         ok = value <= target if op == "<=" else value >= target
         out.append({"name": name, "value": value, "op": op, "target": target, "unit": unit, "pass": ok})
     return out
+
+
+def print_serve(serve: dict[str, Any]) -> None:
+    print(f"serve round trips: {serve['requests']} requests per process after {serve['warmup']} warm-up, "
+          f"one in flight, edgekit and echo interleaved in {serve['rounds']} rounds")
+    print(f"{'transport':10s} {'process':9s} {'p50 us':>10s} {'p99 us':>10s} {'mean us':>10s}  command")
+    for transport in ("stdio", "tcp"):
+        for name in ("edgekit", "echo"):
+            s = serve[transport][name]
+            what = serve[transport]["command"] if name == "edgekit" else "bare Python JSON-lines echo"
+            print(f"{transport:10s} {name:9s} {s['p50_us']:10.1f} {s['p99_us']:10.1f} {s['mean_us']:10.1f}  {what}")
+
+
+def print_checks(results: dict[str, Any]) -> None:
+    print(f"{'target':42s} {'measured':>12s} {'target':>12s}  result")
+    for c in results["checks"]:
+        value = f"{c['value']:.3f} {c['unit']}" if c["unit"] == "s" else f"{c['value']:.2f} {c['unit']}"
+        target = f"{c['op']} {c['target']:g} {c['unit']}"
+        print(f"{c['name']:42s} {value:>12s} {target:>12s}  {verdict(c['pass'])}")
+    passed = sum(c["pass"] for c in results["checks"])
+    print(f"\n{passed}/{len(results['checks'])} targets met")
 
 
 def print_report(results: dict[str, Any]) -> None:
@@ -339,17 +474,13 @@ def print_report(results: dict[str, Any]) -> None:
     print(f"bare invoke loop used {results['bare_invoke_method']}")
     print(f"sanity: max |EdgePolicy - SB3| action over {agree['n']} obs = {agree['max_abs_edge_vs_sb3']:.4f}")
     print()
-    print(f"{'target':42s} {'measured':>12s} {'target':>12s}  result")
-    for c in results["checks"]:
-        value = f"{c['value']:.3f} {c['unit']}" if c["unit"] == "s" else f"{c['value']:.2f} {c['unit']}"
-        target = f"{c['op']} {c['target']:g} {c['unit']}"
-        print(f"{c['name']:42s} {value:>12s} {target:>12s}  {verdict(c['pass'])}")
+    print_serve(results["serve"])
+    print()
     mib, mb = rss["maxrss_mib"], rss["maxrss_mb"]
     if (mib <= TARGET_RSS_MB) != (mb <= TARGET_RSS_MB):
         print(f"note: the RSS verdict depends on the unit: {mib:.1f} MiB vs {mb:.1f} MB (10^6 bytes); "
               "judged in MiB")
-    passed = sum(c["pass"] for c in results["checks"])
-    print(f"\n{passed}/{len(results['checks'])} targets met")
+    print_checks(results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -368,8 +499,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--import-runs", type=int, default=5,
                         help="fresh subprocesses timing `import edgekit.runtime` (default: 5)")
     parser.add_argument("--episodes", type=int, default=3, help="episodes for the `edgekit run` RSS check (default: 3)")
+    parser.add_argument("--serve-requests", type=int, default=5000,
+                        help="round trips per server process (default: 5000)")
+    parser.add_argument("--serve-only", action="store_true",
+                        help="measure the serve round trips only (needs --bundle; no SB3, ONNX Runtime, import, RSS)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write every number as JSON to PATH")
     args = parser.parse_args(argv)
+    if args.serve_only:
+        if args.bundle is None:
+            parser.error("--serve-only needs --bundle")
+        results = {"bundle": str(args.bundle), "serve": bench_serve(args.bundle, args.serve_requests, args.warmup,
+                                                                     args.rounds)}
+        results["checks"] = evaluate(results)
+        print_serve(results["serve"])
+        print()
+        print_checks(results)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        return 0 if all(c["pass"] for c in results["checks"]) else 1
     if min(args.iterations, args.rounds, args.import_runs, args.episodes) < 1 or args.warmup < 0:
         parser.error("--iterations, --rounds, --import-runs and --episodes must be >= 1, --warmup >= 0")
     args.rounds = min(args.rounds, args.iterations)
@@ -388,8 +536,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         imported = bench_import(args.import_runs)
         print(f"measuring peak RSS of `edgekit run --device cpu --episodes {args.episodes}` ...", flush=True)
         rss = bench_rss(bundle, args.episodes)
+        print(f"timing serve round trips ({args.serve_requests} per process) ...", flush=True)
+        serve = bench_serve(bundle, args.serve_requests, args.warmup, args.rounds)
         print(f"timing per-step latency ({args.iterations} calls per path) ...", flush=True)
         results = bench_latency(bundle, args.model, args.iterations, args.warmup, args.rounds)
+        results["serve"] = serve
         results["import"] = imported
         results["rss"] = rss
         results["machine"] = {"python": platform.python_version(), "platform": platform.platform(),

@@ -7,9 +7,12 @@ per case.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +22,14 @@ import coverage_envs  # noqa: F401  (registers the edgekit-test/ envs)
 import coverage_envs_images  # noqa: F401  (registers the edgekit-test/ image envs)
 import pytest
 
+pytest_plugins = ["fake_libedgetpu"]  # stand-in libedgetpu libraries and Edge TPU bundle entries
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Model probes passed in this session are cached here, not in the user's ~/.cache (edgekit.runtime.probe).
+if "EDGEKIT_PROBE_CACHE" not in os.environ:
+    os.environ["EDGEKIT_PROBE_CACHE"] = tempfile.mkdtemp(prefix="edgekit-test-probes-")
+    atexit.register(shutil.rmtree, os.environ["EDGEKIT_PROBE_CACHE"], True)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_MODEL = REPO / "examples" / "ppo-Pendulum-v1.zip"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -168,23 +169,32 @@ def test_tensorflow_lite_interpreter_gives_the_same_actions(built_bundle):
     assert np.max(np.abs(a.predict(obs) - b.predict(obs))) <= 3 * step + 1e-6
 
 
-def test_runtime_imports_no_heavy_packages(built_bundle):
-    """A fresh interpreter that loads and runs a bundle imports numpy and one TFLite interpreter only."""
+def test_runtime_imports_no_heavy_packages(built_bundle, tmp_path):
+    """A fresh interpreter that loads and runs a bundle imports numpy and one TFLite interpreter only; so does
+    the child process that probes each model first (runtime.probe), which imports nothing of edgekit."""
     bundle = built_bundle("ppo-pendulum").bundle_dir
     code = f"""
-import sys, warnings
+import json, subprocess, sys, warnings
+from pathlib import Path
 warnings.simplefilter("ignore")
 from edgekit.runtime import EdgePolicy
 p = EdgePolicy.load({str(bundle)!r}, device="auto")
 p.predict([1.0, 0.0, 0.1]); p.predict([[1.0, 0.0, 0.1]] * 3)
-from edgekit.runtime import serve, bench
-heavy = sorted(m for m in ("torch", "tensorflow", "onnx", "onnxruntime", "onnx2tf", "stable_baselines3",
-               "gymnasium", "keras", "tf_keras", "jax") if m in sys.modules)
-print("HEAVY", heavy)
+from edgekit.runtime import serve, bench, probe
+HEAVY = ("torch", "tensorflow", "onnx", "onnxruntime", "onnx2tf", "stable_baselines3", "gymnasium", "keras",
+         "tf_keras", "jax")
+print("HEAVY", sorted(m for m in HEAVY if m in sys.modules))
+child = probe.child_arguments(p.backend, Path({str(bundle)!r}) / "model_int8.tflite", probe.DeviceRequest("cpu"),
+                              None, report_modules=True)
+modules = json.loads(subprocess.run(child, capture_output=True, text=True).stdout.splitlines()[-1])["modules"]
+print("CHILD", sorted(m for m in modules if m in HEAVY or m == "edgekit"), "numpy" in modules)
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    env = {**os.environ, "EDGEKIT_PROBE_CACHE": str(tmp_path / "cache")}  # a fresh cache: the load probes
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "HEAVY []" in proc.stdout, proc.stdout
+    assert "HEAVY []" in proc.stdout and "CHILD [] True" in proc.stdout, proc.stdout
+    assert list((tmp_path / "cache").glob("*.json"))  # the load did probe
 
 
 @pytest.mark.parametrize("name", ["ppo-pendulum", "ppo-cartpole", "td3-pendulum", "dqn-mountaincar",

@@ -121,3 +121,32 @@ def test_bench_reports_invoke_and_predict(built_bundle):
     data = json.loads(proc.stdout)
     (cpu,) = data["results"]
     assert cpu["device"] == "cpu" and cpu["invoke"]["n"] == 200 and cpu["predict"]["p50_us"] > 0
+
+
+def test_a_non_finite_action_is_an_error_reply_or_the_substitute_never_an_exit(built_bundle, tmp_path):
+    """Unscaled actions with bounds whose range overflows float32: the JSON encoding (allow_nan=False) runs
+    inside the error handling, so the reply is an error, or the --on-bad-obs substitute, and the server goes
+    on."""
+    from test_verify import huge_bounds_bundle
+
+    from edgekit.errors import BundleError
+    from edgekit.runtime.bad_obs import BadObsGuard
+    from edgekit.runtime.serve import handle_line
+
+    bundle = huge_bounds_bundle(built_bundle, tmp_path)
+    try:
+        policy = EdgePolicy.load(bundle, device="cpu")
+    except BundleError as exc:  # a manifest check that refuses such bounds is the other good answer
+        assert "bound" in exc.message
+        return
+    assert "not finite" in json.loads(handle_line(policy, "[1.0, 0.0, 0.5]"))["error"]
+    hold = BadObsGuard.for_space(policy.manifest.action_space, "hold")
+    reply = json.loads(handle_line(policy, '{"id": 4, "obs": [1.0, 0.0, 0.5]}', hold))
+    assert reply["id"] == 4 and reply["substituted"] == "hold" and reply["action"] == [0.0] and hold.bad == 1
+    for mode in ("error", "hold"):
+        proc = subprocess.run([sys.executable, "-m", "edgekit", "run", str(bundle), "--device", "cpu", "--serve",
+                               "stdio", "--on-bad-obs", mode], input="[1.0, 0.0, 0.5]\n[0.0, 1.0, 0.2]\n",
+                              capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        replies = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert len(replies) == 2 and all(("error" in r) == (mode == "error") for r in replies), replies

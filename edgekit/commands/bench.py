@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("bundle", type=Path, help="bundle directory written by `edgekit build`")
     p.add_argument("--device", action="append", dest="devices", metavar="DEVICE",
-                   help="device to bench (repeatable; default: cpu, plus usb and pci if the bundle is compiled)")
+                   help="device to bench: auto, cpu, usb[:N], pci[:N] (repeatable; default: cpu, plus usb and "
+                   "pci if the bundle is compiled)")
     p.add_argument("--iterations", type=int, default=2000, help="timed calls per measurement (default: 2000)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=run)
@@ -46,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
             best = min(results, key=lambda r: r.predict["p50_us"])
             print(f"fastest predict: {best.device}")
     if not results:
-        raise DeviceError("no requested device could be opened", hint="use --device cpu")
+        raise DeviceError(f"no requested device could be opened ({'; '.join(notes)})", hint="use --device cpu")
     return 0

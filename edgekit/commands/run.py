@@ -12,6 +12,7 @@ from edgekit.errors import UsageError
 
 if TYPE_CHECKING:
     from edgekit.env_spec import EnvSpec
+    from edgekit.runtime import EdgePolicy
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "--env alone: the bundle's env; one that needs a module imported must be named); needs "
                       "gymnasium", optional_value=True)
     p.add_argument("--serve", metavar="ADDRESS",
-                   help="stdio, tcp:PORT or tcp:HOST:PORT (host defaults to 127.0.0.1); not with --env")
+                   help="stdio, tcp:PORT, tcp:HOST:PORT or tcp:[IPV6]:PORT (host defaults to 127.0.0.1; 0.0.0.0 "
+                   "or [::] listen on every interface); not with --env")
+    p.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
+                   help="with --serve tcp:..., disconnect a client that completes no request for this long "
+                   "(default: 60; 0: never)")
     p.add_argument("--episodes", type=int, default=5, help="episodes to play with --env (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     p.add_argument("--render", action="store_true", help="render the env on screen (needs a display)")
@@ -53,38 +58,57 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--episodes must be at least 1")
     if args.serve is None and (args.on_bad_obs is not None or args.count_saturation):
         raise UsageError("--on-bad-obs and --count-saturation apply to --serve only")
+    if args.idle_timeout is not None and (args.serve is None or args.serve == "stdio"):
+        raise UsageError("--idle-timeout applies to --serve tcp:... only")
+    if args.idle_timeout is not None and not 0 <= args.idle_timeout < 1e9:
+        raise UsageError(f"--idle-timeout {args.idle_timeout} is not a number of seconds >= 0")
+    if args.serve is not None and args.serve != "stdio":
+        from edgekit.runtime.serve import parse_tcp_address
+
+        parse_tcp_address(args.serve)  # a bad address is an error before the bundle is opened
     policy = EdgePolicy.load(args.bundle, device=args.device, interpreter=args.interpreter)
     print(f"{policy!r}", file=sys.stderr)
     if args.serve is not None:
-        return _serve(policy, args.serve, args.on_bad_obs or "error", args.count_saturation)
+        return _serve(policy, args)
     return _episodes(policy, given_env(args).apply(policy.manifest.environment), args)
 
 
-def _serve(policy: object, address: str, on_bad_obs: str, count_saturation: bool) -> int:
+def _serve(policy: EdgePolicy, args: argparse.Namespace) -> int:
     from edgekit.runtime import serve
 
-    guard = serve.BadObsGuard.for_space(policy.manifest.action_space, on_bad_obs,  # type: ignore[attr-defined]
-                                        count_saturation)
-    if address == "stdio":
-        answered = serve.serve_stdio(policy, guard)  # type: ignore[arg-type]
-        print(f"answered {answered} requests; {guard.summary()}", file=sys.stderr)
+    guard = serve.BadObsGuard.for_space(policy.manifest.action_space, args.on_bad_obs or "error",
+                                        args.count_saturation)
+    if args.serve == "stdio":
+        sys.stdout.flush()  # replies go straight to the file descriptor from here on
+        answered = serve.serve_stdio(policy, guard)
+        print(f"answered {answered} requests; {guard.summary()}{_fallback_note(policy, 'requests')}",
+              file=sys.stderr)
         return 0
-    host, port = serve.parse_tcp_address(address)
-    server = serve.TCPServer(policy, host, port, guard)  # type: ignore[arg-type]
+    host, port = serve.parse_tcp_address(args.serve)
+    idle = serve.IDLE_TIMEOUT_S if args.idle_timeout is None else args.idle_timeout
+    server = serve.TCPServer(policy, host, port, guard, idle_timeout=idle)
     server.install_signal_handlers()
-    print(f"listening on tcp:{server.address[0]}:{server.address[1]}", file=sys.stderr, flush=True)
+    print(f"listening on {serve.format_address(*server.address)}", file=sys.stderr, flush=True)
     answered = server.serve_forever()
-    print(f"stopped after {answered} requests; {guard.summary()}", file=sys.stderr)
+    print(f"stopped after {answered} requests; {guard.summary()}{_fallback_note(policy, 'requests')}",
+          file=sys.stderr)
     return 0
 
 
-def _episodes(policy: object, spec: EnvSpec, args: argparse.Namespace) -> int:
+def _fallback_note(policy: EdgePolicy, what: str) -> str:
+    """What the shutdown summary says when the Edge TPU failed mid-run."""
+    if policy.tpu_failure is None:
+        return ""
+    return f"; {policy.tpu_failure}: {policy.fallback_predictions} {what} answered on the CPU int8 model since"
+
+
+def _episodes(policy: EdgePolicy, spec: EnvSpec, args: argparse.Namespace) -> int:
     from edgekit.envs import check_env_fits, make_env
     from edgekit.runtime.episodes import EpisodeResult, run_episodes, summarize
 
     env_id = spec.id
     env = make_env(spec, render_mode="human" if args.render else None)
-    manifest = policy.manifest  # type: ignore[attr-defined]
+    manifest = policy.manifest
     check_env_fits(env_id, env, manifest.observation_space, manifest.action_space)
 
     def show(r: EpisodeResult) -> None:
@@ -92,11 +116,13 @@ def _episodes(policy: object, spec: EnvSpec, args: argparse.Namespace) -> int:
               f"predict p50 {r.latency['p50_us']:7.1f} us  p99 {r.latency['p99_us']:7.1f} us", flush=True)
 
     try:
-        results = run_episodes(policy, env, args.episodes, args.seed, on_episode=show)  # type: ignore[arg-type]
+        results = run_episodes(policy, env, args.episodes, args.seed, on_episode=show)
     finally:
         env.close()
     s = summarize(results)
     lat = s["latency"]
     print(f"{env_id}: mean return {s['mean_return']:.2f} ± {s['std_return']:.2f} over {s['episodes']} episodes; "
-          f"predict p50 {lat['p50_us']:.1f} us, p99 {lat['p99_us']:.1f} us on {policy.device}")  # type: ignore[attr-defined]
+          f"predict p50 {lat['p50_us']:.1f} us, p99 {lat['p99_us']:.1f} us on {policy.device}")
+    if policy.tpu_failure is not None:
+        print(_fallback_note(policy, "steps")[2:], file=sys.stderr)
     return 0

@@ -18,7 +18,7 @@ never occur, while the centre is the middle of what the actuator accepts
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,16 +45,31 @@ def neutral_action(space: SpaceSpec) -> Any:
 
 
 @dataclass
+class Tally:
+    """The counts of one server, shared by its clients' guards."""
+
+    bad: int = 0  # bad requests (answered with an error or a substitute)
+    saturated: int = 0  # good observations with at least one feature outside the int8 range
+
+
+@dataclass
 class BadObsGuard:
-    """The server's policy for bad observations, and its counters."""
+    """The server's policy for bad observations, one client's last good action, and the server's counts."""
 
     mode: str
     neutral: Any
     action_shape: tuple[int, ...]
     count_saturation: bool = False
-    bad: int = 0  # bad requests (answered with an error or a substitute)
-    saturated: int = 0  # good observations with at least one feature outside the int8 range
+    tally: Tally = field(default_factory=Tally)
     _last: Any = field(default=None, repr=False)
+
+    @property
+    def bad(self) -> int:
+        return self.tally.bad
+
+    @property
+    def saturated(self) -> int:
+        return self.tally.saturated
 
     @classmethod
     def for_space(cls, space: SpaceSpec, mode: str = "error", count_saturation: bool = False) -> BadObsGuard:
@@ -65,12 +80,12 @@ class BadObsGuard:
 
     def accepted(self, action: np.ndarray) -> None:
         """Remember a single good action for ``hold``."""
-        if action.shape == self.action_shape:
+        if self.mode == "hold" and action.shape == self.action_shape:
             self._last = action.tolist()
 
     def rejected(self, message: str) -> dict[str, Any]:
         """The response to a bad request; counts it."""
-        self.bad += 1
+        self.tally.bad += 1
         if self.mode == "error":
             return {"error": message}
         action = self._last if self.mode == "hold" and self._last is not None else self.neutral
@@ -79,6 +94,10 @@ class BadObsGuard:
     def forget(self) -> None:
         """A new client: never hold an action answered to someone else."""
         self._last = None
+
+    def for_client(self) -> BadObsGuard:
+        """The guard of one more client served at the same time: its own last action, the shared counts."""
+        return replace(self, _last=None)
 
     def summary(self) -> str:
         verb = "answered with an error" if self.mode == "error" else f"answered with the {self.mode} action"

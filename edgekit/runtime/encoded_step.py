@@ -27,7 +27,7 @@ import numpy as np
 
 from edgekit.observations import ObservationEncoder
 from edgekit.quant import INT8_MAX, INT8_MIN
-from edgekit.runtime.step import output_reader
+from edgekit.runtime.held_tensors import HeldTensors
 from edgekit.spaces import BOX, DISCRETE, MULTI_BINARY, MULTI_DISCRETE
 
 EncodedStepFn = Callable[[Any], "np.ndarray | None"]
@@ -40,11 +40,11 @@ def _level(x: float) -> int:
     return INT8_MAX if x >= INT8_MAX else (INT8_MIN if x <= INT8_MIN else round(x))
 
 
-def make_encoded_step(interpreter: Any, in_index: int, out_index: int, a: np.ndarray, b: np.ndarray,
-                      encoder: ObservationEncoder, read: Callable[[], np.ndarray]) -> EncodedStepFn:
+def make_encoded_step(held: HeldTensors, a: np.ndarray, b: np.ndarray, encoder: ObservationEncoder,
+                      read: Callable[[], np.ndarray]) -> EncodedStepFn:
     """``step(observation) -> action | None`` for one observation of ``encoder``'s space (unsplit input)."""
-    invoke = interpreter._interpreter.Invoke
-    target = memoryview(interpreter.tensor(in_index)().reshape(-1)).cast("B").cast("b")
+    invoke = held.invoke
+    target = memoryview(held.input).cast("B").cast("b")
     a_list, b_list = a.tolist(), b.tolist()
     zero = [_level(v) for v in b_list]  # the level of 0 / of 1, per feature
     one = [_level(x + y) for x, y in zip(a_list, b_list)]
@@ -78,7 +78,7 @@ def make_encoded_step(interpreter: Any, in_index: int, out_index: int, a: np.nda
 def _writer(space: Any, part: slice, target: memoryview, a: list[float], b: list[float], zero: list[int],
             one: list[int]) -> Writer:
     start, stop = part.start, part.stop
-    ndarray, isfinite = np.ndarray, math.isfinite
+    ndarray, isfinite, float32 = np.ndarray, math.isfinite, np.dtype(np.float32)
     if space.kind == BOX:
         shape, flat = space.shape, len(space.shape) == 1
         index = range(start, stop)
@@ -86,6 +86,8 @@ def _writer(space: Any, part: slice, target: memoryview, a: list[float], b: list
         def box(value: Any) -> bool:
             if type(value) is not ndarray or value.shape != shape or value.dtype.kind not in "biuf":
                 return False
+            if value.dtype is not float32:  # SB3 and the general path compute on float32
+                value = value.astype(float32)
             values = value.tolist() if flat else value.reshape(-1).tolist()
             if not isfinite(sum(values)):
                 return False
@@ -148,4 +150,4 @@ def _writer(space: Any, part: slice, target: memoryview, a: list[float], b: list
     raise ValueError(f"no encoded step for {space.kind}")
 
 
-__all__ = ["make_encoded_step", "output_reader"]
+__all__ = ["make_encoded_step"]

@@ -18,6 +18,7 @@ import numpy as np
 from edgekit.bundle.image import HWC, ImageInput
 from edgekit.errors import InputError
 from edgekit.postprocess import MULTI_ARGMAX, PostProcessor
+from edgekit.runtime.held_tensors import HeldTensors
 from edgekit.runtime.step import StepFn, branch_picker, lookup_table
 
 SIGN_BIT = 0x80  # uint8 x ^ 0x80, read as int8, is x - 128
@@ -68,15 +69,15 @@ def _pixels(obs: np.ndarray) -> np.ndarray:
     return obs.astype(np.uint8)
 
 
-def make_image_step(interpreter: Any, in_index: int, out_index: int, image: ImageInput, post: PostProcessor,
+def make_image_step(held: HeldTensors, image: ImageInput, post: PostProcessor,
                     dequantize: Callable[[np.ndarray], np.ndarray], action_shape: tuple[int, ...]) -> StepFn:
     """``step(observation) -> action`` for one uint8 image of ``image.shape`` (the caller checks shape and dtype).
 
     Uses the same zero-copy tensor views and output lookup table as ``runtime.step``.
     """
-    invoke = interpreter._interpreter.Invoke
-    in_view = interpreter.tensor(in_index)().view(np.uint8).reshape(image.hwc)
-    out_view = interpreter.tensor(out_index)().reshape(-1)
+    invoke = held.invoke
+    in_view = held.input.view(np.uint8).reshape(image.hwc)
+    out_view = held.output
     table = lookup_table(post, dequantize, out_view.size) if post.elementwise else None
     pick = branch_picker(out_view, post.branches) if post.kind == MULTI_ARGMAX else None
     columns = np.arange(out_view.size)

@@ -9,20 +9,20 @@ interpreter package's own ``load_delegate``.
 
 from __future__ import annotations
 
-import ctypes
 import importlib
-import platform
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from edgekit.errors import DeviceError, MissingDependencyError, UsageError
+from edgekit.runtime.libedgetpu import EDGETPU_LIBRARY, LibraryFile, edgetpu_library_name
+
+__all__ = ["BACKENDS", "EDGETPU_LIBRARY", "Backend", "DeviceRequest", "edgetpu_library_name", "find_backend",
+           "load_edgetpu_delegate"]
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 
-# libedgetpu's file name per OS (Coral's packages).
-EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|usb|pci)(?::(\d{1,3}))?$")
 
@@ -37,10 +37,15 @@ class Backend:
     load_delegate: Callable[..., Any]
     op_resolver_type: Any  # enum for BUILTIN_WITHOUT_DEFAULT_DELEGATES, or None
 
-    def interpreter(self, model_path: str, num_threads: int | None = 1,
-                    delegates: list[Any] | None = None, plain: bool = False) -> Any:
-        """An interpreter on ``model_path``; ``plain`` skips default delegates (XNNPACK)."""
-        kwargs: dict[str, Any] = {"model_path": model_path, "num_threads": num_threads}
+    def interpreter(self, model_path: str | None, num_threads: int | None = 1,
+                    delegates: list[Any] | None = None, plain: bool = False, content: bytes | None = None) -> Any:
+        """An interpreter on ``model_path``, or on the model's bytes (``content``); ``plain`` skips default
+        delegates (XNNPACK)."""
+        kwargs: dict[str, Any] = {"num_threads": num_threads}
+        if content is not None:
+            kwargs["model_content"] = content
+        else:
+            kwargs["model_path"] = model_path
         if delegates:
             kwargs["experimental_delegates"] = delegates
         if plain and self.op_resolver_type is not None:
@@ -130,30 +135,17 @@ class DeviceRequest:
         return self.kind if self.index is None else f"{self.kind}:{self.index}"
 
 
-def edgetpu_library_name(system: str | None = None) -> str:
-    """libedgetpu's file name on this OS."""
-    system = system or platform.system()
-    if system not in EDGETPU_LIBRARY:
-        raise DeviceError(f"the Edge TPU runtime is not available for {system}")
-    return EDGETPU_LIBRARY[system]
+def load_edgetpu_delegate(backend: Backend, request: DeviceRequest, library: LibraryFile) -> Any:
+    """Open libedgetpu's delegate for ``request`` in this process; raises DeviceError when it cannot.
 
-
-def load_edgetpu_delegate(backend: Backend, request: DeviceRequest, library: str | None = None) -> Any:
-    """Open libedgetpu for ``request``; raises DeviceError when it cannot."""
-    library = library or edgetpu_library_name()
-    try:  # probe first: a failed load_delegate also prints noise from the Delegate's destructor
-        ctypes.CDLL(library)
-    except OSError as exc:
-        raise DeviceError(
-            f"the Edge TPU runtime library {library} is not installed ({exc})",
-            hint="install libedgetpu1-std from Coral's apt repository (see the README), or use --device cpu",
-        ) from None
+    Call it only after a probe of the same library, interpreter and device passed (``runtime.probe``):
+    a mismatched libedgetpu crashes the process that loads it.
+    """
     options = {"device": request.delegate_device} if request.delegate_device else {}
     try:
-        return backend.load_delegate(library, options)
+        return backend.load_delegate(library.path, options)
     except (ValueError, OSError, RuntimeError) as exc:
         raise DeviceError(
-            f"cannot open the Edge TPU ({request}) through {library}: {exc}",
-            hint="install libedgetpu1-std from Coral's apt repository, plug the accelerator in, "
-            "or use --device cpu",
+            f"cannot open the Edge TPU ({request}) through {library.path}: {' '.join(str(exc).split())}",
+            hint="plug the accelerator in (see `edgekit doctor`), or use --device cpu",
         ) from None

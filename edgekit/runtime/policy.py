@@ -6,59 +6,83 @@ does, on the int8 model: encode the observation as SB3's preprocessing does
 quantize it, invoke, dequantize, post-process (clip / unscale / argmax /
 per-branch argmax / threshold). Every constant comes from the manifest.
 Image bundles take uint8 images in the env's own layout (``runtime.image_input``).
+
+Every model is probed in a child process before this process opens it
+(``runtime.probe``): a libedgetpu that crashes, a hang, a crafted model become
+a ``DeviceError`` or ``BundleError`` here, never a dead process. ``predict``
+dispatches to one step chosen at load (``_choose_step``); should the Edge TPU
+fail mid-run (``invoke`` raises: the stick was pulled, a brown-out), the
+policy reopens the bundle's CPU int8 model, warns once, and goes on.
 Imports numpy and one TFLite interpreter, nothing heavier.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.bundle.files import verify_file
 from edgekit.bundle.manifest import Manifest, ModelEntry
-from edgekit.errors import BundleError, DeviceError
-from edgekit.native_io import quiet_native_stderr
+from edgekit.errors import BundleError, DeviceError, EdgekitError
 from edgekit.observations import ObservationEncoder
 from edgekit.postprocess import PostProcessor
 from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
 from edgekit.runtime.encoded_step import make_encoded_step
+from edgekit.runtime.held_tensors import HeldTensors, PrivateInvokeMissing, hold_tensors
 from edgekit.runtime.image_input import ImageObservations, make_image_step
 from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend, load_edgetpu_delegate
-from edgekit.runtime.step import fast_path_available, make_step, output_reader
-from edgekit.runtime.tflite_guard import check_tflite_structure
+from edgekit.runtime.libedgetpu import find_libedgetpu
+from edgekit.runtime.model_files import open_cpu_model, open_interpreter, probe_or_raise, read_model
+from edgekit.runtime.step import Step, float32_values, make_step, output_reader
+
+StepFn = Callable[[Any], np.ndarray]
+FLOAT32 = np.dtype(np.float32)
 
 
 class EdgeTPUFallbackWarning(UserWarning):
-    """``device="auto"`` found no usable Edge TPU and runs on the CPU."""
+    """The policy runs on the CPU int8 model instead of an Edge TPU: ``device="auto"`` found none that
+    works, or the Edge TPU failed mid-run."""
+
+
+class SlowPathWarning(UserWarning):
+    """The interpreter lacks the private call the per-step fast path needs (``runtime.held_tensors``)."""
 
 
 class EdgePolicy:
     """The deployed policy. Create it with :meth:`EdgePolicy.load`."""
 
     def __init__(self, bundle_dir: Path, manifest: Manifest, entry: ModelEntry, interpreter: Any,
-                 device: str, backend: Backend) -> None:
+                 device: str, backend: Backend, cpu_fallback: Callable[[], Any] | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.manifest = manifest
-        self.device = device  # "cpu" or the Edge TPU it runs on, e.g. "usb"
         self.backend = backend
-        self.model_file = entry.file
-        self.entry = entry
-        self.observation_shape = manifest.observation_space.shape  # one observation (Box); () for Discrete, Dict
         self.encoder = ObservationEncoder(manifest.observation_space)
         image = manifest.preprocess.image  # images: accepted in the env's layout, as uint8 (runtime.image_input)
         self._image = None if image is None else ImageObservations(image)
-        if image is not None:
-            self.observation_shape = image.shape
+        # one observation (Box); () for Discrete, Dict; images: the env's layout
+        self.observation_shape = manifest.observation_space.shape if image is None else image.shape
         self.observation_dtype = np.dtype(np.uint8 if image is not None else np.float32)
+        self._post = PostProcessor(manifest.postprocess, manifest.action_space)
+        self._reopen_on_cpu = cpu_fallback  # an Edge TPU policy: opens the CPU model if the TPU fails mid-run
+        self.tpu_failure: str | None = None  # why the Edge TPU was left mid-run, if it was
+        self.fallback_predictions = 0  # predict calls answered on the CPU since then
+        self._attach(entry, interpreter, device)
+
+    def _attach(self, entry: ModelEntry, interpreter: Any, device: str) -> None:
+        """Everything that depends on the model being run: its interface, constants and step."""
+        manifest, image = self.manifest, self.manifest.preprocess.image
+        self.device = device  # "cpu" or the Edge TPU it runs on, e.g. "usb"
+        self.model_file = entry.file
+        self.entry = entry
         self._interpreter = interpreter
-        self._invoke = interpreter.invoke
-        self._set = interpreter.set_tensor
-        self._get = interpreter.get_tensor
-        in_detail = interpreter.get_input_details()[0]
-        out_detail = interpreter.get_output_details()[0]
+        in_details, out_details = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(in_details) != 1 or len(out_details) != 1:
+            raise BundleError(f"{entry.file} has {len(in_details)} inputs and {len(out_details)} outputs; a "
+                              "bundle's model has one of each")
+        in_detail, out_detail = in_details[0], out_details[0]
         self._in_index = in_detail["index"]
         self._out_index = out_detail["index"]
         self._in_shape = tuple(int(v) for v in in_detail["shape"])
@@ -77,11 +101,18 @@ class EdgePolicy:
         self._zero = qin.zero_point
         self._out_scale = np.float32(entry.output.quant.scale)
         self._out_zero = np.float32(entry.output.quant.zero_point)
-        self._post = PostProcessor(manifest.postprocess, manifest.action_space)
         self._size = size
-        self.fast_path = fast_path_available(interpreter)
-        if self.fast_path:
-            self._install_fast_predict()
+        self._set = interpreter.set_tensor
+        self._get = interpreter.get_tensor
+        try:
+            held = hold_tensors(interpreter, self._in_index, self._out_index)
+        except PrivateInvokeMissing as exc:
+            warnings.warn(f"{exc}: predict runs the public interpreter calls, several times slower "
+                          "(runtime/held_tensors.py)", SlowPathWarning, stacklevel=4)
+            held = None
+        self.fast_path = held is not None
+        self._invoke = held.invoke if held is not None else interpreter.invoke  # invoke() refuses held views
+        self._step = self._choose_step(held)
 
     # --- construction -------------------------------------------------------------
 
@@ -92,7 +123,8 @@ class EdgePolicy:
 
         ``auto`` uses an Edge TPU when the bundle has a compiled model and
         libedgetpu opens one, else the CPU int8 model with one warning; an
-        explicit TPU device that cannot be opened is an error.
+        explicit TPU device that cannot be opened is an error. Each model is
+        probed in a child process first (``runtime.probe``; cached).
         """
         bundle_dir = Path(bundle_dir)
         request = DeviceRequest.parse(device)
@@ -103,8 +135,8 @@ class EdgePolicy:
             if tpu is not None:
                 return tpu
         entry = manifest.models["cpu"]
-        path = verify_file(bundle_dir, manifest, entry.file)
-        return cls(bundle_dir, manifest, entry, _open(backend, path, num_threads, None), "cpu", backend)
+        return cls(bundle_dir, manifest, entry, open_cpu_model(bundle_dir, manifest, backend, num_threads), "cpu",
+                   backend)
 
     @classmethod
     def _try_edgetpu(cls, bundle_dir: Path, manifest: Manifest, backend: Backend, request: DeviceRequest,
@@ -117,16 +149,25 @@ class EdgePolicy:
                 raise DeviceError(message, hint="compile the bundle, or use --device cpu")
             warnings.warn(f"{message}; running the int8 model on the CPU", EdgeTPUFallbackWarning, stacklevel=3)
             return None
-        path = verify_file(bundle_dir, manifest, entry.file)
+        model = read_model(bundle_dir, manifest, entry.file)
         try:
-            delegate = load_edgetpu_delegate(backend, request)
-            interpreter = _open(backend, path, num_threads, [delegate])
+            library = find_libedgetpu()
+            probe_or_raise(backend, model, request, library)
+            cpu = read_model(bundle_dir, manifest, manifest.models["cpu"].file)
+            probe_or_raise(backend, cpu, DeviceRequest("cpu"))  # the model a mid-run failure falls back to
+            delegate = load_edgetpu_delegate(backend, request, library)
+            interpreter = open_interpreter(backend, model, num_threads, [delegate])
         except DeviceError as exc:
             if explicit:
                 raise
             warnings.warn(f"{exc.message}; running the int8 model on the CPU", EdgeTPUFallbackWarning, stacklevel=3)
             return None
-        return cls(bundle_dir, manifest, entry, interpreter, request.delegate_device or "tpu", backend)
+
+        def reopen_on_cpu() -> tuple[ModelEntry, Any]:
+            return manifest.models["cpu"], open_cpu_model(bundle_dir, manifest, backend, num_threads, probe=False)
+
+        return cls(bundle_dir, manifest, entry, interpreter, request.delegate_device or "tpu", backend,
+                   cpu_fallback=reopen_on_cpu)
 
     def _check_interface(self, entry: ModelEntry, in_detail: dict, out_detail: dict) -> None:
         for what, detail, spec in (("input", in_detail, entry.input), ("output", out_detail, entry.output)):
@@ -143,6 +184,47 @@ class EdgePolicy:
             raise BundleError("the model's input is not the NHWC int8 image (scale 1/divisor, zero point -128) "
                               "the manifest describes")
 
+    def _choose_step(self, held: HeldTensors | None) -> StepFn:
+        """The one function ``predict`` calls, chosen here once per model: a single observation as the env
+        returns it goes down a fast step (``runtime.step`` for a Box, ``encoded_step`` for the encoded spaces,
+        ``image_input`` for images); anything else (batches, JSON lists of other spaces, bad values, which it
+        also words) takes ``_predict_general``."""
+        general = self._predict_general
+        if held is None:
+            return general
+        ndarray, action_shape, post = np.ndarray, self.manifest.action_space.shape, self._post
+        if self._image is not None:
+            image_step = make_image_step(held, self._image.image, post, self._dequantize, action_shape)
+            shape, uint8 = self.observation_shape, np.uint8
+
+            def image(observation: Any) -> np.ndarray:
+                if type(observation) is ndarray and observation.shape == shape and observation.dtype == uint8:
+                    return image_step(observation)
+                return general(observation)
+
+            return image
+        step = make_step(held, self._a, self._b, post, self._dequantize, action_shape, split=self._split,
+                         zero_point=self._zero, clamp=self._clamp)
+        if self.encoder.identity:
+            return _box_dispatch(step, self.observation_shape, general)
+        direct = None  # one observation straight to int8 levels (not with a split input)
+        if not self._split and self._clamp is None:
+            read = output_reader(held.output, post, self._dequantize, action_shape)
+            direct = make_encoded_step(held, self._a, self._b, self.encoder, read)
+        encode, array_step = self.encoder.encode, step.array
+
+        def encoded(observation: Any) -> np.ndarray:
+            if direct is not None:
+                action = direct(observation)
+                if action is not None:
+                    return action
+            flat, single = encode(observation)  # batches, JSON lists, and the errors
+            if single:
+                return array_step(flat[0])
+            return post(self._dequantize(np.stack([self._forward(row) for row in flat])))
+
+        return encoded
+
     # --- inference ----------------------------------------------------------------
 
     def predict(self, observation: Any) -> np.ndarray:
@@ -150,7 +232,10 @@ class EdgePolicy:
 
         Shaped and typed like SB3's ``model.predict(obs, deterministic=True)[0]``.
         """
-        return self._predict_general(observation)
+        try:
+            return self._step(observation)
+        except RuntimeError as exc:  # the interpreter's Invoke failed (no other step code raises it)
+            return self._invoke_failed(exc, observation)
 
     def _predict_general(self, observation: Any) -> np.ndarray:
         obs, single = self._as_batch(observation)
@@ -159,73 +244,56 @@ class EdgePolicy:
         raw = np.stack([self._forward(row) for row in obs])
         return self._post(self._dequantize(raw))
 
-    def _install_fast_predict(self) -> None:
-        """Shadow ``predict`` with a closure that sends single observations down the fast step: ndarrays of
-        a Box's shape directly, images as uint8 in the env's layout, anything else once encoded into its
-        flat features."""
-        if self._image is not None:
-            self._install_fast_image_predict(self._image)
-            return
-        identity = self.encoder.identity
-        step = make_step(self._interpreter, self._in_index, self._out_index, self._a, self._b, self._post,
-                         self._dequantize, self.observation_shape if identity else (self._size,),
-                         self.manifest.action_space.shape, split=self._split, zero_point=self._zero,
-                         clamp=self._clamp)
-        self._invoke = self._interpreter._interpreter.Invoke  # invoke() refuses the step's held views
-        general, shape, ndarray = self._predict_general, self.observation_shape, np.ndarray
-        encode = self.encoder.encode
+    def _invoke_failed(self, exc: RuntimeError, observation: Any) -> np.ndarray:
+        """An Edge TPU that fails mid-run: reopen on the CPU model, warn once, answer. On the CPU: an error."""
+        if type(exc) is not RuntimeError:  # RecursionError, NotImplementedError: not the interpreter's
+            raise exc
+        if self._reopen_on_cpu is None:
+            raise self._run_error(exc) from None
+        reason = " ".join(str(exc).split())[:300] or "invoke() failed"
+        reopen, self._reopen_on_cpu = self._reopen_on_cpu, None
+        failed_on = self.device
+        entry, interpreter = reopen()
+        self._attach(entry, interpreter, "cpu")
+        self.tpu_failure = f"the Edge TPU ({failed_on}) failed mid-run: {reason}"
+        self._step = self._counted(self._step)
+        warnings.warn(f"{self.tpu_failure}; switched to the bundle's CPU int8 model", EdgeTPUFallbackWarning,
+                      stacklevel=3)
+        return self.predict(observation)
 
-        def predict(observation: Any) -> np.ndarray:
-            if type(observation) is ndarray and observation.shape == shape:
-                return step(observation)
-            return general(observation)
+    def _counted(self, step: StepFn) -> StepFn:
+        """``step``, counting the calls answered on the CPU after the Edge TPU failed."""
 
-        direct = None  # one observation straight to int8 levels (not with a split input)
-        if not identity and not self._split and self._clamp is None:
-            read = output_reader(self._interpreter.tensor(self._out_index)().reshape(-1), self._post,
-                                 self._dequantize, self.manifest.action_space.shape)
-            direct = make_encoded_step(self._interpreter, self._in_index, self._out_index, self._a, self._b,
-                                       self.encoder, read)
+        def counting(observation: Any) -> np.ndarray:
+            self.fallback_predictions += 1
+            return step(observation)
 
-        def predict_encoded(observation: Any) -> np.ndarray:
-            if direct is not None:
-                action = direct(observation)
-                if action is not None:
-                    return action
-            flat, single = encode(observation)  # batches, JSON lists, and the errors
-            if single:
-                return step(flat[0])
-            return self._post(self._dequantize(np.stack([self._forward(row) for row in flat])))
-
-        chosen = predict if identity else predict_encoded
-        chosen.__doc__ = EdgePolicy.predict.__doc__
-        self.predict = chosen  # type: ignore[method-assign]
-
-    def _install_fast_image_predict(self, images: ImageObservations) -> None:
-        """As ``_install_fast_predict``, for single uint8 images in the env's layout."""
-        step = make_image_step(self._interpreter, self._in_index, self._out_index, images.image, self._post,
-                               self._dequantize, self.manifest.action_space.shape)
-        self._invoke = self._interpreter._interpreter.Invoke
-        general, shape, ndarray, uint8 = self._predict_general, self.observation_shape, np.ndarray, np.uint8
-
-        def predict(observation: Any) -> np.ndarray:
-            if type(observation) is ndarray and observation.shape == shape and observation.dtype == uint8:
-                return step(observation)
-            return general(observation)
-
-        predict.__doc__ = EdgePolicy.predict.__doc__
-        self.predict = predict  # type: ignore[method-assign]
+        return counting
 
     def predict_outputs(self, observation: Any) -> np.ndarray:
         """The dequantized raw network outputs (B, K) for a batch: Q-values, logits, actions."""
         obs, _ = self._as_batch(observation)
-        return self._dequantize(np.stack([self._forward(row) for row in obs]))
+        try:
+            return self._dequantize(np.stack([self._forward(row) for row in obs]))
+        except RuntimeError as exc:
+            raise self._run_error(exc) from None
 
     def invoke_int8(self, q: np.ndarray) -> np.ndarray:
         """Run the model on an already-quantized input (benchmarks, verification)."""
         self._set(self._in_index, q.reshape(self._in_shape))
-        self._invoke()
+        try:
+            self._invoke()
+        except RuntimeError as exc:
+            raise self._run_error(exc) from None
         return self._get(self._out_index)[0]
+
+    def _run_error(self, exc: RuntimeError) -> EdgekitError:
+        reason = " ".join(str(exc).split())[:300] or "invoke() failed"
+        if self.device != "cpu":
+            return DeviceError(f"the Edge TPU ({self.device}) failed: {reason}", hint="replug the accelerator, or "
+                               "use --device cpu")
+        return BundleError(f"the interpreter failed to run {self.model_file}: {reason}",
+                           hint="the model may be damaged or crafted: rebuild the bundle, or copy it again")
 
     def observations_of(self, features: np.ndarray) -> Any:
         """A batch of observations as the env returns them (a dict of batches for a Dict space; uint8 images in
@@ -290,14 +358,30 @@ class EdgePolicy:
         return f"EdgePolicy({m.algorithm} {m.env_id}, device={self.device}, interpreter={self.backend.name})"
 
 
-def _open(backend: Backend, path: Path, num_threads: int | None, delegates: list[Any] | None) -> Any:
-    check_tflite_structure(path)  # the interpreter trusts the flatbuffer; a bad one can crash the process
-    try:
-        with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
-            interpreter = backend.interpreter(str(path), num_threads=num_threads, delegates=delegates)
-            interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        if delegates:
-            raise DeviceError(f"the Edge TPU could not load {path.name}: {exc}") from None
-        raise BundleError(f"{path.name} is not a valid TFLite model ({exc})") from None
-    return interpreter
+def _box_dispatch(step: Step, shape: tuple[int, ...], general: StepFn) -> StepFn:
+    """A Box observation: an ndarray of its shape to the step (as float32, what SB3 and the general path
+    compute on); a flat JSON list of numbers, as float32 values, to a scalar step; anything else to the
+    general path."""
+    ndarray, array_step, values_step, float32 = np.ndarray, step.array, step.values, FLOAT32
+    if values_step is None:
+        def box(observation: Any) -> np.ndarray:
+            if type(observation) is ndarray and observation.shape == shape:
+                return array_step(observation if observation.dtype is float32 else observation.astype(float32))
+            return general(observation)
+
+        return box
+    size = shape[0] if len(shape) == 1 else -1  # only flat observations come as flat lists
+
+    def box_values(observation: Any) -> np.ndarray:
+        kind = type(observation)
+        if kind is ndarray and observation.shape == shape:
+            if observation.dtype is not float32:
+                observation = observation.astype(float32)
+            return values_step(observation.tolist() if size >= 0 else observation.reshape(-1).tolist())
+        if kind is list and len(observation) == size:
+            values = float32_values(observation)
+            if values is not None:
+                return values_step(values)
+        return general(observation)
+
+    return box_values

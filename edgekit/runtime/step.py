@@ -3,11 +3,9 @@
 A robot's control loop calls ``predict`` once per step on a single observation.
 The model itself takes a microsecond or two, so the overhead around it matters:
 
-* input and output tensors are accessed through persistent zero-copy views and
-  ``Invoke`` is called on the interpreter wrapper directly. This is safe because
-  a bundle's model has static shapes and its tensors are never re-allocated after
-  loading; the public ``invoke()`` refuses held views only as a precaution
-  against re-allocation;
+* input and output tensors are accessed through persistent zero-copy views,
+  invoked while held (``runtime.held_tensors``, the one private interpreter
+  access, says why that is safe);
 * the int8 output has 256 levels per element, so dequantize + post-process is a
   lookup table filled by the same ``PostProcessor`` the batch path uses
   (identical results by construction) wherever each action value depends on one
@@ -17,7 +15,10 @@ The model itself takes a microsecond or two, so the overhead around it matters:
 * small observations are quantized with Python scalars (numpy's per-call overhead
   exceeds the arithmetic for a handful of values), larger ones with numpy;
 * the step is a closure over local variables: attribute lookups and method
-  calls cost as much as the arithmetic here.
+  calls cost as much as the arithmetic here;
+* the scalar steps also take the observation as a list of Python floats
+  (``Step.values``): a JSON-lines server has one, and numpy would cost more
+  than the step to make an array of it.
 
 Both compute ``q = round(obs * a + b)`` saturated to int8 in float64, exactly as
 ``EdgePolicy.quantize`` does for the batch path.
@@ -26,24 +27,43 @@ Both compute ``q = round(obs * a + b)`` saturated to int8 in float64, exactly as
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgekit.errors import InputError
 from edgekit.postprocess import MULTI_ARGMAX, PostProcessor
 from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
+from edgekit.runtime.held_tensors import HeldTensors
 
 SCALAR_LIMIT = 32  # features (and outputs) up to which Python scalars beat numpy
 NOT_FINITE = "observation contains NaN or infinity"
+EXACT_INT = 1 << 24  # integers up to this size are exact in float32, so any route converts them alike
 
 StepFn = Callable[[np.ndarray], np.ndarray]
+ValuesFn = Callable[[list], np.ndarray]
 
 
-def fast_path_available(interpreter: Any) -> bool:
-    """Whether the interpreter exposes the wrapper the fast path needs."""
-    return hasattr(getattr(interpreter, "_interpreter", None), "Invoke")
+@dataclass(frozen=True)
+class Step:
+    """One observation in, one action out. ``array`` takes an ndarray of the observation's shape;
+    ``values`` (scalar steps only, else None) the same observation flattened to Python floats that are
+    already float32 values (``float32_values``)."""
+
+    array: StepFn
+    values: ValuesFn | None = None
+
+
+def float32_values(observation: list) -> list | None:
+    """A flat JSON-style list of numbers as float32-rounded Python floats, as numpy would cast it, or None
+    when anything in it is not plainly a float or a small int (the general path then checks and words it)."""
+    for v in observation:
+        kind = type(v)
+        if kind is not float and (kind is not int or not -EXACT_INT <= v <= EXACT_INT):
+            return None
+    return array("f", observation).tolist()
 
 
 def int8_levels() -> np.ndarray:
@@ -62,34 +82,32 @@ def lookup_table(post: PostProcessor, dequantize: Callable[[np.ndarray], np.ndar
     return np.ascontiguousarray(post(dequantize(levels)).reshape(256, width).T)
 
 
-def make_step(interpreter: Any, in_index: int, out_index: int, a: np.ndarray, b: np.ndarray,
-              post: PostProcessor, dequantize: Callable[[np.ndarray], np.ndarray],
-              observation_shape: tuple[int, ...], action_shape: tuple[int, ...],
-              split: int = 0, zero_point: int = 0,
-              clamp: tuple[np.ndarray, np.ndarray] | None = None) -> StepFn:
-    """Build ``step(observation) -> action`` for one observation of ``observation_shape``.
+def make_step(held: HeldTensors, a: np.ndarray, b: np.ndarray, post: PostProcessor,
+              dequantize: Callable[[np.ndarray], np.ndarray], action_shape: tuple[int, ...],
+              split: int = 0, zero_point: int = 0, clamp: tuple[np.ndarray, np.ndarray] | None = None) -> Step:
+    """Build the step for one observation of a Box (of any shape; its features are the observation).
 
     With ``split`` the input holds a coarse and a fine part per feature (see
     ``edgekit.bundle.manifest.Preprocess``), computed as ``quant.split_quantize`` does.
     ``clamp``: per-feature (low, high) applied to the raw observation first (VecNormalize's clip).
     """
-    invoke = interpreter._interpreter.Invoke
-    in_view = interpreter.tensor(in_index)().reshape(-1)
-    out_view = interpreter.tensor(out_index)().reshape(-1)
+    invoke, in_view, out_view = held.invoke, held.input, held.output
     bounds = None if clamp is None else (clamp[0].tolist(), clamp[1].tolist())
     small = a.size <= SCALAR_LIMIT
     if small and (split or out_view.size <= SCALAR_LIMIT):  # Python scalars in, output_reader out
         read = output_reader(out_view, post, dequantize, action_shape)
         if split:
-            return _scalar_split_step(invoke, in_view, a, b, read, split, zero_point, bounds)
-        return _scalar_step(invoke, in_view, a, b, read, observation_shape, bounds)
+            values = _scalar_split_step(invoke, in_view, a, b, read, split, zero_point, bounds)
+        else:
+            values = _scalar_step(invoke, in_view, a, b, read, bounds)
+        return Step(array=lambda observation: values(observation.reshape(-1).tolist()), values=values)
     table = lookup_table(post, dequantize, out_view.size) if post.elementwise else None
     pick = branch_picker(out_view, post.branches) if post.kind == MULTI_ARGMAX else None
     if split:
-        return _split_step(invoke, in_view, out_view, a, b, table, post.start, action_shape, split, zero_point,
-                           bounds, pick)
+        return Step(_split_step(invoke, in_view, out_view, a, b, table, post.start, action_shape, split,
+                                zero_point, bounds, pick))
     step = _vector_step(invoke, in_view, out_view, a, b, table, post.start, action_shape, pick)
-    return step if clamp is None else _clamped(step, clamp[0], clamp[1], observation_shape)
+    return Step(step if clamp is None else _clamped(step, clamp[0], clamp[1]))
 
 
 def branch_picker(out_view: np.ndarray, branches: list[tuple[int, int]]) -> Callable[[], np.ndarray]:
@@ -135,13 +153,11 @@ def _clamp_values(values: list[float], bounds: tuple[list[float], list[float]]) 
     return [lo if v < lo else (hi if v > hi else v) for v, lo, hi in zip(values, bounds[0], bounds[1])]
 
 
-def _clamped(step: StepFn, low: np.ndarray, high: np.ndarray, observation_shape: tuple[int, ...]) -> StepFn:
+def _clamped(step: StepFn, low: np.ndarray, high: np.ndarray) -> StepFn:
     """Clamp each feature to [low, high] before ``step`` (NaN and infinities still reach its check)."""
-    low = low.reshape(observation_shape)
-    high = high.reshape(observation_shape)
 
     def clamped(observation: np.ndarray) -> np.ndarray:
-        inside = np.minimum(np.maximum(observation, low), high)
+        inside = np.minimum(np.maximum(observation.reshape(-1), low), high)
         if not np.isfinite(observation).all():  # the clamp turns an infinity into a bound: keep it visible
             raise InputError(NOT_FINITE)
         return step(inside)
@@ -150,17 +166,15 @@ def _clamped(step: StepFn, low: np.ndarray, high: np.ndarray, observation_shape:
 
 
 def _scalar_step(invoke: Callable[[], None], in_view: np.ndarray, a: np.ndarray, b: np.ndarray,
-                 read: Callable[[], np.ndarray], observation_shape: tuple[int, ...],
-                 bounds: tuple[list[float], list[float]] | None = None) -> StepFn:
-    """Python scalars in, ``read`` (``output_reader``) out: small models."""
+                 read: Callable[[], np.ndarray], bounds: tuple[list[float], list[float]] | None = None) -> ValuesFn:
+    """Python scalars in (one flat observation's float32 values), ``read`` (``output_reader``) out: small
+    models."""
     target = memoryview(in_view).cast("B").cast("b")
     a_list, b_list = a.tolist(), b.tolist()
-    flat_in = len(observation_shape) == 1
     isfinite = math.isfinite
     hi, lo = INT8_MAX, INT8_MIN
 
-    def step(observation: np.ndarray) -> np.ndarray:
-        values = observation.tolist() if flat_in else observation.reshape(-1).tolist()
+    def step(values: list) -> np.ndarray:
         if not isfinite(sum(values)):  # NaN or inf anywhere (float32 values cannot overflow the sum)
             raise InputError(NOT_FINITE)
         if bounds is not None:
@@ -225,8 +239,9 @@ def _split_step(invoke: Callable[[], None], in_view: np.ndarray, out_view: np.nd
 
 def _scalar_split_step(invoke: Callable[[], None], in_view: np.ndarray, a: np.ndarray, b: np.ndarray,
                        read: Callable[[], np.ndarray], split: int, zero_point: int,
-                       bounds: tuple[list[float], list[float]] | None) -> StepFn:
-    """The split input with Python scalars, ``read`` (``output_reader``) out: small models."""
+                       bounds: tuple[list[float], list[float]] | None) -> ValuesFn:
+    """The split input with Python scalars (one flat observation's float32 values), ``read``
+    (``output_reader``) out: small models."""
     n = a.size
     target = memoryview(in_view).cast("B").cast("b")
     a_list, b_list = a.tolist(), b.tolist()
@@ -234,8 +249,7 @@ def _scalar_split_step(invoke: Callable[[], None], in_view: np.ndarray, a: np.nd
     isfinite = math.isfinite
     half = round(split * 0.5)  # the fine part of a saturated coarse part: the residual clipped to +-0.5
 
-    def step(observation: np.ndarray) -> np.ndarray:
-        values = observation.tolist() if observation.ndim == 1 else observation.reshape(-1).tolist()
+    def step(values: list) -> np.ndarray:
         if not isfinite(sum(values)):
             raise InputError(NOT_FINITE)
         if bounds is not None:

@@ -93,9 +93,10 @@ def _unpack(data: bytes, fmt: str, pos: int) -> int:
     return struct.unpack_from(fmt, data, pos)[0]
 
 
-def check_tflite_structure(path: Path) -> None:
-    """Raise BundleError unless ``path`` is a structurally sound single-graph TFLite model."""
-    data = Path(path).read_bytes()
+def check_tflite_structure(path: Path, data: bytes | None = None) -> None:
+    """Raise BundleError unless ``path`` (whose bytes ``data`` are, when given) is a structurally sound
+    single-graph TFLite model."""
+    data = Path(path).read_bytes() if data is None else data
     try:
         problem = _problem(data)
     except (_Malformed, struct.error, OverflowError, RecursionError) as exc:

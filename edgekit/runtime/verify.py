@@ -4,6 +4,10 @@ The build stores a sample of held-out observations with the int8 model's
 outputs on the host (``verify.npz``). Kernels differ by a few int8 steps
 between TFLite's XNNPACK and reference kernels, and the Edge TPU rounds
 differently again, so the comparison has a tolerance stated in output steps.
+An action may differ from the host's only as far as that tolerance explains
+(a Box action within the post-processing of outputs ``tolerance`` steps
+away, a discrete one only at a near-tie); a non-finite action, or one the
+tolerance does not explain, fails the check however close the outputs are.
 Numpy and the interpreter only.
 """
 
@@ -17,6 +21,7 @@ import numpy as np
 
 from edgekit.bundle.files import verify_all, verify_file
 from edgekit.errors import BundleError
+from edgekit.postprocess import ARGMAX, MULTI_ARGMAX, PostProcessor
 from edgekit.runtime.policy import EdgePolicy
 
 VERIFY_FILE = "verify.npz"
@@ -34,10 +39,13 @@ class VerifyResult:
     mean_steps: float
     action_mismatches: int
     tolerance_steps: float
+    unexplained_mismatches: int = 0  # actions the output tolerance does not explain (NaN included)
+    non_finite_actions: int = 0
 
     @property
     def passed(self) -> bool:
-        return self.max_steps <= self.tolerance_steps
+        return bool(self.max_steps <= self.tolerance_steps) and self.unexplained_mismatches == 0 \
+            and self.non_finite_actions == 0
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "passed": self.passed}
@@ -91,7 +99,38 @@ def verify_bundle(bundle_dir: Path, device: str = "auto", interpreter: str | Non
     outputs = policy.predict_outputs(obs)
     steps = np.abs(outputs - host_outputs) / step
     host_actions = policy._post(host_outputs)
-    mismatches = int(np.sum(np.any((policy.predict(obs) != host_actions).reshape(count, -1), axis=1)))
+    actions = policy.predict(obs)
+    differ = np.any((actions != host_actions).reshape(count, -1), axis=1)
+    finite = np.isfinite(actions.astype(np.float64)).reshape(count, -1).all(axis=1)
+    explained = explained_by_tolerance(policy._post, host_outputs, actions, tolerance_steps * step)
     return VerifyResult(device=policy.device, interpreter=policy.backend.name, files_checked=len(files),
                         samples=count, max_steps=float(steps.max()), mean_steps=float(steps.mean()),
-                        action_mismatches=mismatches, tolerance_steps=float(tolerance_steps))
+                        action_mismatches=int(differ.sum()), tolerance_steps=float(tolerance_steps),
+                        unexplained_mismatches=int(np.sum(differ & ~explained)),
+                        non_finite_actions=int(np.sum(~finite)))
+
+
+def explained_by_tolerance(post: PostProcessor, host_outputs: np.ndarray, actions: np.ndarray,
+                           tolerance: float) -> np.ndarray:
+    """Per sample: could outputs within ``tolerance`` of the host's (as this device may compute them) give
+    ``actions``? Clip, unscale and threshold are monotone per output, so each action value must lie between
+    the post-processing of the host output minus and plus the tolerance; an argmax (per branch) may only pick
+    an output within twice the tolerance of the host's best. NaN is never explained."""
+    count = len(host_outputs)
+    if post.kind in (ARGMAX, MULTI_ARGMAX):
+        branches = post.branches if post.kind == MULTI_ARGMAX else [(0, host_outputs.shape[1])]
+        picks = np.asarray(actions, dtype=np.int64).reshape(count, -1) - (post.start if post.kind == ARGMAX else 0)
+        ok = np.ones(count, dtype=bool)
+        for b, (lo, hi) in enumerate(branches):
+            width = hi - lo
+            pick = picks[:, b]
+            inside = (pick >= 0) & (pick < width)
+            chosen = np.take_along_axis(host_outputs[:, lo:hi], np.clip(pick, 0, width - 1)[:, None], axis=1)[:, 0]
+            ok &= inside & (chosen >= host_outputs[:, lo:hi].max(axis=1) - 2 * tolerance)
+        return ok
+    low = post(host_outputs - tolerance).reshape(count, -1).astype(np.float64)
+    high = post(host_outputs + tolerance).reshape(count, -1).astype(np.float64)
+    values = np.asarray(actions, dtype=np.float64).reshape(count, -1)
+    slack = 1e-6 * np.maximum(1.0, np.abs(values))  # float32 rounding of the post-processing
+    with np.errstate(invalid="ignore"):
+        return np.all((values >= low - slack) & (values <= high + slack), axis=1)

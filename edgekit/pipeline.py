@@ -23,6 +23,7 @@ from edgekit.errors import UnsupportedModelError
 from edgekit.loading.source import ModelSource
 from edgekit.progress import Progress
 from edgekit.report.build_report import ReportResult
+from edgekit.report.schema import BUILD_REPORT_SCHEMA
 from edgekit.report.thresholds import Thresholds
 from edgekit.stages.condition import Conditioned, ConditioningOptions
 from edgekit.stages.rollouts import RolloutRecipe
@@ -65,6 +66,10 @@ class BuildOptions:
     env_module: str | None = None  # imported before making the env (it registers env_id)
     env_kwargs: dict[str, Any] | None = None  # None: env_kwargs.yml beside the model, if any
 
+    def input_paths(self) -> tuple[Path | str | None, ...]:
+        """The files the build reads (an output must never replace them or a directory holding them)."""
+        return (self.model, self.vecnormalize, self.recipe.calibration_file)
+
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -97,7 +102,7 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
     """Run every stage; the bundle appears at ``options.output`` only on success."""
     progress = progress or Progress(total=len(STAGES))
     options.recipe.check()
-    with staged_directory(options.output, force=options.force) as stage, \
+    with staged_directory(options.output, force=options.force, inputs=options.input_paths()) as stage, \
             tempfile.TemporaryDirectory(prefix="edgekit-") as scratch:
         prepared = _prepare(options, progress)
         int8 = _convert(prepared, stage, Path(scratch), progress)
@@ -281,7 +286,7 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
         compiled, note.detail = _compile(options.compile, stage, notes)
     with progress.stage(STAGES[10]) as note:
         report = {
-            "schema": "edgekit-build-report",
+            "schema": BUILD_REPORT_SCHEMA,
             "schema_version": 1,
             "validation": validation.metrics,
             "conditioning": conditioned.applied,

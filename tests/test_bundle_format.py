@@ -88,6 +88,7 @@ def test_staged_directory_never_clobbers_without_force(tmp_path):
     dest = tmp_path / "bundle"
     dest.mkdir()
     (dest / "old.bin").write_bytes(b"old")
+    (dest / "manifest.json").write_text(json.dumps({"format": "edgekit-bundle", "files": {"old.bin": "0" * 64}}))
     with pytest.raises(BundleExistsError), staged_directory(dest):
         pass
     with pytest.raises(ValueError), staged_directory(dest, force=True) as stage:

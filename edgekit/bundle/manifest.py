@@ -310,7 +310,7 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
         """Parse and check every field the runtime relies on."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if not is_bundle_document(data):
             raise BundleError("manifest.json is not an edgekit bundle manifest")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
@@ -372,19 +372,37 @@ class Manifest:
     @classmethod
     def read(cls, bundle_dir: Path) -> Manifest:
         """Read and check ``bundle_dir/manifest.json``."""
-        path = Path(bundle_dir) / MANIFEST_NAME
-        hint = "pass the directory written by `edgekit build`"
-        if not Path(bundle_dir).is_dir():
-            raise BundleError(f"{bundle_dir} is not a directory", hint=hint)
-        if not path.is_file():
-            raise BundleError(f"{bundle_dir} has no {MANIFEST_NAME}", hint=hint)
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise BundleError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse it")
-        try:
-            data = _parse_json_bounded(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
-            raise BundleError(f"{path} is not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_document(bundle_dir))
+
+
+def is_bundle_document(data: Any) -> bool:
+    """What makes a directory an edgekit bundle: its manifest is an object whose ``format`` says so (whatever
+    its version). The one test of it: ``--force`` replaces only such a directory."""
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def is_bundle(directory: Path) -> bool:
+    """``directory`` holds a manifest that says it is an edgekit bundle (readable or not by this edgekit)."""
+    try:
+        return is_bundle_document(read_document(directory))
+    except (BundleError, OSError):
+        return False
+
+
+def read_document(bundle_dir: Path) -> Any:
+    """``bundle_dir/manifest.json`` parsed as JSON (bounded in size and depth), not yet checked."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    hint = "pass the directory written by `edgekit build`"
+    if not Path(bundle_dir).is_dir():
+        raise BundleError(f"{bundle_dir} is not a directory", hint=hint)
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir} has no {MANIFEST_NAME}", hint=hint)
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse it")
+    try:
+        return _parse_json_bounded(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise BundleError(f"{path} is not valid JSON ({exc})") from None
 
 
 def safe_relative_path(value: Any, where: str) -> str:

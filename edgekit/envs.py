@@ -15,7 +15,7 @@ import numpy as np
 from edgekit.bundle.image import env_layout
 from edgekit.env_spec import EnvSpec
 from edgekit.errors import EnvironmentMismatchError, MissingDependencyError, UnsupportedModelError
-from edgekit.spaces import BOX, DICT, DISCRETE, MULTI_BINARY, MULTI_DISCRETE, SpaceSpec, is_image
+from edgekit.spaces import BOX, DICT, DISCRETE, MULTI_BINARY, MULTI_DISCRETE, SpaceSpec, bounds_problem, is_image
 
 FLOAT32_MAX_ISH = 3.4e38  # older gym wrote np.finfo(np.float32).max where gymnasium writes inf
 
@@ -109,13 +109,18 @@ def space_spec(space: Any, what: str, nested: bool = False) -> SpaceSpec:
     from gymnasium import spaces
 
     if isinstance(space, spaces.Box):
-        return SpaceSpec(
+        box = SpaceSpec(
             kind=BOX,
             shape=tuple(int(v) for v in space.shape),
             dtype=str(space.dtype),
             low=tuple(float(v) for v in np.asarray(space.low, dtype=np.float64).reshape(-1)),
             high=tuple(float(v) for v in np.asarray(space.high, dtype=np.float64).reshape(-1)),
         )
+        problem = bounds_problem(box)
+        if problem is not None:
+            raise UnsupportedModelError(f"the {what} space {problem}", hint="give the env a Box with consistent "
+                                        "bounds (gymnasium's Box checks them) and save the model with it again")
+        return box
     if isinstance(space, spaces.Discrete):
         return SpaceSpec(kind=DISCRETE, shape=(), dtype=str(space.dtype), n=int(space.n), start=int(space.start))
     if isinstance(space, spaces.MultiDiscrete):

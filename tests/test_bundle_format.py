@@ -32,7 +32,8 @@ def _mutate(data, path, value):
 
 @pytest.mark.parametrize("path,value,needle", [
     (("format",), "something", "not an edgekit bundle"),
-    (("format_version",), "1", "format version"),
+    (("format_version",), "1", "format_version must be an integer"),
+    (("format_version",), 2, "format version 2 is not supported"),
     (("models", "cpu", "file"), "../../etc/passwd", "outside the bundle"),
     (("models", "cpu", "file"), "/etc/passwd", "outside the bundle"),
     (("models", "cpu", "input", "scale"), -1.0, "scale"),

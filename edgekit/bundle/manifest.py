@@ -50,7 +50,7 @@ from edgekit.bundle.image import ImageInput
 from edgekit.env_spec import EnvSpec
 from edgekit.errors import BundleError
 from edgekit.observations import check_encoding, encoding_of, encoding_to_list
-from edgekit.postprocess import POSTPROCESS_KINDS, expected_kinds
+from edgekit.postprocess import POSTPROCESS_KINDS, postprocess_problem
 from edgekit.quant import INT8_MAX, INT8_MIN, QuantParams
 from edgekit.spaces import DICT, MAX_FEATURES, SpaceSpec
 
@@ -58,6 +58,7 @@ FORMAT = "edgekit-bundle"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MIN_POSITIVE = 1e-30  # smallest scale or std: with int8 scales (>= float32's tiny) their product stays normal
 OUTPUT_KINDS = ("actions", "squashed_actions", "logits", "q_values", "multi_logits", "bernoulli_logits")
 
 
@@ -152,11 +153,10 @@ class ObsNormalization:
         if not isinstance(data, dict):
             raise BundleError("manifest: preprocess.normalize must be an object or null")
         mean = _finite_list(data.get("mean"), size, "preprocess.normalize.mean")
-        std = _finite_list(data.get("std"), size, "preprocess.normalize.std")
+        std = _positive_list(data.get("std"), size, "preprocess.normalize.std")
         clip = data.get("clip")
-        if any(v <= 0 for v in std) or not isinstance(clip, (int, float)) or isinstance(clip, bool) \
-                or not 0 < clip < 1e6:
-            raise BundleError("manifest: preprocess.normalize needs positive std and clip")
+        if not isinstance(clip, (int, float)) or isinstance(clip, bool) or not 0 < clip < 1e6:
+            raise BundleError("manifest: preprocess.normalize.clip must be a positive number below 1e6")
         active = data.get("active")
         if active is not None:
             if not isinstance(active, list) or len(active) != size or not all(isinstance(v, bool) for v in active):
@@ -246,9 +246,7 @@ class Preprocess:
             raise BundleError("manifest: image observations take no split input and no VecNormalize")
         per_feature = 0 if image is not None else size
         offset = _finite_list(data.get("offset"), per_feature, "preprocess.offset")
-        scale = _finite_list(data.get("scale"), per_feature, "preprocess.scale")
-        if any(s <= 0 for s in scale):
-            raise BundleError("manifest: preprocess.scale must be positive")
+        scale = _positive_list(data.get("scale"), per_feature, "preprocess.scale")
         split = data.get("split", 0)
         if not isinstance(split, int) or isinstance(split, bool) or not (split == 0 or 2 <= split <= 254):
             raise BundleError("manifest: preprocess.split must be 0 or an integer in [2, 254]")
@@ -313,6 +311,9 @@ class Manifest:
         if not is_bundle_document(data):
             raise BundleError("manifest.json is not an edgekit bundle manifest")
         version = data.get("format_version")
+        if type(version) is not int:  # true == 1 == 1.0 in Python: only the integer names a version
+            raise BundleError(f"manifest: format_version must be an integer, got {json.dumps(version)[:40]}",
+                              hint="rebuild the bundle with `edgekit build` (the manifest was edited)")
         if version != FORMAT_VERSION:
             raise BundleError(
                 f"bundle format version {version!r} is not supported (this edgekit reads {FORMAT_VERSION})",
@@ -329,8 +330,11 @@ class Manifest:
         output, post = data.get("output"), data.get("postprocess")
         if output not in OUTPUT_KINDS:
             raise BundleError(f"manifest: output must be one of {OUTPUT_KINDS}")
-        if post not in POSTPROCESS_KINDS or post not in expected_kinds(act_space):
-            raise BundleError(f"manifest: postprocess {post!r} does not fit {act_space.describe()}")
+        if post not in POSTPROCESS_KINDS:
+            raise BundleError(f"manifest: postprocess must be one of {POSTPROCESS_KINDS}")
+        problem = postprocess_problem(post, act_space)
+        if problem is not None:
+            raise BundleError(f"manifest: {problem}")
         models_raw = data.get("models")
         if not isinstance(models_raw, dict) or "cpu" not in models_raw:
             raise BundleError("manifest: models must name at least the cpu model")
@@ -448,6 +452,15 @@ def _dict_field(data: dict[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BundleError(f"manifest: {key} must be an object")
     return value
+
+
+def _positive_list(raw: Any, size: int, where: str) -> tuple[float, ...]:
+    """Scales and standard deviations: the runtime divides by their product (in float64), which must
+    stay finite and non-zero."""
+    values = _finite_list(raw, size, where)
+    if any(v < MIN_POSITIVE for v in values):
+        raise BundleError(f"manifest: {where} must be positive numbers of at least {MIN_POSITIVE:g}")
+    return values
 
 
 def _finite_list(raw: Any, size: int, where: str) -> tuple[float, ...]:

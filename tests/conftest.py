@@ -308,3 +308,14 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
     assert "edgekit bug" not in proc.stderr, proc.stderr
     for needle in needles:
         assert needle in proc.stderr, proc.stderr
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fuzz families' counts (tests/fuzz_tally.py), when any ran."""
+    from fuzz_tally import summary_lines
+
+    lines = summary_lines()
+    if lines:
+        terminalreporter.section("fuzz families: tried, clean error, accepted, crash, hang")
+        for line in lines:
+            terminalreporter.write_line(line)

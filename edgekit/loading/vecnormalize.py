@@ -17,20 +17,24 @@ import numpy as np
 
 from edgekit.bundle.manifest import ObsNormalization
 from edgekit.errors import ModelFileError
+from edgekit.loading.pickle_rules import Restore, constant
 from edgekit.loading.restricted_unpickle import restricted_loads
 from edgekit.spaces import DICT, SpaceSpec
 
 MAX_BYTES = 16 * 1024 * 1024
 FILE_NAMES = ("vecnormalize.pkl", "vec_normalize.pkl")  # rl-zoo3 run folders; Hugging Face hub repos
+_HINT = "pass the vecnormalize.pkl saved with the model (VecNormalize.save), or --no-vecnormalize"
 
 
 class _Holder:
     """Receives a pickled object's state as plain attributes (no methods of the original run)."""
 
 
-_STAND_INS = {
-    ("stable_baselines3.common.vec_env.vec_normalize", "VecNormalize"): type("VecNormalizeState", (_Holder,), {}),
-    ("stable_baselines3.common.running_mean_std", "RunningMeanStd"): type("RunningMeanStdState", (_Holder,), {}),
+_STAND_INS = {  # restored from their pickled attributes; no method of SB3's classes runs
+    ("stable_baselines3.common.vec_env.vec_normalize", "VecNormalize"):
+        Restore(constant(type("VecNormalizeState", (_Holder,), {}))),
+    ("stable_baselines3.common.running_mean_std", "RunningMeanStd"):
+        Restore(constant(type("RunningMeanStdState", (_Holder,), {}))),
 }
 
 
@@ -48,7 +52,7 @@ def load_vecnormalize(path: Path, observation: SpaceSpec | int) -> ObsNormalizat
                              "with the model, or --no-vecnormalize")
     if path.stat().st_size > MAX_BYTES:
         raise ModelFileError(f"{path} is too large for VecNormalize statistics")
-    state = restricted_loads(path.read_bytes(), f"{path.name}", extra=_STAND_INS)
+    state = restricted_loads(path.read_bytes(), f"{path.name}", extra=_STAND_INS, hint=_HINT)
     if not isinstance(state, _Holder):
         raise ModelFileError(f"{path} does not hold VecNormalize statistics")
     if not getattr(state, "norm_obs", True):

@@ -14,7 +14,7 @@ import traceback
 import warnings
 from collections.abc import Sequence
 
-from edgekit import __version__
+from edgekit import __version__, cleanup
 from edgekit.errors import EdgekitError
 
 EXIT_INTERRUPTED = 130
@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = os.environ.get("EDGEKIT_DEBUG", "") not in ("", "0")
     warnings.showwarning = _show_warning
+    cleanup.install()  # SIGTERM and SIGHUP clean up as Ctrl-C does
     try:
         return int(args.handler(args) or 0)
     except EdgekitError as exc:
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  fix: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except cleanup.StopSignal as exc:
+        print(f"interrupted ({exc})", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

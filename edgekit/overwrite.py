@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgekit.bundle.manifest import MANIFEST_NAME, is_bundle, read_document
+from edgekit.cleanup import held
 from edgekit.errors import BundleExistsError, UsageError
 
 _NEW_DIRECTORY = "choose a new --output directory (--force replaces only a bundle edgekit wrote)"
@@ -103,5 +104,6 @@ def staged_file(destination: Path) -> Iterator[Path]:
         yield staging
         os.replace(staging, destination)
     except BaseException:
-        staging.unlink(missing_ok=True)
+        with held():
+            staging.unlink(missing_ok=True)
         raise

@@ -9,7 +9,6 @@ when every stage has passed.
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from edgekit.artifacts import Int8Model, LoadedAgent, ObservationSets, PolicyGraph, Validation
 from edgekit.bundle.files import staged_directory
 from edgekit.bundle.manifest import Manifest
+from edgekit.cleanup import scratch_directory
 from edgekit.env_spec import EnvSpec
 from edgekit.errors import UnsupportedModelError
 from edgekit.loading.source import ModelSource
@@ -103,9 +103,9 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
     progress = progress or Progress(total=len(STAGES))
     options.recipe.check()
     with staged_directory(options.output, force=options.force, inputs=options.input_paths()) as stage, \
-            tempfile.TemporaryDirectory(prefix="edgekit-") as scratch:
+            scratch_directory("edgekit-") as scratch:
         prepared = _prepare(options, progress)
-        int8 = _convert(prepared, stage, Path(scratch), progress)
+        int8 = _convert(prepared, stage, scratch, progress)
         validation, notes = _package(options, prepared, int8, stage, progress)
         report = _report(options, prepared, stage, progress)
         manifest = Manifest.read(stage)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgekit.bundle.manifest import MANIFEST_NAME, Manifest
+from edgekit.cleanup import held
 from edgekit.errors import BundleError, BundleExistsError
 
 _CHUNK = 1 << 20
@@ -92,9 +93,11 @@ def staged_directory(destination: Path, force: bool = False,
             if not force:
                 raise BundleExistsError(f"{destination} already exists")
             check_replaceable_directory(destination, inputs)
-        _swap_into_place(staging, destination, tag)
+        with held():  # a stop signal waits for the renames
+            _swap_into_place(staging, destination, tag)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        with held():
+            shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 import zipfile
 from pathlib import Path
 
@@ -89,6 +90,24 @@ SCALAR = name("numpy.core.multiarray", "scalar")
 FROMBUFFER = name("numpy._core.numeric", "_frombuffer")
 BOX = name("gymnasium.spaces.box", "Box")
 F8 = call(DTYPE, text("f8"), b"\x89", b"\x88")
+
+
+def floating(value: float) -> bytes:
+    return b"G" + struct.pack(">d", value)
+
+
+def array(values: list[float]) -> bytes:
+    """A float64 numpy array, as protocol 5 writes one (``_frombuffer`` over its bytes)."""
+    return call(FROMBUFFER, blob(struct.pack(f"<{len(values)}d", *values)), F8, tuple_of(number(len(values))),
+                text("C"))
+
+
+def vecnormalize(mean: bytes, var: bytes, epsilon: bytes, clip: bytes) -> bytes:
+    """VecNormalize statistics as SB3 pickles them (only what edgekit reads)."""
+    rms = build(new(name("stable_baselines3.common.running_mean_std", "RunningMeanStd")),
+                dict_of(mean=mean, var=var, count=floating(100.0)))
+    state = dict_of(obs_rms=rms, epsilon=epsilon, clip_obs=clip, norm_obs=b"\x88")
+    return whole(build(new(name("stable_baselines3.common.vec_env.vec_normalize", "VecNormalize")), state))
 
 
 def gadgets(size: int) -> dict[str, bytes]:

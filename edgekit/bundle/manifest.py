@@ -58,6 +58,7 @@ FORMAT = "edgekit-bundle"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_OBS_CLIP = 1e6  # VecNormalize's clip_obs (SB3's default: 10)
 MIN_POSITIVE = 1e-30  # smallest scale or std: with int8 scales (>= float32's tiny) their product stays normal
 OUTPUT_KINDS = ("actions", "squashed_actions", "logits", "q_values", "multi_logits", "bernoulli_logits")
 
@@ -155,8 +156,8 @@ class ObsNormalization:
         mean = _finite_list(data.get("mean"), size, "preprocess.normalize.mean")
         std = _positive_list(data.get("std"), size, "preprocess.normalize.std")
         clip = data.get("clip")
-        if not isinstance(clip, (int, float)) or isinstance(clip, bool) or not 0 < clip < 1e6:
-            raise BundleError("manifest: preprocess.normalize.clip must be a positive number below 1e6")
+        if not isinstance(clip, (int, float)) or isinstance(clip, bool) or not 0 < clip < MAX_OBS_CLIP:
+            raise BundleError(f"manifest: preprocess.normalize.clip must be a positive number below {MAX_OBS_CLIP:g}")
         active = data.get("active")
         if active is not None:
             if not isinstance(active, list) or len(active) != size or not all(isinstance(v, bool) for v in active):

@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edgekit.commands.arg_types import seed
 from edgekit.commands.env_options import add_env_arguments
 from edgekit.errors import EdgekitError, UsageError
 
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, metavar="N", help="observations to collect (default: recipe)")
     p.add_argument("--random-action-share", type=float, default=None, metavar="P",
                    help="share of random actions, for coverage (default: recipe)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the rollouts (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the rollouts (default: 0)")
     p.add_argument("--vecnormalize", type=Path, default=None, metavar="STATS.pkl",
                    help="VecNormalize statistics (default: found beside the model); the set holds raw observations")
     p.add_argument("--trust-pickle", action="store_true", help="load the model with SB3's own loader")

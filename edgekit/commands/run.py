@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgekit.commands.arg_types import seed
 from edgekit.commands.env_options import add_env_arguments, given_env
 from edgekit.errors import UsageError
 
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--serve", metavar="ADDRESS",
                    help="stdio, tcp:PORT or tcp:HOST:PORT (host defaults to 127.0.0.1); not with --env")
     p.add_argument("--episodes", type=int, default=5, help="episodes to play with --env (default: 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the first episode (default: 0)")
     p.add_argument("--render", action="store_true", help="render the env on screen (needs a display)")
     p.add_argument("--on-bad-obs", choices=("error", "hold", "zero"), default=None,
                    help="with --serve, answer a bad observation line with an error (default), the last good "

@@ -9,7 +9,6 @@ in training; the device would feed it raw ones, so the build refuses and names i
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from edgekit.errors import MissingDependencyError, ModelFileError, UnsupportedMo
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000  # values a document may expand to through its aliases (zoo configs hold a few hundred)
-MAX_DEPTH = 2000  # nesting PyYAML's recursive composer may reach before a clean error
+MAX_NESTING = 64  # levels of nested values (zoo configs use 3)
 _ORDERED_DICT_TAG = "tag:yaml.org,2002:python/object/apply:collections.OrderedDict"
 UNREPRODUCED = ("env_wrapper", "frame_stack")
 
@@ -52,7 +51,20 @@ def _load_yaml(path: Path) -> Any:
                                      hint="pip install 'edgekit[host]'") from None
 
     class ZooLoader(yaml.SafeLoader):
-        """SafeLoader plus the zoo's OrderedDict tag, built as a plain dict."""
+        """SafeLoader plus the zoo's OrderedDict tag, built as a plain dict, and nesting bounded: PyYAML
+        composes nested values recursively, so a deep one would take seconds to fail."""
+
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self.depth += 1
+            try:
+                if self.depth > MAX_NESTING:
+                    raise yaml.composer.ComposerError(None, None, f"values nested deeper than {MAX_NESTING} levels",
+                                                      self.peek_event().start_mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
     def ordered_dict(loader: Any, node: Any) -> dict[str, Any]:
         pairs = loader.construct_sequence(node.value[0], deep=True) if node.value else []
@@ -67,8 +79,6 @@ def _load_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ModelFileError(f"{path} is not UTF-8 text, as a zoo file is") from None
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(min(limit, MAX_DEPTH))  # PyYAML composes and constructs recursively
     loader = ZooLoader(text)
     try:
         node = loader.get_single_node()
@@ -80,7 +90,6 @@ def _load_yaml(path: Path) -> Any:
         raise ModelFileError(f"{path} is not a zoo file edgekit can read safely ({first})") from None
     finally:
         loader.dispose()
-        sys.setrecursionlimit(limit)
 
 
 def _check_expansion(root: Any, path: Path) -> None:

@@ -154,3 +154,21 @@ def test_the_agents_in_test_data_all_decode():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 refusals" in proc.stdout
     assert "gym.spaces.box.Box" in proc.stdout
+
+
+def test_policy_kwargs_that_size_the_network_past_its_weights(tmp_path):
+    """n_quantiles=10**7 in a QR-DQN's policy_kwargs made edgekit fill a 1.3 GB layer (with net_arch [64, 64]:
+    10 GB in 100 s): refused when that layer is registered, before its memory is touched. (10**9 asks more
+    than the machine has: the allocation fails at once, untouched.)"""
+    import cloudpickle
+    from sb3_contrib import QRDQN
+
+    path = tmp_path / "qrdqn.zip"
+    QRDQN("MlpPolicy", "CartPole-v1", policy_kwargs={"net_arch": [16], "n_quantiles": 5}, buffer_size=10,
+          learning_starts=0, device="cpu").save(path)
+    for quantiles, needle in ((10**7, "larger network than policy.pth holds"), (10**9, "")):
+        bomb = with_field(path, tmp_path / "bomb.zip", "policy_kwargs",
+                          cloudpickle.dumps({"net_arch": [16], "n_quantiles": quantiles}))
+        with pytest.raises(EdgekitError, match=needle):
+            load_agent(bomb)
+    assert load_agent(path).algorithm.name == "QRDQN"

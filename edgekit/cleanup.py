@@ -54,7 +54,8 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
 
 @contextmanager
 def held() -> Iterator[None]:
-    """Hold the stop signals for the block; raise the first that arrived when it ends."""
+    """Hold the stop signals for the block; when it ends, deliver the first that arrived to the handler
+    it would have met (``StopSignal``, ``KeyboardInterrupt``, or the default action)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -63,15 +64,19 @@ def held() -> Iterator[None]:
     for signum in STOP_SIGNALS:
         handler = signal.getsignal(signum)
         if handler is not signal.SIG_IGN:
-            previous[signum] = handler
+            previous[signum] = handler if handler is not None else signal.SIG_DFL
             signal.signal(signum, lambda received, _frame: arrived.append(received))
     try:
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            signal.signal(signum, handler)
     if arrived:
-        raise KeyboardInterrupt if arrived[0] == signal.SIGINT else StopSignal(arrived[0])
+        handler = previous[arrived[0]]
+        if callable(handler):
+            handler(arrived[0], None)
+        else:
+            signal.raise_signal(arrived[0])
 
 
 @contextmanager

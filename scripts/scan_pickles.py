@@ -26,7 +26,7 @@ from pathlib import Path
 
 from edgekit.errors import EdgekitError
 from edgekit.loading.restricted_unpickle import restricted_loads
-from edgekit.loading.vecnormalize import _STAND_INS
+from edgekit.loading.vecnormalize import STAND_INS
 
 DECODED = ("observation_space", "action_space", "policy_kwargs")
 _STRINGS = ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8")
@@ -83,7 +83,7 @@ def scan(folders: list[Path], names: dict[str, set[str]]) -> tuple[int, list[str
             for name in _names(payload):
                 names[name].add(path.name)
             try:
-                restricted_loads(payload, path.name, extra=_STAND_INS)
+                restricted_loads(payload, path.name, extra=STAND_INS)
             except EdgekitError as exc:
                 refused.append(f"{path}: {exc}")
     return read, refused

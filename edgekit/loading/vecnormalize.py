@@ -31,7 +31,7 @@ class _Holder:
     """Receives a pickled object's state as plain attributes (no methods of the original run)."""
 
 
-_STAND_INS = {  # restored from their pickled attributes; no method of SB3's classes runs
+STAND_INS = {  # restored from their pickled attributes; no method of SB3's classes runs
     ("stable_baselines3.common.vec_env.vec_normalize", "VecNormalize"):
         Restore(constant(type("VecNormalizeState", (_Holder,), {}))),
     ("stable_baselines3.common.running_mean_std", "RunningMeanStd"):
@@ -53,7 +53,7 @@ def load_vecnormalize(path: Path, observation: SpaceSpec | int) -> ObsNormalizat
                              "with the model, or --no-vecnormalize")
     if path.stat().st_size > MAX_BYTES:
         raise ModelFileError(f"{path} is too large for VecNormalize statistics")
-    state = restricted_loads(path.read_bytes(), f"{path.name}", extra=_STAND_INS, hint=_HINT)
+    state = restricted_loads(path.read_bytes(), f"{path.name}", extra=STAND_INS, hint=_HINT)
     if not isinstance(state, _Holder):
         raise ModelFileError(f"{path} does not hold VecNormalize statistics")
     if not getattr(state, "norm_obs", True):

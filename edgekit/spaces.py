@@ -10,6 +10,7 @@ sub-spaces, in the order SB3's ``CombinedExtractor`` concatenates them).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,8 +238,21 @@ def _parse_bounds(raw: Any, size: int, name: str) -> tuple[float, ...]:
         raise BundleError(f"manifest: box {name} must be a list of {size} numbers")
     out = []
     for v in raw:
-        if v in ("inf", "-inf") or isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
-            out.append(float(v))
-        else:
-            raise BundleError(f"manifest: box {name} holds a non-number {v!r}")
+        value = _bound(v)
+        if value is None:
+            raise BundleError(f"manifest: box {name} holds a non-number {str(v)[:40]!r}")
+        out.append(value)
     return tuple(out)
+
+
+def _bound(raw: Any) -> float | None:
+    """A JSON number (finite as a float) or the strings "inf" / "-inf"; None for anything else."""
+    if isinstance(raw, str):
+        return float(raw) if raw in ("inf", "-inf") else None
+    if not isinstance(raw, (int, float)) or isinstance(raw, bool):
+        return None
+    try:
+        value = float(raw)  # an integer beyond float64 overflows
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None

@@ -66,6 +66,18 @@ def test_clipped_actions_may_be_unbounded(clipped_manifest):
     assert np.isfinite(actions).all()
 
 
+@pytest.mark.parametrize("value", [10**400, "nan", True, None, [1.0]])
+def test_bounds_that_are_no_numbers(clipped_manifest, value):
+    with pytest.raises(BundleError, match="non-number"):
+        Manifest.from_dict(_with(clipped_manifest, action_space__low=[value]))
+
+
+def test_an_integer_bound_beyond_int64_is_a_number(clipped_manifest):
+    """It made numpy's isfinite raise TypeError (found by the bound-values fuzz)."""
+    manifest = Manifest.from_dict(_with(clipped_manifest, action_space__low=[-(2**63) - 1]))
+    assert manifest.action_space.low == (-(2.0**63),)
+
+
 @pytest.mark.parametrize("where", ["action_space", "observation_space"])
 def test_box_low_above_high_is_refused(squashed_manifest, where):
     space = squashed_manifest[where]

@@ -14,11 +14,12 @@ the table (e.g. for ``--help`` or detection) stays cheap.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from edgekit.errors import MissingDependencyError, UnsupportedModelError
+from edgekit.errors import MissingDependencyError, ModelFileError, UnsupportedModelError
 from edgekit.postprocess import ARGMAX, CLIP, MULTI_ARGMAX, THRESHOLD, UNSCALE
 from edgekit.spaces import BOX, DISCRETE, MULTI_BINARY, MULTI_DISCRETE
 
@@ -269,6 +270,9 @@ def detect_algorithm(data: Mapping[str, Any]) -> AlgorithmSpec:
     """
     policy_class = data.get("policy_class")
     module = policy_class.get("__module__", "") if isinstance(policy_class, Mapping) else ""
+    if not isinstance(module, str):  # the data JSON is the file's word, typed by nobody
+        raise ModelFileError(f"the model's data names its policy class's module as {json.dumps(module)[:40]}, "
+                             "not a module name", hint="pass the .zip SB3's model.save wrote (its data was edited)")
     for prefix, (name, reason) in _KNOWN_UNSUPPORTED.items():
         if module.startswith(prefix):
             raise _unsupported(f"the model is a {name} agent (sb3-contrib), which edgekit does not deploy: {reason}")

@@ -13,9 +13,10 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
-from edgekit import __version__
-from edgekit.errors import EdgekitError
+from edgekit import __version__, cleanup
+from edgekit.errors import EdgekitError, UsageError, storage_error
 
 EXIT_INTERRUPTED = 130
 
@@ -24,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     from edgekit.commands import register_all
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edgekit",
         description="Deploy Stable-Baselines3 policies as fully int8 TFLite models on a Coral Edge TPU.",
     )
@@ -34,26 +35,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = os.environ.get("EDGEKIT_DEBUG", "") not in ("", "0")
     warnings.showwarning = _show_warning
+    cleanup.install()  # SIGTERM and SIGHUP clean up as Ctrl-C does
     try:
         return int(args.handler(args) or 0)
     except EdgekitError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"  fix: {exc.hint}", file=sys.stderr)
+        return _error(storage_error(exc) or exc, debug)
+    except cleanup.StopSignal as exc:
+        print(f"interrupted ({exc})", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # a bug: still one line unless debugging
+    except Exception as exc:  # a full or read-only disk, else a bug: still one line unless debugging
+        storage = storage_error(exc)
+        if storage is not None:
+            return _error(storage, debug)
         if debug:
             traceback.print_exc()
         print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         print("  fix: this is an edgekit bug; rerun with EDGEKIT_DEBUG=1 and report the traceback", file=sys.stderr)
         return 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors (a bad option value, an unknown flag) as ``error:`` / ``fix:`` lines."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(UsageError.exit_code, f"error: {message}\n  fix: see `{self.prog} --help`\n")
+
+
+def _error(exc: EdgekitError, debug: bool) -> int:
+    """``error:`` and ``  fix:`` lines (the traceback too when debugging); the exit code."""
+    if debug:
+        traceback.print_exc()
+    print(f"error: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"  fix: {exc.hint}", file=sys.stderr)
+    return exc.exit_code
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

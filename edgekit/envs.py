@@ -8,14 +8,21 @@ inside the functions: the runtime only needs it for ``edgekit run --env``.
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Any
 
 import numpy as np
 
 from edgekit.bundle.image import env_layout
 from edgekit.env_spec import EnvSpec
-from edgekit.errors import EnvironmentMismatchError, MissingDependencyError, UnsupportedModelError
-from edgekit.spaces import BOX, DICT, DISCRETE, MULTI_BINARY, MULTI_DISCRETE, SpaceSpec, is_image
+from edgekit.errors import (
+    EdgekitError,
+    EnvironmentFailedError,
+    EnvironmentMismatchError,
+    MissingDependencyError,
+    UnsupportedModelError,
+)
+from edgekit.spaces import BOX, DICT, DISCRETE, MULTI_BINARY, MULTI_DISCRETE, SpaceSpec, bounds_problem, is_image
 
 FLOAT32_MAX_ISH = 3.4e38  # older gym wrote np.finfo(np.float32).max where gymnasium writes inf
 
@@ -24,7 +31,10 @@ def make_env(env: EnvSpec | str, render_mode: str | None = None) -> Any:
     """``gymnasium.make`` for a registered id, ``module:Id`` or ``module:Class``, with one-line errors.
 
     A class is made through a gymnasium ``EnvSpec`` (so it gets gymnasium's
-    checks and wrappers, and no time limit unless it registers one).
+    checks and wrappers, and no time limit unless it registers one). The env
+    is the user's code: what it raises when made, reset or stepped (kwargs it
+    rejects, a name that is no env) is a one-line ``EnvironmentFailedError``
+    naming the env, never an "edgekit bug".
     """
     spec = env if isinstance(env, EnvSpec) else EnvSpec(env)
     gym = _gymnasium()
@@ -33,17 +43,55 @@ def make_env(env: EnvSpec | str, render_mode: str | None = None) -> Any:
     target = _resolve(spec, gym)
     extra = {"render_mode": render_mode} if render_mode is not None else {}
     try:
-        return gym.make(target, **extra, **spec.kwargs)
+        made = gym.make(target, **extra, **spec.kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise MissingDependencyError(
             f"{spec.id} needs a package that is not installed: {exc}",
             hint="install the gymnasium extra it names, e.g. pip install 'gymnasium[box2d]'",
         ) from None
-    except TypeError as exc:
-        if not spec.kwargs:
-            raise
-        raise EnvironmentMismatchError(f"{spec.describe()} does not take these kwargs ({exc})",
-                                       hint="check --env-kwargs (or the env_kwargs.yml beside the model)") from None
+    except Exception as exc:  # the env's constructor, or gymnasium refusing what it built
+        raise env_failed(spec, "when made", exc) from exc
+    return _env_errors_wrapper(gym)(made, spec)
+
+
+def env_failed(spec: EnvSpec, when: str, exc: BaseException) -> EnvironmentFailedError:
+    """The env raised ``exc``: say which env, with which kwargs, and what to check."""
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    if spec.kwargs:
+        hint = "the env rejects these kwargs: check --env-kwargs (or the env_kwargs.yml beside the model)"
+    elif ":" in spec.id:
+        hint = "--env module:Name must name a gymnasium.Env subclass (or a function returning one)"
+    else:
+        hint = "check that the env works with gymnasium.make on its own"
+    return EnvironmentFailedError(f"the env {spec.describe()} failed {when}: {detail}", hint=hint)
+
+
+@functools.cache
+def _env_errors_wrapper(gym: Any) -> type:
+    """A wrapper whose reset and step turn the env's own exceptions into ``env_failed`` errors."""
+
+    class EnvErrors(gym.Wrapper):
+        def __init__(self, env: Any, spec: EnvSpec) -> None:
+            super().__init__(env)
+            self._edgekit_spec = spec
+
+        def reset(self, **kwargs: Any) -> Any:
+            try:
+                return self.env.reset(**kwargs)
+            except EdgekitError:
+                raise
+            except Exception as exc:
+                raise env_failed(self._edgekit_spec, "on reset", exc) from exc
+
+        def step(self, action: Any) -> Any:
+            try:
+                return self.env.step(action)
+            except EdgekitError:
+                raise
+            except Exception as exc:
+                raise env_failed(self._edgekit_spec, "on step", exc) from exc
+
+    return EnvErrors
 
 
 def _gymnasium() -> Any:
@@ -109,13 +157,18 @@ def space_spec(space: Any, what: str, nested: bool = False) -> SpaceSpec:
     from gymnasium import spaces
 
     if isinstance(space, spaces.Box):
-        return SpaceSpec(
+        box = SpaceSpec(
             kind=BOX,
             shape=tuple(int(v) for v in space.shape),
             dtype=str(space.dtype),
             low=tuple(float(v) for v in np.asarray(space.low, dtype=np.float64).reshape(-1)),
             high=tuple(float(v) for v in np.asarray(space.high, dtype=np.float64).reshape(-1)),
         )
+        problem = bounds_problem(box)
+        if problem is not None:
+            raise UnsupportedModelError(f"the {what} space {problem}", hint="give the env a Box with consistent "
+                                        "bounds (gymnasium's Box checks them) and save the model with it again")
+        return box
     if isinstance(space, spaces.Discrete):
         return SpaceSpec(kind=DISCRETE, shape=(), dtype=str(space.dtype), n=int(space.n), start=int(space.start))
     if isinstance(space, spaces.MultiDiscrete):

@@ -8,6 +8,10 @@ device runtime imports it.
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
+
 
 class EdgekitError(Exception):
     """Base of every error edgekit raises on purpose."""
@@ -51,6 +55,10 @@ class EnvironmentMismatchError(EdgekitError):
     """The Gymnasium environment does not fit the model (id or spaces)."""
 
 
+class EnvironmentFailedError(EnvironmentMismatchError):
+    """The Gymnasium environment raised when made, reset or stepped (its code, or kwargs it rejects)."""
+
+
 class MissingDependencyError(EdgekitError):
     """A package needed for this command is not installed."""
 
@@ -77,6 +85,36 @@ class BundleExistsError(BundleError):
     """The output directory already exists."""
 
     default_hint = "choose another --output directory or pass --force to replace it"
+
+
+class StorageError(EdgekitError):
+    """A file could not be written: the disk is full, read-only, or not ours to write."""
+
+
+_STORAGE_HINTS = {
+    errno.ENOSPC: "free space where the output goes (-o) and in {tmp} (TMPDIR: scratch files, see df -h), or write "
+                  "elsewhere",
+    errno.EDQUOT: "free space within your disk quota (-o, and {tmp}: TMPDIR), or write elsewhere",
+    errno.EROFS: "the filesystem is read-only: write the output elsewhere (-o)",
+    errno.EACCES: "choose a directory you may write to (-o, TMPDIR), or fix its permissions",
+    errno.EPERM: "choose a directory you may write to (-o, TMPDIR), or fix its permissions",
+}
+
+
+def storage_error(exc: BaseException) -> StorageError | None:
+    """A full, read-only or forbidden disk met anywhere (often deep inside a library), as the user's
+    one-line error; None for any other exception. Follows ``__cause__`` / ``__context__``: libraries
+    re-raise it in their own types."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _STORAGE_HINTS:
+            where = f" {current.filename}" if current.filename else ""
+            return StorageError(f"cannot write{where}: {current.strerror or os.strerror(current.errno)}",
+                                hint=_STORAGE_HINTS[current.errno].format(tmp=tempfile.gettempdir()))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class DeviceError(EdgekitError):

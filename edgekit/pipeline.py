@@ -9,7 +9,6 @@ when every stage has passed.
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +17,13 @@ from typing import Any
 from edgekit.artifacts import Int8Model, LoadedAgent, ObservationSets, PolicyGraph, Validation
 from edgekit.bundle.files import staged_directory
 from edgekit.bundle.manifest import Manifest
+from edgekit.cleanup import scratch_directory
 from edgekit.env_spec import EnvSpec
 from edgekit.errors import UnsupportedModelError
 from edgekit.loading.source import ModelSource
 from edgekit.progress import Progress
 from edgekit.report.build_report import ReportResult
+from edgekit.report.schema import BUILD_REPORT_SCHEMA
 from edgekit.report.thresholds import Thresholds
 from edgekit.stages.condition import Conditioned, ConditioningOptions
 from edgekit.stages.rollouts import RolloutRecipe
@@ -65,6 +66,10 @@ class BuildOptions:
     env_module: str | None = None  # imported before making the env (it registers env_id)
     env_kwargs: dict[str, Any] | None = None  # None: env_kwargs.yml beside the model, if any
 
+    def input_paths(self) -> tuple[Path | str | None, ...]:
+        """The files the build reads (an output must never replace them or a directory holding them)."""
+        return (self.model, self.vecnormalize, self.recipe.calibration_file)
+
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -97,10 +102,10 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
     """Run every stage; the bundle appears at ``options.output`` only on success."""
     progress = progress or Progress(total=len(STAGES))
     options.recipe.check()
-    with staged_directory(options.output, force=options.force) as stage, \
-            tempfile.TemporaryDirectory(prefix="edgekit-") as scratch:
+    with staged_directory(options.output, force=options.force, inputs=options.input_paths()) as stage, \
+            scratch_directory("edgekit-") as scratch:
         prepared = _prepare(options, progress)
-        int8 = _convert(prepared, stage, Path(scratch), progress)
+        int8 = _convert(prepared, stage, scratch, progress)
         validation, notes = _package(options, prepared, int8, stage, progress)
         report = _report(options, prepared, stage, progress)
         manifest = Manifest.read(stage)
@@ -281,7 +286,7 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
         compiled, note.detail = _compile(options.compile, stage, notes)
     with progress.stage(STAGES[10]) as note:
         report = {
-            "schema": "edgekit-build-report",
+            "schema": BUILD_REPORT_SCHEMA,
             "schema_version": 1,
             "validation": validation.metrics,
             "conditioning": conditioned.applied,

@@ -42,6 +42,29 @@ def expected_kinds(space: SpaceSpec) -> tuple[str, ...]:
             MULTI_BINARY: (THRESHOLD,)}.get(space.kind, ())
 
 
+def postprocess_problem(kind: str, space: SpaceSpec) -> str | None:
+    """Why post-processing ``kind`` cannot produce actions of ``space``, or None. Unscaling maps [-1, 1]
+    onto [low, high], so its bounds must be finite and their range finite in float32 (infinite bounds
+    make every action NaN; SB3 refuses such a space for squashed policies). The manifest and the build
+    both ask."""
+    if kind not in expected_kinds(space):
+        return f"post-processing {kind!r} does not fit {space.describe()}"
+    if kind == UNSCALE:
+        low = np.asarray(space.low, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            width = np.asarray(space.high, dtype=np.float32) - low
+        if not (np.isfinite(low).all() and np.isfinite(width).all()):
+            return (f"action space {space.describe()} has infinite bounds or a range beyond float32 "
+                    f"(low {_first(space.low)}, high {_first(space.high)}), which unscaling squashed actions "
+                    "cannot map [-1, 1] onto: every action would be infinite or NaN")
+    return None
+
+
+def _first(values: tuple[float, ...] | None) -> str:
+    shown = ", ".join(f"{v:g}" for v in (values or ())[:3])
+    return f"[{shown}{', ...' if len(values or ()) > 3 else ''}]"
+
+
 def branches(space: SpaceSpec) -> list[tuple[int, int]]:
     """(start, stop) of each decision's slice of the outputs: one for Discrete, one per MultiDiscrete
     branch, one per MultiBinary output (a single logit)."""
@@ -60,8 +83,9 @@ class PostProcessor:
     """
 
     def __init__(self, kind: str, action_space: SpaceSpec) -> None:
-        if kind not in expected_kinds(action_space):
-            raise ValueError(f"post-processing {kind!r} does not fit {action_space.describe()}")
+        problem = postprocess_problem(kind, action_space)
+        if problem is not None:
+            raise ValueError(problem)
         self.kind = kind
         self.space = action_space
         self._shape = action_space.shape

@@ -14,6 +14,7 @@ import numpy as np
 INT8_MIN, INT8_MAX = -128, 127
 # A value within this many int8 steps of a level is on it (float32 rounding of scales and preprocessing).
 LEVEL_TOLERANCE = 1e-3
+MIN_SCALE = float(np.finfo(np.float32).tiny)  # a smaller scale is not a normal float32: 1/scale overflows
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ class QuantParams:
         if not isinstance(data, dict):
             raise ValueError(f"{where}: quantization must be an object")
         scale, zp = data.get("scale"), data.get("zero_point")
-        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not (0 < scale < 1e30):
-            raise ValueError(f"{where}: scale must be a positive finite number")
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not (MIN_SCALE <= scale < 1e30):
+            raise ValueError(f"{where}: scale must be a positive finite number (a normal float32, TFLite's type)")
         if not isinstance(zp, int) or isinstance(zp, bool) or not INT8_MIN <= zp <= INT8_MAX:
             raise ValueError(f"{where}: zero_point must be an integer in [-128, 127]")
         return cls(scale=float(scale), zero_point=int(zp))

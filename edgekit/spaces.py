@@ -10,6 +10,7 @@ sub-spaces, in the order SB3's ``CombinedExtractor`` concatenates them).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +137,41 @@ class SpaceSpec:
         if data["kind"] == MULTI_BINARY:
             return cls(kind=MULTI_BINARY, shape=tuple(int(v) for v in shape), dtype=dtype)
         low, high = (_parse_bounds(data.get(k), size, k) for k in ("low", "high"))
-        return cls(kind=BOX, shape=tuple(int(v) for v in shape), dtype=dtype, low=low, high=high)
+        box = cls(kind=BOX, shape=tuple(int(v) for v in shape), dtype=dtype, low=low, high=high)
+        problem = bounds_problem(box)
+        if problem is not None:
+            raise BundleError(f"manifest: {problem}")
+        return box
+
+
+def bounds_problem(space: SpaceSpec) -> str | None:
+    """Why a Box's bounds cannot describe a space, or None: each ``low <= high``, neither a NaN, no
+    ``low = +inf`` or ``high = -inf``, finite ones within the dtype's range (what any gymnasium Box
+    holds). The manifest and the build both ask (``envs.space_spec``); a Dict asks for its keys."""
+    if space.kind == DICT:
+        return next((f"key {key!r}: {p}" for key, sub in space.spaces or () if (p := bounds_problem(sub))), None)
+    if space.kind != BOX:
+        return None
+    low = np.asarray(space.low, dtype=np.float64)
+    high = np.asarray(space.high, dtype=np.float64)
+    dtype = np.dtype(space.dtype)
+    info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype) if dtype.kind in "iu" else None
+    smallest, largest = (float(info.min), float(info.max)) if info is not None else (0.0, 1.0)
+    for name, values in (("low", low), ("high", high)):
+        finite = values[np.isfinite(values)]
+        if np.isnan(values).any():
+            return f"{space.describe()} {name} holds NaN"
+        if finite.size and (finite.min() < smallest or finite.max() > largest):
+            return f"{space.describe()} {name} holds values outside the range of {dtype.name}"
+        if dtype.kind != "f" and not np.isfinite(values).all():
+            return f"{space.describe()} {name} holds an infinite bound for {dtype.name} values"
+    if np.isposinf(low).any() or np.isneginf(high).any():
+        return f"{space.describe()} has a low bound of +inf or a high bound of -inf"
+    above = np.flatnonzero(low > high)
+    if above.size:
+        i = int(above[0])
+        return f"{space.describe()} has low > high at index {i} ({low[i]:g} > {high[i]:g})"
+    return None
 
 
 def is_image(space: SpaceSpec) -> bool:
@@ -203,8 +238,21 @@ def _parse_bounds(raw: Any, size: int, name: str) -> tuple[float, ...]:
         raise BundleError(f"manifest: box {name} must be a list of {size} numbers")
     out = []
     for v in raw:
-        if v in ("inf", "-inf") or isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
-            out.append(float(v))
-        else:
-            raise BundleError(f"manifest: box {name} holds a non-number {v!r}")
+        value = _bound(v)
+        if value is None:
+            raise BundleError(f"manifest: box {name} holds a non-number {str(v)[:40]!r}")
+        out.append(value)
     return tuple(out)
+
+
+def _bound(raw: Any) -> float | None:
+    """A JSON number (finite as a float) or the strings "inf" / "-inf"; None for anything else."""
+    if isinstance(raw, str):
+        return float(raw) if raw in ("inf", "-inf") else None
+    if not isinstance(raw, (int, float)) or isinstance(raw, bool):
+        return None
+    try:
+        value = float(raw)  # an integer beyond float64 overflows
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None

@@ -293,12 +293,38 @@ def built_bundle(work_dir: Path, trained_model: Callable[[str], Path]) -> Callab
     return get
 
 
-def run_cli(*args: str, stdin: str | None = None, timeout: float = 300, env: dict | None = None
-            ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m edgekit ARGS`` as a user would, capturing output."""
+def run_cli(*args: str, stdin: str | None = None, timeout: float = 300, env: dict | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m edgekit ARGS`` as a user would (in ``cwd``, default the repository), capturing output."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("EDGEKIT_DEBUG", None) if env is None or "EDGEKIT_DEBUG" not in env else None
+    if cwd is not None:  # `python -m edgekit` must still find this tree's package
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), full_env.get("PYTHONPATH"))))
     return subprocess.run(
         [sys.executable, "-m", "edgekit", *args],
-        input=stdin, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO,
+        input=stdin, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or REPO,
     )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """A failed command that printed exactly one ``error:`` line and a ``fix:`` line, no traceback, and
+    every needle."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "  fix: " in proc.stderr, proc.stderr
+    assert "edgekit bug" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fuzz families' counts (tests/fuzz_tally.py), when any ran."""
+    from fuzz_tally import summary_lines
+
+    lines = summary_lines()
+    if lines:
+        terminalreporter.section("fuzz families: tried, clean error, accepted, crash, hang")
+        for line in lines:
+            terminalreporter.write_line(line)

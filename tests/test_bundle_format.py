@@ -32,7 +32,8 @@ def _mutate(data, path, value):
 
 @pytest.mark.parametrize("path,value,needle", [
     (("format",), "something", "not an edgekit bundle"),
-    (("format_version",), "1", "format version"),
+    (("format_version",), "1", "format_version must be an integer"),
+    (("format_version",), 2, "format version 2 is not supported"),
     (("models", "cpu", "file"), "../../etc/passwd", "outside the bundle"),
     (("models", "cpu", "file"), "/etc/passwd", "outside the bundle"),
     (("models", "cpu", "input", "scale"), -1.0, "scale"),
@@ -88,6 +89,7 @@ def test_staged_directory_never_clobbers_without_force(tmp_path):
     dest = tmp_path / "bundle"
     dest.mkdir()
     (dest / "old.bin").write_bytes(b"old")
+    (dest / "manifest.json").write_text(json.dumps({"format": "edgekit-bundle", "files": {"old.bin": "0" * 64}}))
     with pytest.raises(BundleExistsError), staged_directory(dest):
         pass
     with pytest.raises(ValueError), staged_directory(dest, force=True) as stage:

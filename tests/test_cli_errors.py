@@ -7,16 +7,7 @@ import zipfile
 
 import pytest
 from conftest import EXAMPLE_MODEL, run_cli
-
-
-def _assert_one_line_error(proc, *needles):
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, proc.stderr
-    assert "  fix: " in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in proc.stderr, proc.stderr
+from conftest import assert_one_line_error as _assert_one_line_error
 
 
 def test_missing_model_file(tmp_path):

@@ -12,11 +12,12 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from edgekit.bundle.manifest import MANIFEST_NAME, Manifest
+from edgekit.cleanup import held
 from edgekit.errors import BundleError, BundleExistsError
 
 _CHUNK = 1 << 20
@@ -65,26 +66,38 @@ def verify_all(bundle_dir: Path, manifest: Manifest) -> list[str]:
 
 
 @contextmanager
-def staged_directory(destination: Path, force: bool = False) -> Iterator[Path]:
+def staged_directory(destination: Path, force: bool = False,
+                     inputs: Iterable[Path | str | None] = ()) -> Iterator[Path]:
     """Yield an empty staging directory that becomes ``destination`` on success.
 
     On any exception (KeyboardInterrupt included) the staging directory is
-    removed and ``destination`` is left as it was.
+    removed and ``destination`` is left as it was. An existing ``destination``
+    is replaced only with ``force``, and only when ``edgekit.overwrite`` says it
+    is a bundle that holds neither the working directory nor ``inputs``.
     """
+    from edgekit.overwrite import check_replaceable_directory  # it reads manifests: imported when used
+
     destination = Path(destination).resolve()
-    if destination.exists() and not force:
-        raise BundleExistsError(f"{destination} already exists")
-    if destination.exists() and not destination.is_dir():
-        raise BundleExistsError(f"{destination} exists and is not a directory", hint="choose another --output path")
+    inputs = tuple(inputs)
+    if destination.exists() or destination.is_symlink():
+        if not force:
+            raise BundleExistsError(f"{destination} already exists")
+        check_replaceable_directory(destination, inputs)
     destination.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     staging = destination.parent / f".{destination.name}.partial-{tag}"
     staging.mkdir()
     try:
         yield staging
-        _swap_into_place(staging, destination, tag)
+        if destination.exists():  # checked again: it may have appeared or changed while the build ran
+            if not force:
+                raise BundleExistsError(f"{destination} already exists")
+            check_replaceable_directory(destination, inputs)
+        with held():  # a stop signal waits for the renames
+            _swap_into_place(staging, destination, tag)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        with held():
+            shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

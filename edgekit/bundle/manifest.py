@@ -50,7 +50,7 @@ from edgekit.bundle.image import ImageInput
 from edgekit.env_spec import EnvSpec
 from edgekit.errors import BundleError
 from edgekit.observations import check_encoding, encoding_of, encoding_to_list
-from edgekit.postprocess import POSTPROCESS_KINDS, expected_kinds
+from edgekit.postprocess import POSTPROCESS_KINDS, postprocess_problem
 from edgekit.quant import INT8_MAX, INT8_MIN, QuantParams
 from edgekit.spaces import DICT, MAX_FEATURES, SpaceSpec
 
@@ -58,6 +58,8 @@ FORMAT = "edgekit-bundle"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_OBS_CLIP = 1e6  # VecNormalize's clip_obs (SB3's default: 10)
+MIN_POSITIVE = 1e-30  # smallest scale or std: with int8 scales (>= float32's tiny) their product stays normal
 OUTPUT_KINDS = ("actions", "squashed_actions", "logits", "q_values", "multi_logits", "bernoulli_logits")
 
 
@@ -152,11 +154,10 @@ class ObsNormalization:
         if not isinstance(data, dict):
             raise BundleError("manifest: preprocess.normalize must be an object or null")
         mean = _finite_list(data.get("mean"), size, "preprocess.normalize.mean")
-        std = _finite_list(data.get("std"), size, "preprocess.normalize.std")
+        std = _positive_list(data.get("std"), size, "preprocess.normalize.std")
         clip = data.get("clip")
-        if any(v <= 0 for v in std) or not isinstance(clip, (int, float)) or isinstance(clip, bool) \
-                or not 0 < clip < 1e6:
-            raise BundleError("manifest: preprocess.normalize needs positive std and clip")
+        if not isinstance(clip, (int, float)) or isinstance(clip, bool) or not 0 < clip < MAX_OBS_CLIP:
+            raise BundleError(f"manifest: preprocess.normalize.clip must be a positive number below {MAX_OBS_CLIP:g}")
         active = data.get("active")
         if active is not None:
             if not isinstance(active, list) or len(active) != size or not all(isinstance(v, bool) for v in active):
@@ -246,9 +247,7 @@ class Preprocess:
             raise BundleError("manifest: image observations take no split input and no VecNormalize")
         per_feature = 0 if image is not None else size
         offset = _finite_list(data.get("offset"), per_feature, "preprocess.offset")
-        scale = _finite_list(data.get("scale"), per_feature, "preprocess.scale")
-        if any(s <= 0 for s in scale):
-            raise BundleError("manifest: preprocess.scale must be positive")
+        scale = _positive_list(data.get("scale"), per_feature, "preprocess.scale")
         split = data.get("split", 0)
         if not isinstance(split, int) or isinstance(split, bool) or not (split == 0 or 2 <= split <= 254):
             raise BundleError("manifest: preprocess.split must be 0 or an integer in [2, 254]")
@@ -310,9 +309,12 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
         """Parse and check every field the runtime relies on."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+        if not is_bundle_document(data):
             raise BundleError("manifest.json is not an edgekit bundle manifest")
         version = data.get("format_version")
+        if type(version) is not int:  # true == 1 == 1.0 in Python: only the integer names a version
+            raise BundleError(f"manifest: format_version must be an integer, got {json.dumps(version)[:40]}",
+                              hint="rebuild the bundle with `edgekit build` (the manifest was edited)")
         if version != FORMAT_VERSION:
             raise BundleError(
                 f"bundle format version {version!r} is not supported (this edgekit reads {FORMAT_VERSION})",
@@ -329,8 +331,11 @@ class Manifest:
         output, post = data.get("output"), data.get("postprocess")
         if output not in OUTPUT_KINDS:
             raise BundleError(f"manifest: output must be one of {OUTPUT_KINDS}")
-        if post not in POSTPROCESS_KINDS or post not in expected_kinds(act_space):
-            raise BundleError(f"manifest: postprocess {post!r} does not fit {act_space.describe()}")
+        if post not in POSTPROCESS_KINDS:
+            raise BundleError(f"manifest: postprocess must be one of {POSTPROCESS_KINDS}")
+        problem = postprocess_problem(post, act_space)
+        if problem is not None:
+            raise BundleError(f"manifest: {problem}")
         models_raw = data.get("models")
         if not isinstance(models_raw, dict) or "cpu" not in models_raw:
             raise BundleError("manifest: models must name at least the cpu model")
@@ -372,19 +377,37 @@ class Manifest:
     @classmethod
     def read(cls, bundle_dir: Path) -> Manifest:
         """Read and check ``bundle_dir/manifest.json``."""
-        path = Path(bundle_dir) / MANIFEST_NAME
-        hint = "pass the directory written by `edgekit build`"
-        if not Path(bundle_dir).is_dir():
-            raise BundleError(f"{bundle_dir} is not a directory", hint=hint)
-        if not path.is_file():
-            raise BundleError(f"{bundle_dir} has no {MANIFEST_NAME}", hint=hint)
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise BundleError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse it")
-        try:
-            data = _parse_json_bounded(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
-            raise BundleError(f"{path} is not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_document(bundle_dir))
+
+
+def is_bundle_document(data: Any) -> bool:
+    """What makes a directory an edgekit bundle: its manifest is an object whose ``format`` says so (whatever
+    its version). The one test of it: ``--force`` replaces only such a directory."""
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def is_bundle(directory: Path) -> bool:
+    """``directory`` holds a manifest that says it is an edgekit bundle (readable or not by this edgekit)."""
+    try:
+        return is_bundle_document(read_document(directory))
+    except (BundleError, OSError):
+        return False
+
+
+def read_document(bundle_dir: Path) -> Any:
+    """``bundle_dir/manifest.json`` parsed as JSON (bounded in size and depth), not yet checked."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    hint = "pass the directory written by `edgekit build`"
+    if not Path(bundle_dir).is_dir():
+        raise BundleError(f"{bundle_dir} is not a directory", hint=hint)
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir} has no {MANIFEST_NAME}", hint=hint)
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse it")
+    try:
+        return _parse_json_bounded(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise BundleError(f"{path} is not valid JSON ({exc})") from None
 
 
 def safe_relative_path(value: Any, where: str) -> str:
@@ -430,6 +453,15 @@ def _dict_field(data: dict[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BundleError(f"manifest: {key} must be an object")
     return value
+
+
+def _positive_list(raw: Any, size: int, where: str) -> tuple[float, ...]:
+    """Scales and standard deviations: the runtime divides by their product (in float64), which must
+    stay finite and non-zero."""
+    values = _finite_list(raw, size, where)
+    if any(v < MIN_POSITIVE for v in values):
+        raise BundleError(f"manifest: {where} must be positive numbers of at least {MIN_POSITIVE:g}")
+    return values
 
 
 def _finite_list(raw: Any, size: int, where: str) -> tuple[float, ...]:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgekit.commands.arg_types import seed
 from edgekit.commands.env_options import add_env_arguments
 from edgekit.errors import UsageError
 from edgekit.report.thresholds import add_arguments as add_threshold_arguments
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar="FILE", help="calibrate on a saved set (`edgekit calibrate -o FILE.npz`) or recorded "
                    "observations (.npy, shape (N, *obs_shape)) instead of rollouts; held-out observations still "
                    "come from rollouts")
-    p.add_argument("--seed", type=int, default=0, help="seed of the rollouts; same seed, same bundle (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the rollouts; same seed, same bundle (default: 0)")
     p.add_argument("--no-input-scaling", action="store_true",
                    help="do not map each observation feature to the int8 input range (plain conversion)")
     p.add_argument("--no-output-range", action="store_true",

@@ -13,8 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
+from edgekit.commands.arg_types import seed
 from edgekit.commands.env_options import add_env_arguments
-from edgekit.errors import UsageError
+from edgekit.errors import EdgekitError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, metavar="N", help="observations to collect (default: recipe)")
     p.add_argument("--random-action-share", type=float, default=None, metavar="P",
                    help="share of random actions, for coverage (default: recipe)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the rollouts (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the rollouts (default: 0)")
     p.add_argument("--vecnormalize", type=Path, default=None, metavar="STATS.pkl",
                    help="VecNormalize statistics (default: found beside the model); the set holds raw observations")
     p.add_argument("--trust-pickle", action="store_true", help="load the model with SB3's own loader")
@@ -52,12 +53,12 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None or args.output is None:
         raise UsageError("edgekit calibrate needs MODEL and -o FILE.npz (or --inspect FILE)",
                          hint="e.g. edgekit calibrate model.zip --env Pendulum-v1 -o calib.npz")
-    if args.output.exists() and not args.force:
-        raise UsageError(f"{args.output} exists", hint="pass --force to replace it")
+    _check_output(args)
     import numpy as np
 
     from edgekit import __version__
     from edgekit.env_spec import parse_env_kwargs
+    from edgekit.overwrite import staged_file
     from edgekit.pipeline import BuildOptions, extract_float_policy, load_model
     from edgekit.progress import Progress
     from edgekit.stages.rollouts import collect_calibration, describe_observations, recipe_for, save_calibration_set
@@ -71,19 +72,42 @@ def run(args: argparse.Namespace) -> int:
                               random_action_share=args.random_action_share, seed=args.seed)
     observations, episodes = collect_calibration(loaded.agent, graph, loaded.env, recipe, Progress(quiet=True))
     stats = loaded.source.vecnormalize if args.vecnormalize is None else args.vecnormalize
-    save_calibration_set(args.output, observations, {
-        "env_id": loaded.env.id, "env": loaded.env.to_dict(), "recipe": name, "steps": int(len(observations)),
-        "episodes": episodes, "random_action_share": recipe.random_action_share, "seed": recipe.seed,
-        "observation_shape": list(loaded.agent.observation_space.shape), "model_sha256": loaded.agent.sha256,
-        "vecnormalize": str(stats) if stats is not None else None, "edgekit": __version__,
-        "note": "raw observations (before VecNormalize) as flat features: the flattened Box, one-hots and 0/1 "
-                "values for discrete spaces, uint8 pixels in the env's layout for images",
-    })
+    with staged_file(args.output) as staging:
+        save_calibration_set(staging, observations, {
+            "env_id": loaded.env.id, "env": loaded.env.to_dict(), "recipe": name, "steps": int(len(observations)),
+            "episodes": episodes, "random_action_share": recipe.random_action_share, "seed": recipe.seed,
+            "observation_shape": list(loaded.agent.observation_space.shape), "model_sha256": loaded.agent.sha256,
+            "vecnormalize": str(stats) if stats is not None else None, "edgekit": __version__,
+            "note": "raw observations (before VecNormalize) as flat features: the flattened Box, one-hots and 0/1 "
+                    "values for discrete spaces, uint8 pixels in the env's layout for images",
+        })
     print(f"calibration set {args.output}: recipe {name!r}, {episodes} episodes of {loaded.env.describe()}")
     for line in describe_observations(np.asarray(observations)):
         print(line)
     print(f"use it with: edgekit build {args.model} {loaded.env.cli_arguments()} --calibration {args.output}")
     return 0
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """An existing -o is replaced only with --force, and only when it is a calibration set and no input."""
+    from edgekit.overwrite import check_replaceable_file
+
+    output = args.output
+    if output.is_dir():
+        raise UsageError(f"{output} is a directory", hint="pass -o FILE.npz, a file to write")
+    if output.exists() or output.is_symlink():
+        if not args.force:
+            raise UsageError(f"{output} exists", hint="pass --force to replace it")
+        check_replaceable_file(output, (args.model, args.vecnormalize), _is_calibration_set, "calibration set")
+
+
+def _is_calibration_set(path: Path) -> bool:
+    from edgekit.stages.rollouts import CALIBRATION_SET_FORMAT, read_calibration_meta
+
+    try:
+        return read_calibration_meta(path).get("format") == CALIBRATION_SET_FORMAT
+    except EdgekitError:
+        return False
 
 
 def _inspect(path: Path) -> int:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgekit.commands.arg_types import seed
 from edgekit.commands.env_options import add_env_arguments, given_env
 from edgekit.report.thresholds import EXIT_THRESHOLD_FAILED, add_arguments
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "bundle's; one that needs a module imported must be named here)")
     p.add_argument("--episodes", type=int, default=10, metavar="N",
                    help="closed-loop episodes per policy; 0 skips the closed loop (default: 10)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="episode i is reset with seed S + i (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, metavar="S", help="episode i is reset with seed S + i (default: 0)")
     add_arguments(p)
     p.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
                    help="where to write report.json and report.html (default: the bundle directory)")

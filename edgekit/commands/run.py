@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgekit.commands.arg_types import seed
 from edgekit.commands.env_options import add_env_arguments, given_env
 from edgekit.errors import UsageError
 
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --serve tcp:..., disconnect a client that completes no request for this long "
                    "(default: 60; 0: never)")
     p.add_argument("--episodes", type=int, default=5, help="episodes to play with --env (default: 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the first episode (default: 0)")
     p.add_argument("--render", action="store_true", help="render the env on screen (needs a display)")
     p.add_argument("--on-bad-obs", choices=("error", "hold", "zero"), default=None,
                    help="with --serve, answer a bad observation line with an error (default), the last good "

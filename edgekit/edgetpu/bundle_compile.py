@@ -24,6 +24,7 @@ from typing import Any
 
 from edgekit.bundle.files import sha256_file, verify_file
 from edgekit.bundle.manifest import MANIFEST_NAME, Manifest, ModelEntry, TensorSpec
+from edgekit.cleanup import scratch_directory
 from edgekit.edgetpu import EdgeTPUMappingWarning
 from edgekit.edgetpu.compiler import CompilerRun, compile_model, compiler_version, failure_detail, find_compiler
 from edgekit.edgetpu.log import CompileLog, parse_compile_log
@@ -75,8 +76,7 @@ def compile_bundle(bundle_dir: Path, compiler: str | None = None, timeout: float
     path = find_compiler(compiler)
     version = compiler_version(path)
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix=".edgetpu-", dir=bundle_dir) as scratch_name:
-        scratch = Path(scratch_name)
+    with scratch_directory(".edgetpu-", bundle_dir) as scratch:  # removed on a stop signal too
         run = compile_model(path, source, scratch, timeout=timeout, min_runtime=min_runtime, version=version)
         produced = scratch / f"{Path(cpu.file).stem}_edgetpu.tflite"
         if not produced.is_file():

@@ -21,7 +21,8 @@ import io
 import pickle
 import pickletools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,9 @@ def restore_model(path: Path, info: ModelFileInfo,
     use_sde = bool(data.get("use_sde", False))
     # As SB3's _setup_model: on-policy algorithms pass use_sde, off-policy ones keep it in policy_kwargs.
     kwargs = {"use_sde": use_sde, **policy_kwargs} if _is_on_policy(algorithm_class) else dict(policy_kwargs)
-    policy = _build_policy(policy_class, obs_space, act_space, kwargs, name, info.algorithm.policy_takes_schedule)
+    held = sum(int(t.numel()) for t in params.values())
+    policy = _build_policy(policy_class, obs_space, act_space, kwargs, name, info.algorithm.policy_takes_schedule,
+                           max_elements=held)
     _load_weights(policy, params, name)
     policy.set_training_mode(False)
     if use_sde:
@@ -91,16 +94,54 @@ def restore_model(path: Path, info: ModelFileInfo,
 
 
 def _build_policy(policy_class: type, obs_space: Any, act_space: Any, kwargs: dict[str, Any], name: str,
-                  takes_schedule: bool = True) -> Any:
+                  takes_schedule: bool = True, max_elements: int | None = None) -> Any:
+    """The policy as SB3 builds it; with ``max_elements`` (what policy.pth holds), refused as soon as its
+    parameters and buffers outgrow it (``_network_at_most``)."""
     import torch
 
     schedule = (_no_schedule,) if takes_schedule else ()  # ARS's policy has no optimizer, hence no schedule
     try:
-        with torch.random.fork_rng(devices=[]):  # initial weights are overwritten; keep the caller's RNG
-            return policy_class(obs_space, act_space, *schedule, **kwargs)
+        with torch.random.fork_rng(devices=[]), _network_at_most(max_elements, name):
+            return policy_class(obs_space, act_space, *schedule, **kwargs)  # the weights are overwritten: RNG kept
+    except ModelFileError:
+        raise
     except Exception as exc:  # the constructor raises many types for kwargs that do not fit
         raise ModelFileError(f"{name}: its policy_kwargs do not build a {policy_class.__name__} "
                              f"({type(exc).__name__}: {short_message(exc)})") from None
+
+
+@contextmanager
+def _network_at_most(elements: int | None, name: str) -> Iterator[None]:
+    """Refuse a network that grows past ``elements`` values, at the registration of the parameter or
+    buffer that passes it: before it is initialized, so before its memory is touched.
+
+    ``policy_kwargs`` size the network (net_arch, n_quantiles, features_dim, cnn_output_dim, ...), and
+    the weights must then fit it exactly; so a network larger than ``policy.pth`` can only come from a
+    file whose kwargs were altered to make edgekit fill gigabytes (``n_quantiles=10**7``: 10 GB).
+    """
+    if elements is None:
+        yield
+        return
+    from torch.nn.modules import module
+
+    budget = elements + elements // 100 + 4096  # non-persistent buffers are not in policy.pth
+    built = 0
+
+    def count(_module: Any, _name: str, tensor: Any) -> None:
+        nonlocal built
+        built += int(tensor.numel()) if tensor is not None else 0
+        if built > budget:
+            raise ModelFileError(f"{name}: its policy_kwargs describe a larger network than policy.pth holds "
+                                 f"(over {built:,} values for {elements:,})",
+                                 hint="the file was altered; save the model again with SB3")
+
+    hooks = (module.register_module_parameter_registration_hook(count),
+             module.register_module_buffer_registration_hook(count))
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def _sample_noise(policy: Any, name: str) -> None:

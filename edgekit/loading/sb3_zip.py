@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ MAX_POLICY_BYTES = 2 * 1024 * 1024 * 1024
 MAX_MEMBER_BYTES = 2 * 1024 * 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
 MAX_MEMBERS = 1000
+MAX_ABS_WEIGHT = 1e6  # a weight this large is damage or divergence, not training
 MAX_RATIO = 100  # SB3 stores members uncompressed (ratio 1); deflate reaches ~10 on real data
 RATIO_FLOOR = 1024 * 1024  # a small member may compress well without harm
 
@@ -150,6 +152,7 @@ def load_agent(path: Path, trust_pickle: bool = False) -> LoadedAgent:
             _check_supported(info, space_spec(observation_space, "observation"), space_spec(action_space, "action"))
 
         model = restore_model(path, info, check_spaces)
+    check_weights(model.policy.state_dict(), path.name)
     obs_space = space_spec(model.observation_space, "observation")
     act_space = space_spec(model.action_space, "action")
     policy = info.algorithm.policy_alias(model.policy)
@@ -165,6 +168,26 @@ def load_agent(path: Path, trust_pickle: bool = False) -> LoadedAgent:
         action_space=act_space,
         model=model,
     )
+
+
+def check_weights(state: Mapping[str, Any], name: str) -> None:
+    """Refuse a NaN, infinite or absurd weight where it is, naming the tensor: later stages would only
+    see its effects (NaN outputs, an int8 scale that zeroes the rest of the layer). Trained SB3
+    policies stay far below ``MAX_ABS_WEIGHT`` (the 60 published zoo agents: at most 42)."""
+    import torch
+
+    for key, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point() or tensor.numel() == 0:
+            continue
+        values = tensor.detach().abs()
+        bad = ~torch.isfinite(values) | (values >= MAX_ABS_WEIGHT)
+        if bool(bad.any()):
+            index = tuple(int(i) for i in torch.nonzero(bad)[0])
+            value = float(tensor.detach()[index]) if index else float(tensor.detach())
+            raise ModelFileError(f"{name}'s policy.pth holds {value:g} in tensor {key!r} at {list(index)}: not a "
+                                 f"finite weight below {MAX_ABS_WEIGHT:g}, so not a trained policy edgekit can deploy",
+                                 hint="the file is damaged or the training diverged; save a model whose weights are "
+                                 "finite")
 
 
 def _load_with_sb3(path: Path, info: ModelFileInfo) -> Any:

@@ -15,22 +15,27 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bundle.manifest import ObsNormalization
+from edgekit.bundle.manifest import MAX_OBS_CLIP, MIN_POSITIVE, ObsNormalization
 from edgekit.errors import ModelFileError
+from edgekit.loading.pickle_rules import Restore, constant
 from edgekit.loading.restricted_unpickle import restricted_loads
 from edgekit.spaces import DICT, SpaceSpec
 
 MAX_BYTES = 16 * 1024 * 1024
 FILE_NAMES = ("vecnormalize.pkl", "vec_normalize.pkl")  # rl-zoo3 run folders; Hugging Face hub repos
+UNCLIPPED = MAX_OBS_CLIP / 10  # stands for clip_obs=inf: 1e5 standard deviations
+_HINT = "pass the vecnormalize.pkl saved with the model (VecNormalize.save), or --no-vecnormalize"
 
 
 class _Holder:
     """Receives a pickled object's state as plain attributes (no methods of the original run)."""
 
 
-_STAND_INS = {
-    ("stable_baselines3.common.vec_env.vec_normalize", "VecNormalize"): type("VecNormalizeState", (_Holder,), {}),
-    ("stable_baselines3.common.running_mean_std", "RunningMeanStd"): type("RunningMeanStdState", (_Holder,), {}),
+STAND_INS = {  # restored from their pickled attributes; no method of SB3's classes runs
+    ("stable_baselines3.common.vec_env.vec_normalize", "VecNormalize"):
+        Restore(constant(type("VecNormalizeState", (_Holder,), {}))),
+    ("stable_baselines3.common.running_mean_std", "RunningMeanStd"):
+        Restore(constant(type("RunningMeanStdState", (_Holder,), {}))),
 }
 
 
@@ -48,14 +53,20 @@ def load_vecnormalize(path: Path, observation: SpaceSpec | int) -> ObsNormalizat
                              "with the model, or --no-vecnormalize")
     if path.stat().st_size > MAX_BYTES:
         raise ModelFileError(f"{path} is too large for VecNormalize statistics")
-    state = restricted_loads(path.read_bytes(), f"{path.name}", extra=_STAND_INS)
+    state = restricted_loads(path.read_bytes(), f"{path.name}", extra=STAND_INS, hint=_HINT)
     if not isinstance(state, _Holder):
         raise ModelFileError(f"{path} does not hold VecNormalize statistics")
     if not getattr(state, "norm_obs", True):
         return None
-    epsilon, clip = _number(state, "epsilon", 1e-8, path), _number(state, "clip_obs", 10.0, path)
+    epsilon = _number(state, "epsilon", 1e-8, path)
+    clip = _number(state, "clip_obs", 10.0, path, infinite=True)
+    if clip >= UNCLIPPED:  # clip_obs=np.inf turns clipping off: beyond this the int8 input saturated long before
+        clip = UNCLIPPED
+    if epsilon < 0:
+        raise ModelFileError(f"{path} holds a negative epsilon ({epsilon:g}); VecNormalize adds it to a variance",
+                             hint=_HINT)
     if clip <= 0:
-        raise ModelFileError(f"{path} holds an invalid clip_obs ({clip})")
+        raise ModelFileError(f"{path} holds clip_obs {clip:g}; VecNormalize clips to a positive bound", hint=_HINT)
     rms = getattr(state, "obs_rms", None)
     if isinstance(observation, SpaceSpec) and observation.kind == DICT:
         return _dict_statistics(state, rms, observation, epsilon, clip, path)
@@ -102,20 +113,28 @@ def _statistics(rms: Any, size: int, epsilon: float, path: Path, where: str) -> 
     """(mean, std = sqrt(var + epsilon)) of one RunningMeanStd, checked against ``size`` features."""
     mean, var = _array(rms, "mean", size, path, where), _array(rms, "var", size, path, where)
     if np.any(var < 0):
-        raise ModelFileError(f"{path} holds invalid statistics (negative variance in {where})")
-    return mean, np.sqrt(var + epsilon)
+        raise ModelFileError(f"{path} holds invalid statistics (negative variance in {where})", hint=_HINT)
+    std = np.sqrt(var + epsilon)
+    if np.any(std < MIN_POSITIVE):
+        raise ModelFileError(f"{path}: {where} has a feature of variance 0 and epsilon is 0, so VecNormalize would "
+                             "divide by zero", hint=_HINT)
+    return mean, std
 
 
 def _array(rms: Any, name: str, size: int, path: Path, where: str = "obs_rms") -> np.ndarray:
-    value = np.asarray(getattr(rms, name, None), dtype=np.float64).reshape(-1) if rms is not None else None
+    try:
+        value = np.asarray(getattr(rms, name, None), dtype=np.float64).reshape(-1) if rms is not None else None
+    except (TypeError, ValueError):
+        raise ModelFileError(f"{path}: {where}.{name} is not an array of numbers", hint=_HINT) from None
     if value is None or value.size != size or not np.all(np.isfinite(value)):
         raise ModelFileError(f"{path}: {where}.{name} does not fit the model's {size} observation features",
                              hint="pass the vecnormalize.pkl saved with this model")
     return value
 
 
-def _number(state: Any, name: str, default: float, path: Path) -> float:
+def _number(state: Any, name: str, default: float, path: Path, infinite: bool = False) -> float:
     value = getattr(state, name, default)
-    if not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise ModelFileError(f"{path}: {name} is not a number")
+    if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool) \
+            or np.isnan(value) or not (infinite or np.isfinite(value)):
+        raise ModelFileError(f"{path}: {name} is not a {'' if infinite else 'finite '}number", hint=_HINT)
     return float(value)

@@ -28,7 +28,7 @@ from edgekit.postprocess import PostProcessor
 from edgekit.report import closed_loop, coverage, layers
 from edgekit.report.metrics import fidelity_metrics
 from edgekit.report.reference import load_sb3_agent, onnx_outputs, policy_raw_outputs
-from edgekit.report.schema import SCHEMA_NAME, SCHEMA_VERSION
+from edgekit.report.schema import BUILD_REPORT_SCHEMA, SCHEMA_NAME, SCHEMA_VERSION
 from edgekit.report.thresholds import ADVISORY, EXIT_THRESHOLD_FAILED, Check, Thresholds, evaluate
 
 REPORT_JSON = "report.json"
@@ -79,6 +79,8 @@ def write_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOv
     report, plots = build_report(bundle_dir, model_path, env, episodes, seed, thresholds, log)
     out_dir.mkdir(parents=True, exist_ok=True)
     in_bundle = out_dir.resolve() == bundle_dir.resolve()
+    if not in_bundle:
+        _check_replaceable_reports(out_dir, (bundle_dir, model_path))
     previous = _build_section(out_dir / REPORT_JSON) if in_bundle else None
     if previous is not None:
         report["build"] = previous
@@ -291,17 +293,40 @@ def _reference_section(model_path: Path | None) -> dict[str, Any]:
 
 def _build_section(path: Path) -> dict[str, Any] | None:
     """The bundle's build report (or the one an earlier report kept), so replacing report.json loses nothing."""
-    if not path.is_file():
-        return None
+    data = _json_object(path)
+    if data.get("schema") == SCHEMA_NAME:
+        return data.get("build") if isinstance(data.get("build"), dict) else None
+    return data if data.get("schema") == BUILD_REPORT_SCHEMA else None
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """A JSON file's object, or {} when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    if data.get("schema") == SCHEMA_NAME:
-        return data.get("build") if isinstance(data.get("build"), dict) else None
-    return data if data.get("schema") == "edgekit-build-report" else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _check_replaceable_reports(out_dir: Path, inputs: tuple[Path | None, ...]) -> None:
+    """Outside the bundle, replace a report.json or report.html only when edgekit wrote it."""
+    from edgekit.overwrite import check_replaceable_file
+    from edgekit.report.html import GENERATOR_META
+
+    def json_is_ours(path: Path) -> bool:
+        return _json_object(path).get("schema") in (SCHEMA_NAME, BUILD_REPORT_SCHEMA)
+
+    def html_is_ours(path: Path) -> bool:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                return GENERATOR_META in fh.read(4096)
+        except OSError:
+            return False
+
+    for name, is_ours in ((REPORT_JSON, json_is_ours), (REPORT_HTML, html_is_ours)):
+        target = out_dir / name
+        if target.exists() or target.is_symlink():
+            check_replaceable_file(target, inputs, is_ours, "report")
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -30,13 +30,16 @@ code{font-size:12px}details{font-size:13px}h3{font-size:14px;margin:14px 0 6px}
 _MARK = {"pass": ("✓", "pass"), "fail": ("✗", "fail"), "n/a": ("–", "na"), "undefined": ("?", "fail")}
 
 
+GENERATOR_META = '<meta name="generator" content="edgekit">'  # marks a page `edgekit report` may replace
+
+
 def render(report: dict[str, Any], data: PlotData) -> str:
     """The whole page."""
     b = report["bundle"]
     title = f"Quantization report: {b['algorithm']} {b['env_id']}"
     body = "".join((_header(report, title), _checks(report), _numeric(report, data), _closed_loop(report),
                     _layers(report), _coverage(report), _edgetpu(report), _notes(report)))
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_META}'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>\n")
 

@@ -15,6 +15,7 @@ from typing import Any
 from edgekit.errors import BundleError
 
 SCHEMA_NAME = "edgekit-quantization-report"
+BUILD_REPORT_SCHEMA = "edgekit-build-report"  # the build's own section, kept under "build" in report.json
 SCHEMA_VERSION = 1
 
 _NUM, _INT, _STR, _BOOL = "number", "integer", "string", "boolean"

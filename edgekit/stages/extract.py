@@ -21,7 +21,7 @@ from edgekit.bundle.image import ImageInput
 from edgekit.bundle.manifest import ObsNormalization
 from edgekit.errors import ConversionError, UnsupportedModelError
 from edgekit.observations import ObservationEncoder
-from edgekit.postprocess import MULTI_ARGMAX, PostProcessor, branches
+from edgekit.postprocess import MULTI_ARGMAX, PostProcessor, branches, postprocess_problem
 from edgekit.spaces import DICT
 
 
@@ -53,6 +53,10 @@ def extract_policy(agent: LoadedAgent, normalize: ObsNormalization | None = None
         dummy = torch.zeros(1, *image.chw) if image is not None else torch.zeros(1, encoder.features)
         out_size = int(module(dummy).shape[-1])
     postprocess = POSTPROCESS_OF_OUTPUT[output]
+    problem = postprocess_problem(postprocess, agent.action_space)
+    if problem is not None:  # the manifest would refuse it: say so before any work
+        raise UnsupportedModelError(f"the model's {problem}", hint="give the env's action space finite bounds "
+                                    "(SB3 requires them) and save the model with it again")
     graph = PolicyGraph(
         module=module,
         input_size=encoder.features,

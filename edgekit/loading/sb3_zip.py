@@ -164,6 +164,7 @@ def load_agent(path: Path, trust_pickle: bool = False) -> LoadedAgent:
         observation_space=obs_space,
         action_space=act_space,
         model=model,
+        notes=tuple(getattr(model, "notes", ())),
     )
 
 

@@ -116,6 +116,7 @@ class LoadedModel:
     config: dict[str, Any]
     env: EnvSpec
     agent: LoadedAgent
+    notes: tuple[str, ...] = ()  # what was adapted to read or play an older agent, one line each
 
     def describe(self, env_given: bool) -> str:
         agent, source = self.agent, self.source
@@ -127,13 +128,17 @@ class LoadedModel:
 
 def load_model(options: BuildOptions) -> LoadedModel:
     """The load stage (also ``edgekit calibrate``'s): source layout, zoo config, env, the agent itself."""
+    from edgekit.env_versions import resolve_env
     from edgekit.loading import load_agent
     from edgekit.loading.source import resolve_source
 
     source = resolve_source(options.model)
     config = _zoo_config(source)
     env = _env_spec(options, source)
-    return LoadedModel(source, config, env, load_agent(source.model, trust_pickle=options.trust_pickle))
+    agent = load_agent(source.model, trust_pickle=options.trust_pickle)
+    resolved = resolve_env(env, agent.observation_space, agent.action_space)
+    notes = agent.notes + resolved.notes
+    return LoadedModel(source, config, resolved.spec, agent, notes)
 
 
 def extract_float_policy(options: BuildOptions, loaded: LoadedModel) -> tuple[PolicyGraph, str]:
@@ -161,6 +166,8 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
     with progress.stage(STAGES[0]) as note:
         loaded = load_model(options)
         note.detail = loaded.describe(env_given=options.env_id is not None)
+    for line in loaded.notes:
+        progress.info(f"  note: {line}")
     with progress.stage(STAGES[1]) as note:
         graph, note.detail = extract_float_policy(options, loaded)
     agent, env = loaded.agent, loaded.env

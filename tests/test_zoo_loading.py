@@ -11,8 +11,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import EXAMPLE_MODEL, REPO, run_cli
 
+from edgekit.env_spec import EnvSpec
 from edgekit.errors import ModelFileError
 
 ZOO = REPO / "tests" / "data" / "zoo-agents"
@@ -67,3 +68,163 @@ def test_a_rename_never_makes_a_wrong_file_load(tmp_path):
                             {"action_net.weight": torch.zeros(2, 8), "other.weight": torch.zeros(1)})
     with pytest.raises(ModelFileError, match="does not fit its ARSLinearPolicy"):
         load_agent(extra)
+
+
+# --- the space check: decided by what the policy computes ---------------------------------------------
+
+
+def _box(low, high, dtype="float32"):
+    from edgekit.spaces import SpaceSpec
+
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    return SpaceSpec(kind="box", shape=low.shape, dtype=dtype, low=tuple(low.reshape(-1).tolist()),
+                     high=tuple(high.reshape(-1).tolist()))
+
+
+def test_observation_bounds_and_dtype_do_not_matter_to_an_mlp_policy():
+    """gym's LunarLander-v2 had infinite observation bounds, gymnasium's -v3 finite ones: the network never
+    reads them (SB3 casts the Box to float and flattens it), so the env fits."""
+    from edgekit.envs import space_difference
+
+    old = _box([-np.inf] * 8, [np.inf] * 8)
+    new = _box([-2.5, -2.5, -10, -10, -6.28, -10, 0, 0], [2.5, 2.5, 10, 10, 6.28, 10, 1, 1], "float64")
+    assert space_difference(old, new, "observation") is None
+    assert space_difference(old, _box([-1] * 7, [1] * 7), "observation") == ""  # the shape is read
+
+
+def test_action_bounds_matter_and_the_message_shows_which_differ():
+    """Action bounds set the clip / unscale of every action: a difference is refused, and the message says
+    which bounds differ instead of printing two identical descriptions."""
+    import gymnasium as gym
+
+    from edgekit.envs import check_env_fits, space_difference
+    from edgekit.errors import EnvironmentMismatchError
+
+    assert space_difference(_box([-1, -1], [1, 1]), _box([-1, -1], [1, 1], "float64"), "action") is None
+    differ = space_difference(_box([-1, -1], [1, 1]), _box([-1, -2], [1, 2]), "action")
+    assert differ == "low[1] -1 vs -2, high[1] 1 vs 2"
+
+    class Env:  # the two spaces of an env, as check_env_fits reads them
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (8,))
+        action_space = gym.spaces.Box(np.array([-1, -2], np.float32), np.array([1, 2], np.float32))
+
+    with pytest.raises(EnvironmentMismatchError, match=r"actions Box\(2,\) in .* has Box\(2,\) in .*low\[1\] -1 vs -2"):
+        check_env_fits("Some-v0", Env(), _box([0] * 8, [1] * 8), _box([-1, -1], [1, 1]))
+    check_env_fits("Some-v0", Env(), _box([0] * 8, [1] * 8), _box([-1, -2], [1, 2]))  # observation bounds: fine
+
+
+def test_image_bounds_still_matter():
+    """A uint8 0..255 Box is SB3's image space (divided by 255): a Box of another range is not."""
+    from edgekit.envs import space_difference
+
+    image = _box(np.zeros((3, 8, 8)), np.full((3, 8, 8), 255), "uint8")
+    other = _box(np.zeros((3, 8, 8)), np.ones((3, 8, 8)), "float32")
+    assert space_difference(image, other, "observation") is not None
+    assert space_difference(image, image, "observation") is None
+
+
+# --- env ids: renamed, retired, registered by a package --------------------------------------------------
+
+
+def _spaces_of(env_id, **kwargs):
+    import gymnasium as gym
+
+    from edgekit.envs import space_spec
+
+    env = gym.make(env_id, **kwargs)
+    try:
+        return space_spec(env.observation_space, "observation"), space_spec(env.action_space, "action")
+    finally:
+        env.close()
+
+
+def test_a_renamed_id_maps_to_the_version_whose_spaces_fit(tmp_path):
+    """Pendulum-v0 is Pendulum-v1 in gymnasium: same spaces, so the build uses it and says so in one line."""
+    from edgekit.pipeline import BuildOptions, load_model
+
+    loaded = load_model(BuildOptions(model=EXAMPLE_MODEL, env_id="Pendulum-v0", output=tmp_path / "b"))
+    assert loaded.env == EnvSpec("Pendulum-v1")
+    assert any(note.startswith("Pendulum-v0 is not registered in this gymnasium: using Pendulum-v1")
+               for note in loaded.notes)
+
+
+def test_a_renamed_id_whose_versions_do_not_fit_names_what_each_returns(tmp_path):
+    proc = run_cli("build", str(EXAMPLE_MODEL), "--env", "MountainCarContinuous-v7", "-o", str(tmp_path / "b"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1, proc.stderr
+    assert "MountainCarContinuous-v7 is not registered" in error[0]
+    assert "returns the model's Box(3,) -> Box(1,)" in error[0]
+    assert "MountainCarContinuous-v0 returns Box(2,) -> Box(1,)" in error[0]
+    assert not (tmp_path / "b").exists()
+
+
+def test_retired_mujoco_ids_map_to_the_nearest_version_that_fits():
+    """MuJoCo -v3 ids need the retired mujoco-py; -v4 runs on today's bindings with the same layout."""
+    pytest.importorskip("mujoco")
+    from edgekit.env_versions import resolve_env
+
+    obs, act = _spaces_of("Hopper-v4")
+    resolved = resolve_env(EnvSpec("Hopper-v3"), obs, act)
+    assert resolved.spec == EnvSpec("Hopper-v4")
+    assert "Hopper-v3 cannot be made here" in resolved.notes[0] and "using Hopper-v4" in resolved.notes[0]
+    humanoid_obs, humanoid_act = _spaces_of("Humanoid-v4")
+    assert humanoid_obs.shape == (376,)  # Humanoid-v5 has 348: v4 is the one
+    assert resolve_env(EnvSpec("Humanoid-v3"), humanoid_obs, humanoid_act).spec == EnvSpec("Humanoid-v4")
+
+
+def test_ant_v3_layout_names_the_options_that_restore_it():
+    """Ant-v3 agents saw 111 features (27 + 84 contact forces); Ant-v4 returns 27 by default and Ant-v5 105:
+    the build stops and names Ant-v4's use_contact_forces, which returns the 111."""
+    pytest.importorskip("mujoco")
+    from edgekit.env_versions import EnvironmentLayoutError, resolve_env
+
+    obs, act = _spaces_of("Ant-v4", use_contact_forces=True)
+    assert obs.shape == (111,)
+    with pytest.raises(EnvironmentLayoutError) as caught:
+        resolve_env(EnvSpec("Ant-v3"), obs, act)
+    error = caught.value
+    assert "Ant-v4 returns Box(27,)" in error.message and "Ant-v5 returns Box(105,)" in error.message
+    assert error.suggestion == EnvSpec("Ant-v4", kwargs={"use_contact_forces": True})
+    assert """--env Ant-v4 --env-kwargs '{"use_contact_forces": true}'""" in error.hint
+
+
+def test_ids_of_env_packages_are_registered_by_importing_them_and_a_missing_one_is_named(monkeypatch):
+    """PandaReach-v3 exists once panda-gym is imported: make_env imports the package its table names for
+    the id's family (never a module a file names); a package that is not installed is named."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("panda_gym")
+    code = ("from edgekit.envs import make_env; import sys; env = make_env('PandaReach-v3'); "
+            "print(sorted(env.observation_space.spaces)); assert 'panda_gym' in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "['achieved_goal', 'desired_goal', 'observation']" in proc.stdout
+    import edgekit.envs as envs
+    from edgekit.errors import MissingDependencyError
+
+    monkeypatch.setattr(envs, "ENV_PACKAGES", (("edgekit_no_such_package", "edgekit-no-such", ("NoSuchBot",)),))
+    with pytest.raises(MissingDependencyError, match="NoSuchBotReach-v1 is an environment of edgekit-no-such") as e:
+        envs.make_env("NoSuchBotReach-v1")
+    assert e.value.hint == "pip install edgekit-no-such"
+
+
+class _BrokenEnv:
+    def __init__(self):
+        raise AssertionError("joint type")
+
+
+def test_an_env_whose_own_code_fails_is_one_line_naming_where():
+    """gymnasium-robotics' FetchReach-v4 fails inside its own code with mujoco 4 (an AssertionError): the
+    user gets one line saying where, not a traceback."""
+    import gymnasium as gym
+
+    from edgekit.envs import make_env
+    from edgekit.errors import EnvironmentUnavailableError
+
+    gym.register("edgekit-test/Broken-v0", entry_point=_BrokenEnv)
+    with pytest.raises(EnvironmentUnavailableError) as caught:
+        make_env("edgekit-test/Broken-v0")
+    assert "edgekit-test/Broken-v0 could not be made here: AssertionError: joint type in test_zoo_loading.py:" \
+        in caught.value.message

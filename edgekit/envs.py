@@ -47,7 +47,7 @@ def make_env(env: EnvSpec | str, render_mode: str | None = None) -> Any:
     target = _resolve(spec, gym)
     extra = {"render_mode": render_mode} if render_mode is not None else {}
     try:
-        return gym.make(target, **extra, **spec.kwargs)
+        env = gym.make(target, **extra, **spec.kwargs)
     except (gym.error.DependencyNotInstalled, ImportError) as exc:  # gymnasium's retired mujoco-py ids: ImportError
         raise MissingDependencyError(
             f"{spec.id} needs a package that is not installed: {_first_line(exc)}",
@@ -62,6 +62,11 @@ def make_env(env: EnvSpec | str, render_mode: str | None = None) -> Any:
         raise
     except Exception as exc:  # the env's own code: whatever it raises, the user gets one line naming where
         raise _failed(spec, exc) from None
+    if not spec.wrappers:
+        return env
+    from edgekit.env_wrappers import apply_wrappers
+
+    return apply_wrappers(env, spec.wrappers)
 
 
 def _first_line(exc: BaseException) -> str:

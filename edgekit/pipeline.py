@@ -134,10 +134,13 @@ def load_model(options: BuildOptions) -> LoadedModel:
 
     source = resolve_source(options.model)
     config = _zoo_config(source)
-    env = _env_spec(options, source)
+    env = _env_spec(options, source, config)
     agent = load_agent(source.model, trust_pickle=options.trust_pickle)
     resolved = resolve_env(env, agent.observation_space, agent.action_space)
-    notes = agent.notes + resolved.notes
+    from edgekit.env_wrappers import device_notes
+
+    notes = agent.notes + resolved.notes + tuple(
+        f"the env is wrapped as in training: {line}" for line in device_notes(resolved.spec.wrappers))
     return LoadedModel(source, config, resolved.spec, agent, notes)
 
 
@@ -199,10 +202,11 @@ def _zoo_config(source: ModelSource) -> dict[str, Any]:
     return config
 
 
-def _env_spec(options: BuildOptions, source: ModelSource) -> EnvSpec:
-    """``--env`` (or the id the layout names), ``--env-module``, and ``--env-kwargs`` or env_kwargs.yml."""
+def _env_spec(options: BuildOptions, source: ModelSource, config: dict[str, Any]) -> EnvSpec:
+    """``--env`` (or the id the layout names), ``--env-module``, ``--env-kwargs`` or env_kwargs.yml, and the
+    training's observation wrappers that edgekit reproduces (config.yml's env_wrapper)."""
     from edgekit.errors import UsageError
-    from edgekit.loading.zoo_config import read_env_kwargs
+    from edgekit.loading.zoo_config import read_env_kwargs, zoo_wrappers
 
     env_id = options.env_id or source.env_id
     if not env_id:
@@ -212,7 +216,8 @@ def _env_spec(options: BuildOptions, source: ModelSource) -> EnvSpec:
         kwargs = options.env_kwargs
     else:
         kwargs = read_env_kwargs(source.env_kwargs) if source.env_kwargs is not None else {}
-    return EnvSpec(env_id, options.env_module, kwargs)
+    wrappers = zoo_wrappers(config, source.config) if source.config is not None else ()
+    return EnvSpec(env_id, options.env_module, kwargs, wrappers)
 
 
 def _vecnormalize(options: BuildOptions, source: ModelSource, config: dict[str, Any],

@@ -228,3 +228,61 @@ def test_an_env_whose_own_code_fails_is_one_line_naming_where():
         make_env("edgekit-test/Broken-v0")
     assert "edgekit-test/Broken-v0 could not be made here: AssertionError: joint type in test_zoo_loading.py:" \
         in caught.value.message
+
+
+# --- training wrappers edgekit reproduces; layouts no current SB3 produces ------------------------------
+
+
+def test_time_feature_wrapper_of_the_config_is_reproduced_and_recorded(tmp_path):
+    """rl-zoo3 trained the TQC PandaReach agent in sb3-contrib's TimeFeatureWrapper (config.yml's env_wrapper):
+    its 'observation' key has a 7th feature, the remaining time. The env spec reproduces it, the manifest
+    form records it, and a wrapper edgekit does not reproduce is refused by name."""
+    pytest.importorskip("panda_gym")
+    from edgekit.env_wrappers import WrapperSpec, from_zoo_config
+    from edgekit.envs import make_env
+    from edgekit.errors import BundleError, UnsupportedModelError
+    from edgekit.pipeline import BuildOptions, load_model
+
+    loaded = load_model(BuildOptions(model=ZOO / "tqc" / "PandaReach-v1_1", env_id=None, output=tmp_path / "b"))
+    assert loaded.env == EnvSpec("PandaReach-v3", wrappers=(WrapperSpec("TimeFeatureWrapper", {}),))
+    assert any("1 - t / max_steps" in note for note in loaded.notes)
+    env = make_env(loaded.env)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs["observation"].shape == (7,) and obs["observation"][-1] == 1.0
+        obs, *_ = env.step(env.action_space.sample())
+        assert obs["observation"][-1] == pytest.approx(1 - 1 / 50)  # PandaReach's episodes: 50 steps
+    finally:
+        env.close()
+    assert EnvSpec.from_dict(loaded.env.to_dict(), "PandaReach-v3") == loaded.env
+    assert "wrappers" not in EnvSpec("Pendulum-v1").to_dict()  # manifests without wrappers are as before
+    with pytest.raises(BundleError, match="env.wrappers"):
+        EnvSpec.from_dict({"id": "Pendulum-v1", "wrappers": [{"name": "os.system", "kwargs": {}}]}, "Pendulum-v1")
+    assert from_zoo_config([{"sb3_contrib.common.wrappers.TimeFeatureWrapper": {"max_steps": 200}}]) == \
+        (WrapperSpec("TimeFeatureWrapper", {"max_steps": 200}),)
+    with pytest.raises(UnsupportedModelError, match="'my_pkg.Wrapper', which edgekit does not reproduce"):
+        from_zoo_config("my_pkg.Wrapper")
+    with pytest.raises(UnsupportedModelError, match="with options"):
+        from_zoo_config({"TimeFeatureWrapper": {"max_steps": "1000; import os"}})
+
+
+def test_sb3_1_0_her_layout_is_refused_with_its_reason(tmp_path):
+    """SB3 < 1.1's HER class saved model_class and goal_selection_strategy beside the algorithm's fields and
+    flattened the goal Dict into one Box: refused with that reason before anything is unpickled."""
+    import json
+
+    from edgekit.errors import UnsupportedModelError
+    from edgekit.loading import load_agent
+
+    legacy = tmp_path / "her.zip"
+    with zipfile.ZipFile(ARS_SWIMMER) as old, zipfile.ZipFile(legacy, "w") as new:
+        for item in old.infolist():
+            data = old.read(item.filename)
+            if item.filename == "data":
+                fields = json.loads(data)
+                fields.update(model_class={"__module__": "stable_baselines3.sac.sac"},
+                              goal_selection_strategy={"_name_": "FUTURE"})
+                data = json.dumps(fields).encode()
+            new.writestr(item, data)
+    with pytest.raises(UnsupportedModelError, match="HER class.*ObsDictWrapper.*neither today's SB3 nor edgekit"):
+        load_agent(legacy)

@@ -266,16 +266,11 @@ def test_time_feature_wrapper_of_the_config_is_reproduced_and_recorded(tmp_path)
         from_zoo_config({"TimeFeatureWrapper": {"max_steps": "1000; import os"}})
 
 
-def test_sb3_1_0_her_layout_is_refused_with_its_reason(tmp_path):
-    """SB3 < 1.1's HER class saved model_class and goal_selection_strategy beside the algorithm's fields and
-    flattened the goal Dict into one Box: refused with that reason before anything is unpickled."""
+def _legacy_her_zip(target):
+    """A small zip with the fields SB3 < 1.1's HER class saved (the published FetchReach one is 3 MB)."""
     import json
 
-    from edgekit.errors import UnsupportedModelError
-    from edgekit.loading import load_agent
-
-    legacy = tmp_path / "her.zip"
-    with zipfile.ZipFile(ARS_SWIMMER) as old, zipfile.ZipFile(legacy, "w") as new:
+    with zipfile.ZipFile(ARS_SWIMMER) as old, zipfile.ZipFile(target, "w") as new:
         for item in old.infolist():
             data = old.read(item.filename)
             if item.filename == "data":
@@ -284,5 +279,42 @@ def test_sb3_1_0_her_layout_is_refused_with_its_reason(tmp_path):
                               goal_selection_strategy={"_name_": "FUTURE"})
                 data = json.dumps(fields).encode()
             new.writestr(item, data)
+    return target
+
+
+def test_sb3_1_0_her_layout_is_refused_with_its_reason(tmp_path):
+    """SB3 < 1.1's HER class saved model_class and goal_selection_strategy beside the algorithm's fields and
+    flattened the goal Dict into one Box: refused with that reason before anything is unpickled."""
+    from edgekit.errors import UnsupportedModelError
+    from edgekit.loading import load_agent
+
+    legacy = _legacy_her_zip(tmp_path / "her.zip")
     with pytest.raises(UnsupportedModelError, match="HER class.*ObsDictWrapper.*neither today's SB3 nor edgekit"):
         load_agent(legacy)
+
+
+def test_input_coverage_measures_vecnormalized_features_as_the_runtime_feeds_them():
+    """The report's coverage scaled raw observations with the per-feature scaling of the *normalized* ones:
+    every VecNormalize'd agent (most of the RL Zoo's) showed features clipped by hundreds of int8 steps that
+    the int8 model never clips. Levels, int8 ranges and steps now follow the runtime (normalize, then scale)."""
+    from edgekit.bundle.manifest import ObsNormalization, Preprocess
+    from edgekit.quant import QuantParams
+    from edgekit.report.coverage import input_coverage
+
+    rng = np.random.default_rng(0)
+    mean, std = np.array([5.0, -100.0]), np.array([2.0, 50.0])
+    raw = mean + std * rng.uniform(-1, 1, size=(500, 2))
+    norm = ObsNormalization(mean=tuple(mean), std=tuple(std), clip=10.0)
+    normalized = norm.apply(raw)
+    low, high = normalized.min(axis=0), normalized.max(axis=0)
+    quant = QuantParams(scale=2 / 255, zero_point=0)
+    preprocess = Preprocess(offset=tuple((low + high) / 2), scale=tuple((high - low) / 2), normalize=norm)
+    cover = input_coverage(raw[:250], raw[250:], preprocess, quant, (2,))
+    for feature in cover["features"]:
+        column = raw[:, feature["index"]]
+        assert feature["max_clipped_steps"] <= 1.0 and not feature["flagged"], feature
+        assert feature["int8_range"][0] == pytest.approx(column.min(), rel=0.02, abs=0.05)
+        assert feature["int8_step"] == pytest.approx(np.ptp(column) / 255, rel=0.02)
+    levels = np.rint(preprocess.model_inputs(raw[250:]) / quant.scale)  # as the runtime feeds the model
+    reported = np.array([f["held_out_levels"] for f in cover["features"]])
+    assert np.abs(reported - np.stack([levels.min(axis=0), levels.max(axis=0)], axis=1)).max() <= 1.0

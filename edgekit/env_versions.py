@@ -21,18 +21,47 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from edgekit.env_spec import EnvSpec
 from edgekit.errors import EdgekitError, EnvironmentMismatchError, MissingDependencyError
 from edgekit.spaces import SpaceSpec
 
 _VERSIONED = re.compile(r"^(?P<name>[A-Za-z0-9_./-]+?)-v(?P<version>\d+)$")
 
-# Constructor options that restore an older version's observation layout, per current id. Measured:
-# Ant-v3 (mujoco-py) returned 111 features, its 84 contact forces (cfrc_ext) included; Ant-v4 returns 27
-# unless use_contact_forces=True (then 111, the same layout; MuJoCo >= 2 leaves them zero, as the
-# published Ant-v3 agents' VecNormalize statistics show they were); Ant-v5 drops the world body (105).
-LAYOUT_OPTIONS: Mapping[str, tuple[dict[str, Any], ...]] = {
-    "Ant-v4": ({"use_contact_forces": True},),
+@dataclass(frozen=True)
+class LayoutOption:
+    """Constructor options of a current id that return an older version's observation layout."""
+
+    options: dict[str, Any]
+    returns: str  # what the restored features hold, in a few words
+    restores: slice  # the features the options add to the default layout
+    zero: bool  # whether those features are held at zero
+
+    def fits_training(self, training_std: np.ndarray | None) -> bool | None:
+        """Whether the restored features behave as in training, by the agent's VecNormalize statistics (a
+        standard deviation of sqrt(epsilon) means the feature never changed); None without statistics."""
+        if training_std is None or len(training_std) < self.restores.stop:
+            return None
+        constant = bool(np.all(np.asarray(training_std)[self.restores] < CONSTANT_STD))
+        return constant == self.zero
+
+
+CONSTANT_STD = 1e-3  # VecNormalize's std is sqrt(var + 1e-8): 1e-4 for a feature that never changed
+_ANT_CONTACT_FORCES = slice(27, 111)
+# Per current id, the options that restore an older version's layout, in order of preference. Measured on the
+# RL Zoo's Ant-v3 agents: Ant-v3 (mujoco-py) returned 111 features, 84 of them contact forces (cfrc_ext);
+# Ant-v4 returns 27 unless use_contact_forces=True (then the same 111), Ant-v5 drops the world body (105).
+# mujoco-py 2.x returned those forces as zeros (the TRPO and PPO agents' VecNormalize statistics: variance 0),
+# today's MuJoCo computes them: the TRPO agent scores about 5,200 with them held at zero and about 0 (it
+# falls) with them as computed; the A2C agent's statistics show they varied in its training.
+LAYOUT_OPTIONS: Mapping[str, tuple[LayoutOption, ...]] = {
+    "Ant-v4": (
+        LayoutOption({"use_contact_forces": True, "contact_force_range": [0.0, 0.0]},
+                     "the 84 contact forces held at zero, as mujoco-py 2.x returned them", _ANT_CONTACT_FORCES, True),
+        LayoutOption({"use_contact_forces": True}, "the 84 contact forces as MuJoCo computes them",
+                     _ANT_CONTACT_FORCES, False),
+    ),
 }
 
 
@@ -54,8 +83,12 @@ class EnvironmentLayoutError(EnvironmentMismatchError):
         self.suggestion = suggestion
 
 
-def resolve_env(spec: EnvSpec, observation_space: SpaceSpec, action_space: SpaceSpec) -> ResolvedEnv:
-    """``spec`` when it can be made here; else the nearest other version that fits (see the module)."""
+def resolve_env(spec: EnvSpec, observation_space: SpaceSpec, action_space: SpaceSpec,
+                training_std: np.ndarray | None = None) -> ResolvedEnv:
+    """``spec`` when it can be made here; else the nearest other version that fits (see the module).
+
+    ``training_std``: the per-feature standard deviations of the agent's VecNormalize statistics, when it has
+    them: they choose between layout options that differ in what the restored features hold."""
     from edgekit.envs import make_env
 
     if spec.imports_code or _VERSIONED.match(spec.id) is None:
@@ -69,7 +102,7 @@ def resolve_env(spec: EnvSpec, observation_space: SpaceSpec, action_space: Space
         why = "is not registered in this gymnasium"
     except MissingDependencyError as exc:
         problem, why = exc, f"cannot be made here ({_short(exc.message)})"
-    return _other_version(spec, observation_space, action_space, problem, why)
+    return _other_version(spec, observation_space, action_space, problem, why, training_std)
 
 
 def _short(message: str, limit: int = 160) -> str:
@@ -77,7 +110,7 @@ def _short(message: str, limit: int = 160) -> str:
 
 
 def _other_version(spec: EnvSpec, observation_space: SpaceSpec, action_space: SpaceSpec, problem: EdgekitError,
-                   why: str) -> ResolvedEnv:
+                   why: str, training_std: np.ndarray | None = None) -> ResolvedEnv:
     from edgekit.envs import make_env
 
     candidates = _versions(spec.id)
@@ -95,19 +128,34 @@ def _other_version(spec: EnvSpec, observation_space: SpaceSpec, action_space: Sp
         tried.append(f"{candidate} {found}")
     wanted = f"the model's {_observed(observation_space)} -> {action_space.describe()}"
     for candidate in candidates:
-        for options in LAYOUT_OPTIONS.get(candidate, ()):
-            kwargs = {**spec.kwargs, **options}
-            option_spec = replace(spec, id=candidate, kwargs=kwargs)
-            if _try(make_env, option_spec, observation_space, action_space) is True:
-                raise EnvironmentLayoutError(
-                    f"{spec.id} {why}; {'; '.join(tried)}, not {wanted}; "
-                    f"{candidate} with {json.dumps(options, sort_keys=True)} returns the model's layout",
-                    hint=f"pass {option_spec.cli_arguments()} (the options may change rewards or dynamics too: "
-                         "check the env's documentation)",
-                    suggestion=option_spec)
+        fitting = [(o, replace(spec, id=candidate, kwargs={**spec.kwargs, **o.options}))
+                   for o in LAYOUT_OPTIONS.get(candidate, ())]
+        fitting = [(o, s) for o, s in fitting if _try(make_env, s, observation_space, action_space) is True]
+        if fitting:
+            raise _layout_error(spec, why, tried, wanted, candidate, fitting, training_std)
     raise EnvironmentLayoutError(
         f"{spec.id} {why}, and no version of it here returns {wanted}: {'; '.join(tried)}",
         hint=f"install what {spec.id} needs, or pass --env/--env-kwargs for an env that returns that layout")
+
+
+def _layout_error(spec: EnvSpec, why: str, tried: list[str], wanted: str, candidate: str,
+                  fitting: list[tuple[LayoutOption, EnvSpec]],
+                  training_std: np.ndarray | None) -> EnvironmentLayoutError:
+    """Stop, naming the option set that restores the layout; the training statistics choose among several."""
+    verdicts = [option.fits_training(training_std) for option, _spec in fitting]
+    index = verdicts.index(True) if True in verdicts else 0
+    option, chosen = fitting[index]
+    because = (": the agent's VecNormalize statistics show they " + ("never varied" if option.zero else "varied")
+               + " in training") if verdicts[index] else ""
+    others = "; ".join(f"with {json.dumps(o.options, sort_keys=True)}, {o.returns}" for o, _s in fitting
+                       if o is not option)
+    return EnvironmentLayoutError(
+        f"{spec.id} {why}; {'; '.join(tried)}, not {wanted}; {candidate} with "
+        f"{json.dumps(option.options, sort_keys=True)} returns the model's layout ({option.returns}{because})"
+        + (f"; {others}" if others else ""),
+        hint=f"pass {chosen.cli_arguments()} (the options may change rewards or dynamics too: check the env's "
+             "documentation)",
+        suggestion=chosen)
 
 
 def _try(make_env: Any, spec: EnvSpec, observation_space: SpaceSpec, action_space: SpaceSpec) -> bool | str:

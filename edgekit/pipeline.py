@@ -136,12 +136,30 @@ def load_model(options: BuildOptions) -> LoadedModel:
     config = _zoo_config(source)
     env = _env_spec(options, source, config)
     agent = load_agent(source.model, trust_pickle=options.trust_pickle)
-    resolved = resolve_env(env, agent.observation_space, agent.action_space)
+    resolved = resolve_env(env, agent.observation_space, agent.action_space, _training_std(options, source, agent))
     from edgekit.env_wrappers import device_notes
 
     notes = agent.notes + resolved.notes + tuple(
         f"the env is wrapped as in training: {line}" for line in device_notes(resolved.spec.wrappers))
     return LoadedModel(source, config, resolved.spec, agent, notes)
+
+
+def _training_std(options: BuildOptions, source: ModelSource, agent: LoadedAgent) -> Any:
+    """The per-feature standard deviations of the agent's VecNormalize statistics, if it has readable ones
+    (they tell which features varied in training); the extract stage reports unreadable ones."""
+    import numpy as np
+
+    from edgekit.errors import EdgekitError
+    from edgekit.loading.vecnormalize import load_vecnormalize
+
+    path = None if options.no_vecnormalize else (options.vecnormalize or source.vecnormalize)
+    if path is None or agent.observation_space.kind not in ("box", "dict"):
+        return None
+    try:
+        norm = load_vecnormalize(path, agent.observation_space)
+    except EdgekitError:
+        return None
+    return None if norm is None else np.asarray(norm.std)
 
 
 def extract_float_policy(options: BuildOptions, loaded: LoadedModel) -> tuple[PolicyGraph, str]:

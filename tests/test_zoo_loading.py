@@ -7,6 +7,7 @@ loading and env resolution, which are quick; tests/test_zoo_agents.py builds the
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -175,18 +176,24 @@ def test_retired_mujoco_ids_map_to_the_nearest_version_that_fits():
 
 def test_ant_v3_layout_names_the_options_that_restore_it():
     """Ant-v3 agents saw 111 features (27 + 84 contact forces); Ant-v4 returns 27 by default and Ant-v5 105:
-    the build stops and names Ant-v4's use_contact_forces, which returns the 111."""
+    the build stops and names Ant-v4's use_contact_forces, which returns the 111. mujoco-py 2.x returned the
+    contact forces as zeros, today's MuJoCo computes them: the agent's VecNormalize statistics choose."""
     pytest.importorskip("mujoco")
     from edgekit.env_versions import EnvironmentLayoutError, resolve_env
 
     obs, act = _spaces_of("Ant-v4", use_contact_forces=True)
     assert obs.shape == (111,)
-    with pytest.raises(EnvironmentLayoutError) as caught:
-        resolve_env(EnvSpec("Ant-v3"), obs, act)
-    error = caught.value
-    assert "Ant-v4 returns Box(27,)" in error.message and "Ant-v5 returns Box(105,)" in error.message
-    assert error.suggestion == EnvSpec("Ant-v4", kwargs={"use_contact_forces": True})
-    assert """--env Ant-v4 --env-kwargs '{"use_contact_forces": true}'""" in error.hint
+    zero = {"use_contact_forces": True, "contact_force_range": [0.0, 0.0]}
+    never_varied, varied = np.full(111, 0.5), np.full(111, 0.5)
+    never_varied[27:] = 1e-4  # sqrt(0 + VecNormalize's epsilon)
+    for training_std, kwargs, because in ((None, zero, ""), (never_varied, zero, "never varied in training"),
+                                          (varied, {"use_contact_forces": True}, "varied in training")):
+        with pytest.raises(EnvironmentLayoutError) as caught:
+            resolve_env(EnvSpec("Ant-v3"), obs, act, training_std)
+        error = caught.value
+        assert "Ant-v4 returns Box(27,)" in error.message and "Ant-v5 returns Box(105,)" in error.message
+        assert error.suggestion == EnvSpec("Ant-v4", kwargs=kwargs) and because in error.message
+        assert f"--env Ant-v4 --env-kwargs '{json.dumps(kwargs, sort_keys=True)}'" in error.hint
 
 
 def test_ids_of_env_packages_are_registered_by_importing_them_and_a_missing_one_is_named(monkeypatch):
@@ -268,8 +275,6 @@ def test_time_feature_wrapper_of_the_config_is_reproduced_and_recorded(tmp_path)
 
 def _legacy_her_zip(target):
     """A small zip with the fields SB3 < 1.1's HER class saved (the published FetchReach one is 3 MB)."""
-    import json
-
     with zipfile.ZipFile(ARS_SWIMMER) as old, zipfile.ZipFile(target, "w") as new:
         for item in old.infolist():
             data = old.read(item.filename)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.env_spec import EnvSpec
-from edgekit.errors import EdgekitError, EnvironmentMismatchError, MissingDependencyError
+from edgekit.errors import EdgekitError, EnvironmentMismatchError, EnvironmentUnavailableError, MissingDependencyError
 from edgekit.spaces import SpaceSpec
 
 _VERSIONED = re.compile(r"^(?P<name>[A-Za-z0-9_./-]+?)-v(?P<version>\d+)$")
@@ -117,8 +117,9 @@ def _other_version(spec: EnvSpec, observation_space: SpaceSpec, action_space: Sp
     if not candidates:
         raise problem
     tried: list[str] = []
+    failures: list[EdgekitError] = []  # candidates whose own code fails here: their fix is the one to give
     for candidate in candidates:
-        found = _try(make_env, replace(spec, id=candidate), observation_space, action_space)
+        found = _try(make_env, replace(spec, id=candidate), observation_space, action_space, failures)
         if found is True:
             chosen = replace(spec, id=candidate)
             return ResolvedEnv(chosen, (
@@ -133,9 +134,11 @@ def _other_version(spec: EnvSpec, observation_space: SpaceSpec, action_space: Sp
         fitting = [(o, s) for o, s in fitting if _try(make_env, s, observation_space, action_space) is True]
         if fitting:
             raise _layout_error(spec, why, tried, wanted, candidate, fitting, training_std)
+    fixes = [f.hint for f in failures if isinstance(f, EnvironmentUnavailableError) and f.hint.startswith("pip ")]
     raise EnvironmentLayoutError(
         f"{spec.id} {why}, and no version of it here returns {wanted}: {'; '.join(tried)}",
-        hint=f"install what {spec.id} needs, or pass --env/--env-kwargs for an env that returns that layout")
+        hint=fixes[0] if fixes else f"install what {spec.id} needs, or pass --env/--env-kwargs for an env that "
+        "returns that layout")
 
 
 def _layout_error(spec: EnvSpec, why: str, tried: list[str], wanted: str, candidate: str,
@@ -158,8 +161,10 @@ def _layout_error(spec: EnvSpec, why: str, tried: list[str], wanted: str, candid
         suggestion=chosen)
 
 
-def _try(make_env: Any, spec: EnvSpec, observation_space: SpaceSpec, action_space: SpaceSpec) -> bool | str:
-    """True when ``spec`` makes an env that fits; else what it returns instead (or why it cannot be made)."""
+def _try(make_env: Any, spec: EnvSpec, observation_space: SpaceSpec, action_space: SpaceSpec,
+         failures: list[EdgekitError] | None = None) -> bool | str:
+    """True when ``spec`` makes an env that fits; else what it returns instead (or why it cannot be made,
+    the error kept in ``failures``)."""
     from edgekit.envs import env_fits, space_spec
 
     try:
@@ -167,6 +172,8 @@ def _try(make_env: Any, spec: EnvSpec, observation_space: SpaceSpec, action_spac
     except MissingDependencyError:
         return "cannot be made either"
     except EdgekitError as exc:
+        if failures is not None:
+            failures.append(exc)
         return f"cannot be made ({_short(exc.message, 240)})"
     try:
         if env_fits(env, observation_space, action_space):

@@ -25,6 +25,14 @@ from edgekit.spaces import BOX, DICT, DISCRETE, MULTI_BINARY, MULTI_DISCRETE, Sp
 
 FLOAT32_MAX_ISH = 3.4e38  # older gym wrote np.finfo(np.float32).max where gymnasium writes inf
 
+# Known breakages between env packages and the simulators they drive: (package whose code fails, simulator,
+# first failing version, requirement that works, why). Measured: gymnasium-robotics 1.4.2's robot envs
+# (FetchReach-v4, ...) fail in set_joint_qpos with mujoco 3.12 to 4.0.1 (an enum comparison); 3.11 works.
+KNOWN_BREAKAGES: tuple[tuple[str, str, tuple[int, ...], str, str], ...] = (
+    ("gymnasium_robotics", "mujoco", (3, 12), "mujoco<3.12",
+     "gymnasium-robotics' robot envs fail with mujoco >= 3.12 (measured with gymnasium-robotics 1.4.2; 3.11 works)"),
+)
+
 # Packages that register env ids when imported, by the ids' name prefix: (module, pip package, prefixes).
 # edgekit imports one of these (never a module a file names) when an id of its family is not registered.
 ENV_PACKAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -91,8 +99,25 @@ def _failed(spec: EnvSpec, exc: Exception) -> EnvironmentUnavailableError:
     return EnvironmentUnavailableError(
         f"{spec.describe()} could not be made here: {type(exc).__name__}{': ' + message if message else ''}"
         f"{where}" + (f" (with {versions})" if versions else ""),
-        hint="the env's package does not work with the packages installed here: install versions that work "
-             "together (see the env package's requirements)")
+        hint=_known_breakage(frames) or "the env's package does not work with the packages installed here: "
+        "install versions that work together (see the env package's requirements)")
+
+
+def _known_breakage(frames: Any) -> str | None:
+    """The requirement that works, when the failure is a known breakage (``KNOWN_BREAKAGES``)."""
+    from importlib import metadata
+
+    paths = [f.filename.replace("\\", "/") for f in frames]
+    for package, simulator, first, works, why in KNOWN_BREAKAGES:
+        if not any(f"/{package}/" in path for path in paths):
+            continue
+        try:
+            installed = tuple(int(p) for p in metadata.version(simulator).split(".")[:2] if p.isdigit())
+        except metadata.PackageNotFoundError:
+            continue
+        if installed >= first:
+            return f"pip install '{works}': {why}"
+    return None
 
 
 def _package_versions(frames: Any) -> str:

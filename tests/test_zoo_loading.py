@@ -323,3 +323,21 @@ def test_input_coverage_measures_vecnormalized_features_as_the_runtime_feeds_the
     levels = np.rint(preprocess.model_inputs(raw[250:]) / quant.scale)  # as the runtime feeds the model
     reported = np.array([f["held_out_levels"] for f in cover["features"]])
     assert np.abs(reported - np.stack([levels.min(axis=0), levels.max(axis=0)], axis=1)).max() <= 1.0
+
+
+def test_a_known_breakage_between_env_package_and_simulator_names_the_requirement_that_works():
+    """gymnasium-robotics 1.4.2's FetchReach-v4 fails inside its own code with mujoco >= 3.12 (measured: 3.11
+    works): the one-line error names the requirement instead of a generic "install versions that work"."""
+    from importlib import metadata
+
+    pytest.importorskip("gymnasium_robotics")
+    mujoco = tuple(int(p) for p in metadata.version("mujoco").split(".")[:2])
+    if mujoco < (3, 12):
+        pytest.skip(f"mujoco {mujoco} runs FetchReach-v4")
+    from edgekit.envs import make_env
+    from edgekit.errors import EnvironmentUnavailableError
+
+    with pytest.raises(EnvironmentUnavailableError) as caught:
+        make_env("FetchReach-v4")
+    assert "gymnasium_robotics/utils/mujoco_utils.py" in caught.value.message
+    assert caught.value.hint.startswith("pip install 'mujoco<3.12'")

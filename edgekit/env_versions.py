@@ -134,11 +134,13 @@ def _other_version(spec: EnvSpec, observation_space: SpaceSpec, action_space: Sp
         fitting = [(o, s) for o, s in fitting if _try(make_env, s, observation_space, action_space) is True]
         if fitting:
             raise _layout_error(spec, why, tried, wanted, candidate, fitting, training_std)
-    fixes = [f.hint for f in failures if isinstance(f, EnvironmentUnavailableError) and f.hint.startswith("pip ")]
+    broken = [f for f in failures if isinstance(f, EnvironmentUnavailableError)]
+    if broken and not any(t.split(" ", 1)[1].startswith("returns") for t in tried):
+        # no version here could even be made: the env's packages are the problem, not the layout
+        raise EnvironmentUnavailableError(f"{spec.id} {why}, and {'; '.join(tried)}", hint=broken[0].hint)
     raise EnvironmentLayoutError(
         f"{spec.id} {why}, and no version of it here returns {wanted}: {'; '.join(tried)}",
-        hint=fixes[0] if fixes else f"install what {spec.id} needs, or pass --env/--env-kwargs for an env that "
-        "returns that layout")
+        hint=f"install what {spec.id} needs, or pass --env/--env-kwargs for an env that returns that layout")
 
 
 def _layout_error(spec: EnvSpec, why: str, tried: list[str], wanted: str, candidate: str,

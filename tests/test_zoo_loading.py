@@ -341,3 +341,16 @@ def test_a_known_breakage_between_env_package_and_simulator_names_the_requiremen
         make_env("FetchReach-v4")
     assert "gymnasium_robotics/utils/mujoco_utils.py" in caught.value.message
     assert caught.value.hint.startswith("pip install 'mujoco<3.12'")
+    # a retired id whose only newer version fails that way: the env's packages are the problem, not a layout
+    import gymnasium as gym
+
+    from edgekit.env_versions import resolve_env
+    from edgekit.envs import space_spec
+
+    box = gym.spaces.Box(-np.inf, np.inf, (3,))
+    obs = space_spec(gym.spaces.Dict({"achieved_goal": box, "desired_goal": box,
+                                      "observation": gym.spaces.Box(-np.inf, np.inf, (10,))}), "observation")
+    with pytest.raises(EnvironmentUnavailableError) as caught:
+        resolve_env(EnvSpec("FetchReach-v1"), obs, space_spec(gym.spaces.Box(-1, 1, (4,)), "action"))
+    assert "FetchReach-v4 cannot be made" in caught.value.message
+    assert caught.value.hint.startswith("pip install 'mujoco<3.12'")

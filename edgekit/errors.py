@@ -59,6 +59,10 @@ class EnvironmentFailedError(EnvironmentMismatchError):
     """The Gymnasium environment raised when made, reset or stepped (its code, or kwargs it rejects)."""
 
 
+class EnvironmentUnavailableError(EdgekitError):
+    """The Gymnasium environment cannot be made here: its code fails with the installed packages."""
+
+
 class MissingDependencyError(EdgekitError):
     """A package needed for this command is not installed."""
 

@@ -53,6 +53,7 @@ import os
 import platform
 import queue
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -104,6 +105,10 @@ USERLANDS = {
 }
 HEAVY_DISTS = ("torch", "tensorflow", "tensorflow-cpu", "tf-keras", "keras", "onnx", "onnxruntime", "onnx2tf",
                "stable-baselines3", "gymnasium", "jax")
+# The host's settings that must not reach an emulated process (its Python, edgekit's test and debug knobs, x86
+# libraries); Emulator.env sets the probe's launcher and cache itself.
+HOST_ONLY_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "EDGEKIT_DEBUG", "EDGEKIT_SYSROOT",
+                 "EDGEKIT_LIBEDGETPU", "EDGEKIT_PROBE_LAUNCHER", "EDGEKIT_PROBE_CACHE", "EDGEKIT_PROBE_TIMEOUT")
 DEFAULT_TOLERANCE_STEPS = 3.0  # edgekit verify's default
 SKIP_EXIT = 77
 
@@ -314,6 +319,14 @@ class Emulator:
 
     def python(self, python: Path, *args: str) -> list[str]:
         return [*self.prefix, str(python), *args]
+
+    def env(self, probe_cache: Path) -> dict[str, str]:
+        """The environment of an emulated edgekit: none of the host's Python or edgekit settings, and
+        ``EDGEKIT_PROBE_LAUNCHER`` set to this emulator, because without binfmt_misc the kernel cannot exec
+        the probe's aarch64 child itself ("Exec format error"). Probes are cached in ``probe_cache``, one per
+        run, so that each run probes its models afresh and the host's cache is not touched."""
+        env = {k: v for k, v in os.environ.items() if k not in HOST_ONLY_ENV}
+        return {**env, "EDGEKIT_PROBE_LAUNCHER": shlex.join(self.prefix), "EDGEKIT_PROBE_CACHE": str(probe_cache)}
 
 
 def root_recipe(userland: Userland) -> dict[str, Any]:
@@ -717,7 +730,7 @@ def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tol
     name = f"{label}: {bundle.name}"
     files = f"{label.replace(' ', '-').replace(':', '')}-{bundle.name}"
     edgekit_script = python.parent / "edgekit"  # the console script a Pi user runs
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "EDGEKIT_DEBUG")}
+    env = emulator.env(work / "probe-cache")
     with np.load(bundle / "calibration.npz", allow_pickle=False) as data:
         obs = np.asarray(data["held_out"], dtype=np.float32)
     host = host_results(bundle, obs)
@@ -775,6 +788,7 @@ def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tol
                  "sys.modules holds " + (", ".join(probe["heavy_modules"]) or "no heavy module"))
 
     # edgekit verify
+    start = time.monotonic()
     proc = run(emulator.python(python, str(edgekit_script), "verify", str(bundle), "--device", "cpu", "--json",
                                "--tolerance-steps", f"{bound:g}"), env=env, check=False)
     try:
@@ -782,6 +796,7 @@ def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tol
     except ValueError:
         verify = {"passed": False, "output": (proc.stdout + proc.stderr)[-800:]}
     verify["exit_code"] = proc.returncode
+    verify["seconds"] = round(time.monotonic() - start, 1)
     if "max_steps" in verify:
         verify["max_steps"] = round(float(verify["max_steps"]), 3)
         verify["passes_default_tolerance"] = verify["max_steps"] <= DEFAULT_TOLERANCE_STEPS + 1e-3
@@ -806,6 +821,7 @@ def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tol
                  + ("; " + "; ".join(serve["problems"]) if serve["problems"] else ""))
 
     # edgekit bench
+    start = time.monotonic()
     proc = run(emulator.python(python, str(edgekit_script), "bench", str(bundle), "--iterations", str(iterations),
                                "--json"), env=env, check=False)
     try:
@@ -816,6 +832,7 @@ def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tol
     except (ValueError, KeyError, IndexError):
         bench, detail = {"output": (proc.stdout + proc.stderr)[-800:]}, (proc.stdout + proc.stderr)[-300:]
     bench["exit_code"] = proc.returncode
+    bench["seconds"] = round(time.monotonic() - start, 1)
     result["bench"] = bench
     report.check(f"{name}: edgekit bench --iterations {iterations}", proc.returncode == 0 and "results" in bench,
                  detail)
@@ -897,7 +914,7 @@ def start_setup_pi(home: Path, userland: Userland, emulator: Emulator, wheel: Pa
            "--python", str(emulator.root / "usr/bin/python3"), "--os-release", str(emulator.root / "etc/os-release"),
            "--venv", str(home / "setup-pi-venv"), "--wheel", str(wheel), "--pairs", str(standins["table"]),
            "--libedgetpu-deb", str(standins["deb"]), "--interpreter-wheel", str(standins["wheel"])]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env = emulator.env(work / "probe-cache")
     handle = open(out, "w")  # noqa: SIM115 (closed with the process)
     handle.write("$ " + " ".join(cmd) + "\n")
     handle.flush()
@@ -933,7 +950,7 @@ def finish_setup_pi(proc: subprocess.Popen, log_path: Path, userland: Userland, 
                  + ("" if ok else "\n" + "\n".join(text.strip().splitlines()[-15:])))
 
 
-def doctor_check(userland: Userland, emulator: Emulator, python: Path, report: Report,
+def doctor_check(userland: Userland, emulator: Emulator, python: Path, work: Path, report: Report,
                  data: dict[str, Any]) -> None:
     """edgekit doctor in the userland: its release and pair found, no heavy import, exit 1 (no Coral here)."""
     code = ("import sys, runpy; sys.argv = ['edgekit', 'doctor', '--json']\n"
@@ -941,8 +958,7 @@ def doctor_check(userland: Userland, emulator: Emulator, python: Path, report: R
             "heavy = [m for m in ('torch', 'tensorflow', 'ai_edge_litert', 'tflite_runtime', 'gymnasium', "
             "'stable_baselines3') if m in sys.modules]\nprint('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
             "sys.exit(code)")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EDGEKIT_SYSROOT", "EDGEKIT_LIBEDGETPU")}
-    proc = run(emulator.python(python, "-c", code), env=env, check=False, timeout=600)
+    proc = run(emulator.python(python, "-c", code), env=emulator.env(work / "probe-cache"), check=False, timeout=600)
     try:
         findings = {f["topic"]: f for f in json.loads(proc.stdout)["findings"]}
     except (ValueError, KeyError):
@@ -1127,7 +1143,7 @@ def checks(args: argparse.Namespace, cache: Path, work: Path, report: Report) ->
                                                 args.iterations, report, f"{userland.suite} device extra",
                                                 "ai_edge_litert"))
             with report.phase(f"{userland.suite} doctor"):
-                doctor_check(userland, emulator, python, report, data)
+                doctor_check(userland, emulator, python, work, report, data)
         finally:
             if setup_pi is not None:
                 with report.phase(f"{userland.suite} setup-pi.sh --dry-run (waiting)"):

@@ -16,17 +16,21 @@ held-out observations (``calibration.npz``) are used.
 
     python pi_device_probe.py --plan PLAN.json
 
-runs several bundles in this one process, each followed by ``edgekit verify``
-and ``edgekit bench`` through the CLI's own entry point (``edgekit.cli.main``),
-and prints one JSON line per bundle. Under emulation every process pays
-seconds to start and import numpy and the interpreter, so one process does
-what four did. PLAN.json::
+runs a list of steps in this one process and prints one JSON line per step,
+with the heavy modules in ``sys.modules`` after it. Under emulation every
+process pays seconds to start and import numpy and the interpreter, so one
+process does what one per command did. PLAN.json::
 
-    {"device": "cpu", "interpreter": null, "bundles": [{"bundle": DIR, "obs": NPZ, "out": NPZ,
-     "verify": ["--tolerance-steps", "3"], "bench": ["--iterations", "200"]}]}
+    {"steps": [
+      {"distributions": true},                                  # installed distributions and versions
+      {"cli": ["doctor", "--json"]},                             # edgekit ARGS via edgekit.cli.main
+      {"predict": {"bundle": DIR, "obs": NPZ, "out": NPZ, "device": "cpu", "interpreter": null}},
+      {"cli": ["verify", DIR, "--json"], "env": {"NAME": "value", "OTHER": null}},
+      {"probe": {"model": TFLITE, "device": "cpu"}, "env": {...}}  # runtime.probe.probe_model, uncached
+    ]}
 
-(``verify``/``bench``: extra arguments; leave one out to skip that command.)
-The heavy modules of each line are read after its commands ran.
+``env`` is set around its step only (null: unset). A step that runs first
+in the plan sees a fresh interpreter (doctor's import check).
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
 
@@ -52,19 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="npz to write the results to")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--interpreter", default=None)
-    parser.add_argument("--plan", help="JSON plan of several bundles (see the module's docstring)")
+    parser.add_argument("--plan", help="JSON plan of steps to run in this process (see the module's docstring)")
     args = parser.parse_args(argv)
     if args.plan:
         with open(args.plan) as fh:
-            plan = json.load(fh)
-        for item in plan["bundles"]:
-            report = probe(item["bundle"], item.get("obs"), item["out"], plan.get("device", "cpu"),
-                           plan.get("interpreter"))
-            for command in ("verify", "bench"):
-                if item.get(command) is not None:
-                    report[command] = cli(command, item["bundle"], *item[command])
-            report["heavy_modules"] = heavy_modules()
-            print(json.dumps(report), flush=True)
+            steps = json.load(fh)["steps"]
+        for number, step in enumerate(steps):
+            with environment(step.get("env") or {}):
+                result = run_step(step)
+            print(json.dumps({"step": number, **result, "heavy_modules": heavy_modules()}), flush=True)
         return 0
     if not args.bundle or not args.out:
         parser.error("give BUNDLE and --out, or --plan")
@@ -72,19 +74,55 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_step(step: dict[str, Any]) -> dict[str, Any]:
+    if "distributions" in step:
+        return {"distributions": {d.metadata["Name"].lower(): d.version for d in metadata.distributions()}}
+    if "cli" in step:
+        return cli(*step["cli"])
+    if "predict" in step:
+        p = step["predict"]
+        return {"predict": probe(p["bundle"], p.get("obs"), p["out"], p.get("device", "cpu"), p.get("interpreter"))}
+    if "probe" in step:
+        from edgekit.runtime.probe import probe_model
+
+        result = probe_model(step["probe"]["model"], device=step["probe"].get("device", "cpu"), use_cache=False)
+        error = result.error()
+        return {"probe": {**result.to_dict(), "error": type(error).__name__ if error else None,
+                          "message": error.message if error else "", "hint": error.hint if error else ""}}
+    raise ValueError(f"unknown step {step!r}")
+
+
+@contextlib.contextmanager
+def environment(changes: dict[str, str | None]) -> Iterator[None]:
+    """``changes`` applied to os.environ for the duration (None unsets)."""
+    def apply(values: dict[str, str | None]) -> None:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    saved = {name: os.environ.get(name) for name in changes}
+    apply(changes)
+    try:
+        yield
+    finally:
+        apply(saved)
+
+
 def heavy_modules() -> list[str]:
     return sorted(m for m in HEAVY_MODULES if m in sys.modules)
 
 
-def cli(command: str, bundle: str, *args: str) -> dict[str, Any]:
-    """``edgekit COMMAND BUNDLE --json ARGS`` through the console script's entry point, in this process."""
+def cli(*args: str) -> dict[str, Any]:
+    """``edgekit ARGS`` through the console script's entry point, in this process."""
     from edgekit.cli import main as edgekit
 
     out, err = io.StringIO(), io.StringIO()
     start = time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = edgekit([command, bundle, "--json", *args])
-    return {"exit_code": code, "stdout": out.getvalue(), "stderr": err.getvalue()[-2000:],
+        code = edgekit(list(args))
+    return {"cli": list(args), "exit_code": code, "stdout": out.getvalue(), "stderr": err.getvalue()[-2000:],
             "seconds": round(time.perf_counter() - start, 3)}
 
 

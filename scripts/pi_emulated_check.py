@@ -20,14 +20,14 @@ segfaults in ai-edge-litert. What runs, per userland (``--userland``, default bo
                 a new edgekit goes in with the host's pip (pure Python), none when the wheel's files are the same.
   5. bundles    built on the host with ``edgekit build ... -q``: the shipped example (PPO Pendulum-v1) and a DQN
                 CartPole-v1 trained here in seconds (cached in CACHE/bundles), or the bundles given with --bundle
-  6. device     in the device venv, one emulated process (``scripts/pi_device_probe.py --plan``) for all
-                bundles: predict (compared with the host, computed once per run, bit for bit on the int8
-                inputs, in int8 steps on the outputs), ``edgekit verify`` and ``edgekit bench`` (emulated
-                timings) through the CLI's entry point, import isolation after all of it; then per bundle
-                ``edgekit run --serve stdio`` (the console script; good and bad lines). Every model is probed
-                in a child process first (``edgekit.runtime.probe``): without binfmt_misc the kernel cannot
-                exec that aarch64 child, so every emulated process gets ``EDGEKIT_PROBE_LAUNCHER`` = the qemu
-                command, and a probe cache of its own for this run.
+  6. device     in the device venv, one emulated process (``scripts/pi_device_probe.py --plan``) for the
+                venv's distributions, doctor (8) and all bundles: predict (compared with the host, computed
+                once per run, bit for bit on the int8 inputs, in int8 steps on the outputs), ``edgekit verify``
+                and ``edgekit bench`` (emulated timings) through the CLI's entry point, import isolation after
+                them; then per bundle ``edgekit run --serve stdio`` (the console script; good and bad lines).
+                Every model is probed in a child process first (``edgekit.runtime.probe``): without
+                binfmt_misc the kernel cannot exec that aarch64 child, so every emulated process gets
+                ``EDGEKIT_PROBE_LAUNCHER`` = the qemu command, and a probe cache of its own for this run.
   7. setup-pi   ``device/setup-pi.sh --dry-run`` with the emulated Python and the userland's os-release, with
                 LOCAL STAND-IN FILES for the pair (GitHub, where the pair's files are published, is not
                 reachable here): a libedgetpu .deb built here (no library inside) and, for the interpreter, the
@@ -36,12 +36,13 @@ segfaults in ai-edge-litert. What runs, per userland (``--userland``, default bo
                 (the same Interpreter API under its new module name). A stand-in pair table keyed like the
                 shipped one names them with their sha256 (``--pairs``). Its venv then runs the checks of 6 on
                 the first bundle: the interpreter API of the pair, with the pair's numpy range.
-  8. doctor     ``edgekit doctor --json`` in the userland: it reads the userland's release, finds its tested
-                pair, and imports no interpreter, TensorFlow or torch (no Coral here: it must exit 1); then
-                ``edgekit doctor BUNDLE`` on the first bundle with a STAND-IN Edge TPU entry (its CPU model) and
-                a STAND-IN libedgetpu.so.1 that is not a library: both models are probed in children under
-                the emulator, the library is a FAIL with the fix; and one probe without the launcher, which
-                must be the launcher's error (the child cannot start), not a damaged model.
+  8. doctor     ``edgekit doctor --json`` in the userland, first in that process: it reads the userland's
+                release, finds its tested pair, and imports no interpreter, TensorFlow or torch (no Coral here:
+                it must exit 1); then ``edgekit doctor BUNDLE`` on the first bundle with a STAND-IN Edge TPU
+                entry (its CPU model) and a STAND-IN libedgetpu.so.1 that is not a library: both models are
+                probed in children under the emulator, the library is a FAIL with the fix; and one probe
+                without the launcher, which must be the launcher's error (the child cannot start), not a
+                damaged model.
 
 The userlands run at once (``--jobs``, default: one per CPU, at most 2): each mostly waits on its emulated
 processes, and ``setup-pi.sh`` runs alongside its userland's checks.
@@ -74,7 +75,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -424,13 +425,19 @@ def wheel_requirements(wheel: Path) -> list[str]:
     return [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
 
 
-def wheel_contents(wheel: Path) -> str:
-    """A digest of the wheel's files (names and bytes, not the zip's timestamps): the same edgekit."""
-    h = hashlib.sha256()
+def wheel_installed(wheel: Path, site: Path) -> bool:
+    """Whether every file of ``wheel`` (its package and its METADATA) is in ``site`` byte for byte. Read from
+    the files, not from a marker: the cache is shared with other checkouts, which install their own edgekit."""
     with zipfile.ZipFile(wheel) as zf:
-        for name in sorted(zf.namelist()):
-            h.update(name.encode() + b"\0" + hashlib.sha256(zf.read(name)).digest())
-    return h.hexdigest()[:16]
+        for name in zf.namelist():
+            if ".dist-info/" in name and not name.endswith(".dist-info/METADATA"):
+                continue  # RECORD, INSTALLER, entry points: written or rewritten by pip
+            try:
+                if (site / name).read_bytes() != zf.read(name):
+                    return False
+            except OSError:
+                return False
+    return True
 
 
 def device_requirements(wheel: Path) -> list[str]:
@@ -439,10 +446,6 @@ def device_requirements(wheel: Path) -> list[str]:
 
 
 # --- 4. the device venv -----------------------------------------------------------------------------------
-
-LIST_DISTS = "import json; from importlib import metadata as m; " \
-             "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
-
 
 def debian_pip_env(emulator: Emulator) -> dict[str, str]:
     """Debian's pip (python3-pip in the root) on the path of a venv made without pip."""
@@ -458,9 +461,8 @@ def ensure_device_venv(home: Path, userland: Userland, emulator: Emulator, wheel
     cached = marker.is_file() and python.is_symlink() and json.loads(marker.read_text()).get("key") == key
     start = time.monotonic()
     site = venv / "lib" / f"python{userland.python}" / "site-packages"
-    contents = wheel_contents(wheel)
-    if cached and json.loads(marker.read_text()).get("edgekit_wheel") == contents and (site / "edgekit").is_dir():
-        # The same edgekit is installed (and its bytecode, compiled by the emulated Python, is kept).
+    if cached and wheel_installed(wheel, site):
+        # This wheel's files are there, byte for byte (its bytecode, compiled by the emulated Python, is kept).
         log(f"  reusing {venv} with this run's edgekit already in it")
     elif cached:
         # edgekit is pure Python (py3-none-any): the host's pip puts this run's wheel into the venv in seconds,
@@ -469,7 +471,6 @@ def ensure_device_venv(home: Path, userland: Userland, emulator: Emulator, wheel
         run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade", "--no-compile",
              "--disable-pip-version-check", "--target", str(site), str(wheel)])
         shutil.rmtree(site / "bin", ignore_errors=True)  # --target's copy of the console script
-        marker.write_text(json.dumps({**json.loads(marker.read_text()), "edgekit_wheel": contents}, indent=2))
     else:
         shutil.rmtree(venv, ignore_errors=True)
         marker.unlink(missing_ok=True)
@@ -477,12 +478,15 @@ def ensure_device_venv(home: Path, userland: Userland, emulator: Emulator, wheel
             "(minutes: pip runs emulated)")
         run(emulator.python(emulator.root / userland.root_python, "-m", "venv", "--without-pip", str(venv)))
         run(emulator.python(python, "-m", "pip", "install", "-q", f"{wheel}[device]"), env=debian_pip_env(emulator))
-        marker.write_text(json.dumps({"key": key, "requirements": device_requirements(wheel),
-                                      "edgekit_wheel": contents}, indent=2))
-    # Listed without Debian's pip on the path: what the venv itself holds.
-    dists = json.loads(run(emulator.python(python, "-c", LIST_DISTS)).stdout)
+        marker.write_text(json.dumps({"key": key, "requirements": device_requirements(wheel)}, indent=2))
     data["venv"] = {"path": str(venv), "cached": cached, "seconds": round(time.monotonic() - start, 1),
-                    "distributions": dists, "requirements": device_requirements(wheel)}
+                    "requirements": device_requirements(wheel)}
+    return python
+
+
+def venv_checks(userland: Userland, dists: dict[str, str], report: Report, data: dict[str, Any]) -> None:
+    """What the device venv holds (listed in it, without Debian's pip on the path)."""
+    data["venv"]["distributions"] = dists
     report.check(f"{userland.suite}: device extra resolves to ai-edge-litert + numpy 2 on aarch64/py{userland.python}",
                  "ai-edge-litert" in dists and dists.get("numpy", "").startswith("2.")
                  and "tflite-runtime" not in dists,
@@ -490,7 +494,6 @@ def ensure_device_venv(home: Path, userland: Userland, emulator: Emulator, wheel
     heavy = sorted(d for d in dists if d in HEAVY_DISTS)
     report.check(f"{userland.suite}: no torch/tensorflow/onnx/SB3/gymnasium installed", not heavy,
                  ", ".join(heavy) or "none")
-    return python
 
 
 # --- 5. bundles -------------------------------------------------------------------------------------------
@@ -795,74 +798,84 @@ def host_reference(bundle: Path, work: Path, tolerance: float, strict: bool) -> 
                          error, policy.manifest.algorithm, policy.manifest.env_id)
 
 
-def device_plan(refs: list[HostReference], work: Path, files: str, iterations: int) -> tuple[Path, dict[str, Path]]:
-    """The plan of ``pi_device_probe.py --plan`` (every bundle predicted, verified and benched in one process),
-    and where each bundle's arrays will be."""
-    outs = {str(ref.bundle): work / f"{files}-{ref.bundle.name}.npz" for ref in refs}
-    plan = {"device": "cpu", "interpreter": None, "bundles": [
-        {"bundle": str(ref.bundle), "obs": str(ref.obs_file), "out": str(outs[str(ref.bundle)]),
-         "verify": ["--device", "cpu", "--tolerance-steps", f"{ref.bound:g}"],
-         "bench": ["--iterations", str(iterations)]} for ref in refs]}
-    path = work / f"{files}.plan.json"
-    path.write_text(json.dumps(plan, indent=2))
-    return path, outs
+def run_plan(emulator: Emulator, python: Path, steps: list[dict[str, Any]], work: Path,
+             name: str) -> tuple[list[dict[str, Any] | None], str]:
+    """Run ``steps`` in one emulated process (``pi_device_probe.py --plan``): each step's output line, or None
+    for a step that printed none, and the process's failure (exit status and stderr) or ''."""
+    plan = work / f"{name}.plan.json"
+    plan.write_text(json.dumps({"steps": steps}, indent=2))
+    start = time.monotonic()
+    proc = run(emulator.python(python, str(PROBE), "--plan", str(plan)), env=emulator.env(work / "probe-cache"),
+               check=False, timeout=3600)
+    outs: list[dict[str, Any] | None] = [None] * len(steps)
+    for line in proc.stdout.splitlines():
+        with contextlib.suppress(ValueError, TypeError, KeyError, IndexError):
+            entry = json.loads(line)
+            outs[entry["step"]] = entry
+    log(f"  {name}: {len(steps)} steps in one emulated process in {time.monotonic() - start:.0f} s")
+    failure = "" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip()[-1500:]}"
+    return outs, failure
+
+
+def bundle_steps(ref: HostReference, out: Path, iterations: int) -> list[dict[str, Any]]:
+    """Predict, ``edgekit verify`` and ``edgekit bench`` on one bundle (the CLI's entry point, in-process)."""
+    bundle = str(ref.bundle)
+    return [{"predict": {"bundle": bundle, "obs": str(ref.obs_file), "out": str(out), "device": "cpu"}},
+            {"cli": ["verify", bundle, "--json", "--device", "cpu", "--tolerance-steps", f"{ref.bound:g}"]},
+            {"cli": ["bench", bundle, "--json", "--iterations", str(iterations)]}]
 
 
 def check_venv(refs: list[HostReference], emulator: Emulator, python: Path, work: Path, tolerance: float,
-               iterations: int, report: Report, label: str, interpreter: str) -> list[dict[str, Any]]:
+               iterations: int, report: Report, label: str, interpreter: str, before: Sequence[dict[str, Any]] = (),
+               after: Sequence[dict[str, Any]] = ()) -> tuple[list[dict[str, Any]], list[Any], list[Any], str]:
     """Every check of every bundle in one emulated venv; ``label`` prefixes the check names (userland, venv),
     ``interpreter`` is the module the venv must run (ai_edge_litert, tflite_runtime).
 
-    One emulated process predicts, verifies and benches every bundle (``pi_device_probe.py --plan``: under
-    emulation each process costs seconds of start-up and imports); then each bundle is served by the
-    console script a Pi user runs, driven line by line from here.
+    One emulated process runs the steps ``before``, then predict, verify and bench on every bundle, then the
+    steps ``after`` (under emulation each process costs seconds of start-up and imports); then each bundle
+    is served by the console script a Pi user runs, driven line by line from here. Returns the bundles'
+    results, the outputs of ``before`` and ``after``, and the process's failure ('' when it exited 0).
     """
-    files = label.replace(" ", "-").replace(":", "").replace("(", "").replace(")", "").replace(",", "")
-    env = emulator.env(work / "probe-cache")
-    plan, outs = device_plan(refs, work, files, iterations)
-    start = time.monotonic()
-    proc = run(emulator.python(python, str(PROBE), "--plan", str(plan)), env=env, check=False, timeout=3600)
-    lines = {}
-    for line in proc.stdout.splitlines():
-        with contextlib.suppress(ValueError, TypeError, KeyError):
-            entry = json.loads(line)
-            lines[entry["bundle"]] = entry
-    log(f"  {label}: {len(refs)} bundle(s) predicted, verified and benched in one emulated process in "
-        f"{time.monotonic() - start:.0f} s")
+    files = re.sub(r"[^A-Za-z0-9.+-]+", "-", label)
+    outs = [work / f"{files}-{ref.bundle.name}.npz" for ref in refs]
+    steps = [*before, *(s for ref, out in zip(refs, outs) for s in bundle_steps(ref, out, iterations)), *after]
+    lines, failure = run_plan(emulator, python, steps, work, files)
+    first = len(before)
     results = []
-    for ref in refs:
+    for i, (ref, out) in enumerate(zip(refs, outs)):
         name = f"{label}: {ref.bundle.name}"
         result: dict[str, Any] = {"bundle": str(ref.bundle), "label": label, "algorithm": ref.algorithm,
                                   "env_id": ref.env_id, "host_interpreter": ref.host["interpreter"],
                                   "host_numpy": ref.host["numpy"]}
         results.append(result)
-        entry = lines.get(str(ref.bundle))
-        if entry is None:
-            report.check(f"{name}: EdgePolicy.predict on aarch64", False,
-                         f"exit {proc.returncode}: " + proc.stderr.strip()[-800:])
-            result["probe_error"] = proc.stderr.strip()[-2000:]
+        predict, verify, bench = lines[first + 3 * i:first + 3 * i + 3]
+        if predict is None:
+            report.check(f"{name}: EdgePolicy.predict on aarch64", False, failure[-800:] or "no output")
+            result["probe_error"] = failure
             continue
-        device = check_results(ref, entry, outs[str(ref.bundle)], iterations, report, name, tolerance, interpreter,
-                               result)
+        device = check_results(ref, predict, verify or {}, bench or {}, out, iterations, report, name, tolerance,
+                               interpreter, result)
         serve = serve_check(emulator.python(python, str(python.parent / "edgekit"), "run", str(ref.bundle),
                                             "--serve", "stdio", "--device", "cpu"),
-                            env, ref.obs, device["single_actions"], ref.host["discrete"])
+                            emulator.env(work / "probe-cache"), ref.obs, device["single_actions"],
+                            ref.host["discrete"])
         result["serve"] = serve
         report.check(f"{name}: edgekit run --serve stdio answers and survives bad lines",
                      not serve["problems"] and serve["responses"] == serve["expected_responses"],
                      f"{serve['responses']}/{serve['expected_responses']} lines answered "
                      f"({serve['errors_answered']} errors), exit {serve['exit_code']}, {serve['seconds']:.0f} s"
                      + ("; " + "; ".join(serve["problems"]) if serve["problems"] else ""))
-    return results
+    return results, lines[:first], lines[len(steps) - len(after):], failure
 
 
-def check_results(ref: HostReference, entry: dict[str, Any], out_file: Path, iterations: int, report: Report,
-                  name: str, tolerance: float, interpreter: str, result: dict[str, Any]) -> dict[str, Any]:
-    """The checks on what one bundle computed and printed in the emulated process (its line ``entry``, its
-    arrays in ``out_file``); returns the arrays."""
+def check_results(ref: HostReference, predict: dict[str, Any], verify_run: dict[str, Any], bench_run: dict[str, Any],
+                  out_file: Path, iterations: int, report: Report, name: str, tolerance: float, interpreter: str,
+                  result: dict[str, Any]) -> dict[str, Any]:
+    """The checks on what one bundle computed in the emulated process (its steps' lines; its arrays in
+    ``out_file``); returns the arrays."""
     import numpy as np
 
-    verify_run, bench_run = entry.pop("verify", {}), entry.pop("bench", {})
+    entry = {**predict["predict"], "heavy_modules": (bench_run or verify_run or predict)["heavy_modules"]}
     with np.load(out_file) as data:
         device = {k: data[k] for k in data.files}
     comparison = compare(ref.host, device)
@@ -1043,41 +1056,6 @@ def finish_setup_pi(proc: subprocess.Popen, log_path: Path, userland: Userland, 
                  + ("" if ok else "\n" + "\n".join(text.strip().splitlines()[-15:])))
 
 
-# Run in the userland's venv: doctor as a Pi user runs it (which must import nothing heavy), doctor BUNDLE
-# with a libedgetpu that cannot load (both models probed in children under the emulator), then one probe
-# with EDGEKIT_PROBE_LAUNCHER unset (the child cannot start). One JSON line.
-DOCTOR_RUN = r"""
-import contextlib, io, json, os, sys
-from edgekit.cli import main
-
-def doctor(*args):
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["doctor", "--json", *args])
-    try:
-        findings = json.loads(out.getvalue())["findings"]
-    except (ValueError, KeyError):
-        findings = out.getvalue()[-1500:]
-    return {"exit_code": code, "findings": findings}
-
-bundle, library, model = sys.argv[1:4]
-report = {"plain": doctor()}
-report["heavy_modules"] = [m for m in ("torch", "tensorflow", "ai_edge_litert", "tflite_runtime", "gymnasium",
-                                       "stable_baselines3") if m in sys.modules]
-os.environ["EDGEKIT_LIBEDGETPU"] = library
-report["bundle"] = doctor(bundle)
-del os.environ["EDGEKIT_LIBEDGETPU"]
-del os.environ["EDGEKIT_PROBE_LAUNCHER"]
-from edgekit.runtime.probe import probe_model
-result = probe_model(model, use_cache=False)
-error = result.error()
-report["without_launcher"] = {"outcome": result.outcome, "detail": result.detail,
-                              "error": type(error).__name__ if error else None,
-                              "message": error.message if error else "", "hint": error.hint if error else ""}
-print(json.dumps(report))
-"""
-
-
 def doctor_standins(bundle: Path, work: Path) -> tuple[Path, Path]:
     """For ``doctor BUNDLE`` under emulation: a copy of ``bundle`` whose manifest also lists its CPU model as
     its Edge TPU model (a STAND-IN: no compiler ran), and a STAND-IN libedgetpu.so.1 that is not a library
@@ -1096,51 +1074,57 @@ def doctor_standins(bundle: Path, work: Path) -> tuple[Path, Path]:
     return dst, library
 
 
-def doctor_check(userland: Userland, emulator: Emulator, python: Path, work: Path, standins: tuple[Path, Path],
-                 report: Report, data: dict[str, Any]) -> None:
+def doctor_steps(standins: tuple[Path, Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The emulated process's steps for the doctor: before anything else is imported, doctor as a Pi user runs
+    it (it must import nothing heavy); at the end, doctor BUNDLE with a libedgetpu that cannot load (both models
+    probed in children under the emulator), then a probe with EDGEKIT_PROBE_LAUNCHER unset."""
+    bundle, library = standins
+    return ([{"cli": ["doctor", "--json"]}],
+            [{"cli": ["doctor", str(bundle), "--json"], "env": {"EDGEKIT_LIBEDGETPU": str(library)}},
+             {"probe": {"model": str(bundle / "model_int8.tflite"), "device": "cpu"},
+              "env": {"EDGEKIT_PROBE_LAUNCHER": None}}])
+
+
+def doctor_checks(userland: Userland, plain_run: dict[str, Any] | None, bundle_run: dict[str, Any] | None,
+                  bare_run: dict[str, Any] | None, standins: tuple[Path, Path], failure: str, report: Report,
+                  data: dict[str, Any]) -> None:
     """edgekit doctor in the userland: its release and pair found, no heavy import, exit 1 (no Coral here);
     with a bundle, both models probed in children started through EDGEKIT_PROBE_LAUNCHER; without the
     launcher, a probe is the launcher's error (binfmt_misc is not there to run the child)."""
-    bundle, library = standins
-    proc = run(emulator.python(python, "-c", DOCTOR_RUN, str(bundle), str(library), str(bundle / "model_int8.tflite")),
-               env=emulator.env(work / "probe-cache"), check=False, timeout=900)
-    try:
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        out = {}
-    plain = out.get("plain", {})
-    findings = {f["topic"]: f for f in plain.get("findings", []) if isinstance(f, dict)}
-    heavy = ",".join(out.get("heavy_modules", ["?"]))
-    pair = findings.get("tested pair", {})
-    release = findings.get("OS release", {}).get("detail", "")
-    data["doctor"] = {"exit_code": plain.get("exit_code"), "heavy_modules": heavy, "findings": list(findings.values())}
-    ok = (plain.get("exit_code") == 1 and heavy == "" and f"VERSION_CODENAME={userland.suite}" in release
-          and pair.get("status") == "info"
-          and pair.get("detail", "").startswith(f"{userland.suite}-py{userland.python}"))
-    failure = "" if out else "\n" + (proc.stdout + proc.stderr)[-1500:]
-    report.check(f"{userland.suite}: edgekit doctor finds the release and its pair, imports nothing heavy",
-                 ok, f"exit {plain.get('exit_code')}; {release}; pair: {pair.get('detail', 'none')}; heavy modules: "
-                 f"{heavy or 'none'}" + failure)
+    def findings(step: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            return {f["topic"]: f for f in json.loads(step["stdout"])["findings"]}  # type: ignore[index]
+        return {}
 
-    with_bundle = out.get("bundle", {})
-    probes = {f["topic"]: f for f in with_bundle.get("findings", []) if isinstance(f, dict)}
+    bundle, library = standins
+    plain, heavy = findings(plain_run), ",".join((plain_run or {}).get("heavy_modules", ["?"]))
+    code = (plain_run or {}).get("exit_code")
+    pair, release = plain.get("tested pair", {}), plain.get("OS release", {}).get("detail", "")
+    data["doctor"] = {"exit_code": code, "heavy_modules": heavy, "findings": list(plain.values())}
+    ok = (code == 1 and heavy == "" and f"VERSION_CODENAME={userland.suite}" in release and pair.get("status") == "info"
+          and pair.get("detail", "").startswith(f"{userland.suite}-py{userland.python}"))
+    report.check(f"{userland.suite}: edgekit doctor finds the release and its pair, imports nothing heavy",
+                 ok, f"exit {code}; {release}; pair: {pair.get('detail', 'none')}; heavy modules: {heavy or 'none'}"
+                 + ("" if ok else f"\n{plain_run}\n{failure}"))
+
+    probes, code = findings(bundle_run), (bundle_run or {}).get("exit_code")
     tpu, cpu = probes.get("Edge TPU probe", {}), probes.get("CPU model probe", {})
-    data["doctor_bundle"] = {"exit_code": with_bundle.get("exit_code"), "bundle": str(bundle),
-                             "libedgetpu": str(library), "findings": list(probes.values())}
-    ok = (with_bundle.get("exit_code") == 1 and tpu.get("status") == "fail" and str(library) in tpu.get("detail", "")
+    data["doctor_bundle"] = {"exit_code": code, "bundle": str(bundle), "libedgetpu": str(library),
+                             "findings": list(probes.values())}
+    ok = (code == 1 and tpu.get("status") == "fail" and str(library) in tpu.get("detail", "")
           and "while loading libedgetpu" in tpu.get("detail", "") and "matched" in tpu.get("fix", "")
           and cpu.get("status") == "ok" and "in a child process" in cpu.get("detail", ""))
     report.check(f"{userland.suite}: edgekit doctor BUNDLE probes both models in children under the emulator",
-                 ok, f"exit {with_bundle.get('exit_code')}; Edge TPU probe ({library.name} STAND-IN that is not a "
-                 f"library): {tpu.get('status')}: {tpu.get('detail')}; CPU model probe: {cpu.get('status')}: "
-                 f"{cpu.get('detail')}" + failure)
+                 ok, f"exit {code}; Edge TPU probe ({library.name} STAND-IN that is not a library): "
+                 f"{tpu.get('status')}: {tpu.get('detail')}; CPU model probe: {cpu.get('status')}: {cpu.get('detail')}"
+                 + ("" if ok else f"\n{bundle_run}\n{failure}"))
 
-    bare = out.get("without_launcher", {})
+    bare = (bare_run or {}).get("probe", {})
     data["probe_without_launcher"] = bare
+    ok = bare.get("outcome") == "not-started" and bare.get("error") == "DeviceError" \
+        and "EDGEKIT_PROBE_LAUNCHER" in bare.get("hint", "")
     report.check(f"{userland.suite}: without EDGEKIT_PROBE_LAUNCHER the probe's child cannot start, and says so",
-                 bare.get("outcome") == "not-started" and bare.get("error") == "DeviceError"
-                 and "EDGEKIT_PROBE_LAUNCHER" in bare.get("hint", ""),
-                 f"{bare.get('outcome')}: {bare.get('detail')}" + failure)
+                 ok, f"{bare.get('outcome')}: {bare.get('detail')}" + ("" if ok else f"\n{failure}"))
 
 
 def shellcheck(tools: Tools, report: Report) -> None:
@@ -1329,11 +1313,15 @@ def check_userland(userland: Userland, args: argparse.Namespace, cache: Path, wo
     try:
         with report.phase(f"{userland.suite} device venv"):
             python = ensure_device_venv(home, userland, emulator, wheel, report, data)
-        with report.phase(f"{userland.suite} device checks ({len(refs)} bundles)"):
-            results += check_venv(refs, emulator, python, work, args.tolerance_steps, args.iterations, report,
-                                  f"{userland.suite} device extra", "ai_edge_litert")
-        with report.phase(f"{userland.suite} doctor"):
-            doctor_check(userland, emulator, python, work, doctor_files, report, data)
+        with report.phase(f"{userland.suite} device checks ({len(refs)} bundles, doctor)"):
+            doctor_first, doctor_last = doctor_steps(doctor_files)
+            found, before, after, failure = check_venv(refs, emulator, python, work, args.tolerance_steps,
+                                                       args.iterations, report, f"{userland.suite} device extra",
+                                                       "ai_edge_litert", [{"distributions": True}, *doctor_first],
+                                                       doctor_last)
+            results += found
+            venv_checks(userland, (before[0] or {}).get("distributions", {}), report, data)
+            doctor_checks(userland, before[1], after[0], after[1], doctor_files, failure, report, data)
     finally:
         if setup_pi is not None:
             with report.phase(f"{userland.suite} setup-pi.sh --dry-run (waiting)"):
@@ -1344,7 +1332,7 @@ def check_userland(userland: Userland, args: argparse.Namespace, cache: Path, wo
             results += check_venv(refs[:1], emulator, home / "setup-pi-venv" / "bin" / "python", work,
                                   args.tolerance_steps, args.iterations, report,
                                   f"{userland.suite} setup-pi venv ({standins['interpreter']}, stand-in)",
-                                  standins["module"])
+                                  standins["module"])[0]
     diffs = [r["comparison"]["max_steps"] for r in results if "comparison" in r]
     data["largest_difference_steps"] = max(diffs) if diffs else None
 

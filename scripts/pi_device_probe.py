@@ -30,7 +30,9 @@ process does what one per command did. PLAN.json::
     ]}
 
 ``env`` is set around its step only (null: unset). A step that runs first
-in the plan sees a fresh interpreter (doctor's import check).
+in the plan sees a fresh interpreter (doctor's import check). A step that
+raises prints ``{"step": N, "error": TRACEBACK}`` and the next ones still run
+(exit status 1 at the end).
 """
 
 from __future__ import annotations
@@ -63,11 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         with open(args.plan) as fh:
             steps = json.load(fh)["steps"]
+        failed = 0
         for number, step in enumerate(steps):
-            with environment(step.get("env") or {}):
-                result = run_step(step)
+            try:
+                with environment(step.get("env") or {}):
+                    result = run_step(step)
+            except Exception as exc:  # one step's failure is its line; the next steps still run
+                import traceback
+
+                result, failed = {"error": "".join(traceback.format_exception(exc))[-2000:]}, failed + 1
             print(json.dumps({"step": number, **result, "heavy_modules": heavy_modules()}), flush=True)
-        return 0
+        return 1 if failed else 0
     if not args.bundle or not args.out:
         parser.error("give BUNDLE and --out, or --plan")
     print(json.dumps(probe(args.bundle, args.obs, args.out, args.device, args.interpreter)))

@@ -849,9 +849,10 @@ def check_venv(refs: list[HostReference], emulator: Emulator, python: Path, work
                                   "host_numpy": ref.host["numpy"]}
         results.append(result)
         predict, verify, bench = lines[first + 3 * i:first + 3 * i + 3]
-        if predict is None:
-            report.check(f"{name}: EdgePolicy.predict on aarch64", False, failure[-800:] or "no output")
-            result["probe_error"] = failure
+        if predict is None or "predict" not in predict:
+            error = (predict or {}).get("error") or failure or "no output"
+            report.check(f"{name}: EdgePolicy.predict on aarch64", False, error[-800:])
+            result["probe_error"] = error
             continue
         device = check_results(ref, predict, verify or {}, bench or {}, out, iterations, report, name, tolerance,
                                interpreter, result)
@@ -912,6 +913,8 @@ def check_results(ref: HostReference, predict: dict[str, Any], verify_run: dict[
         verify = json.loads(verify_run.get("stdout", ""))
     except ValueError:
         verify = {"passed": False, "output": (verify_run.get("stdout", "") + verify_run.get("stderr", ""))[-800:]}
+    if "error" in verify_run:
+        verify["output"] = verify_run["error"][-800:]
     verify.update(exit_code=verify_run.get("exit_code"), seconds=verify_run.get("seconds"))
     if "max_steps" in verify:
         verify["max_steps"] = round(float(verify["max_steps"]), 3)
@@ -933,7 +936,7 @@ def check_results(ref: HostReference, predict: dict[str, Any], verify_run: dict[
         detail = (f"emulated: predict p50 {cpu['predict']['p50_us']:.0f} us, "
                   f"invoke p50 {cpu['invoke']['p50_us']:.0f} us (not a Pi's timings)")
     except (ValueError, KeyError, IndexError):
-        output = bench_run.get("stdout", "") + bench_run.get("stderr", "")
+        output = bench_run.get("stdout", "") + bench_run.get("stderr", "") + bench_run.get("error", "")
         bench, detail = {"output": output[-800:]}, output[-300:]
     bench.update(exit_code=bench_run.get("exit_code"), seconds=bench_run.get("seconds"))
     result["bench"] = bench

@@ -27,7 +27,7 @@ segfaults in ai-edge-litert. What runs, per userland (``--userland``, default bo
                 them; then per bundle ``edgekit run --serve stdio`` (the console script; good and bad lines).
                 Every model is probed in a child process first (``edgekit.runtime.probe``): without
                 binfmt_misc the kernel cannot exec that aarch64 child, so every emulated process gets
-                ``EDGEKIT_PROBE_LAUNCHER`` = the qemu command, and a probe cache of its own for this run.
+                ``EDGEKIT_PROBE_LAUNCHER`` = the qemu command, and a probe cache of its own (per venv and run).
   7. setup-pi   ``device/setup-pi.sh --dry-run`` with the emulated Python and the userland's os-release, with
                 LOCAL STAND-IN FILES for the pair (GitHub, where the pair's files are published, is not
                 reachable here): a libedgetpu .deb built here (no library inside) and, for the interpreter, the
@@ -798,15 +798,14 @@ def host_reference(bundle: Path, work: Path, tolerance: float, strict: bool) -> 
                          error, policy.manifest.algorithm, policy.manifest.env_id)
 
 
-def run_plan(emulator: Emulator, python: Path, steps: list[dict[str, Any]], work: Path,
-             name: str) -> tuple[list[dict[str, Any] | None], str]:
+def run_plan(emulator: Emulator, python: Path, steps: list[dict[str, Any]], work: Path, name: str,
+             env: dict[str, str]) -> tuple[list[dict[str, Any] | None], str]:
     """Run ``steps`` in one emulated process (``pi_device_probe.py --plan``): each step's output line, or None
     for a step that printed none, and the process's failure (exit status and stderr) or ''."""
     plan = work / f"{name}.plan.json"
     plan.write_text(json.dumps({"steps": steps}, indent=2))
     start = time.monotonic()
-    proc = run(emulator.python(python, str(PROBE), "--plan", str(plan)), env=emulator.env(work / "probe-cache"),
-               check=False, timeout=3600)
+    proc = run(emulator.python(python, str(PROBE), "--plan", str(plan)), env=env, check=False, timeout=3600)
     outs: list[dict[str, Any] | None] = [None] * len(steps)
     for line in proc.stdout.splitlines():
         with contextlib.suppress(ValueError, TypeError, KeyError, IndexError):
@@ -839,7 +838,8 @@ def check_venv(refs: list[HostReference], emulator: Emulator, python: Path, work
     files = re.sub(r"[^A-Za-z0-9.+-]+", "-", label)
     outs = [work / f"{files}-{ref.bundle.name}.npz" for ref in refs]
     steps = [*before, *(s for ref, out in zip(refs, outs) for s in bundle_steps(ref, out, iterations)), *after]
-    lines, failure = run_plan(emulator, python, steps, work, files)
+    env = emulator.env(work / "probe-cache" / files)  # each venv probes its models itself
+    lines, failure = run_plan(emulator, python, steps, work, files, env)
     first = len(before)
     results = []
     for i, (ref, out) in enumerate(zip(refs, outs)):
@@ -858,8 +858,7 @@ def check_venv(refs: list[HostReference], emulator: Emulator, python: Path, work
                                interpreter, result)
         serve = serve_check(emulator.python(python, str(python.parent / "edgekit"), "run", str(ref.bundle),
                                             "--serve", "stdio", "--device", "cpu"),
-                            emulator.env(work / "probe-cache"), ref.obs, device["single_actions"],
-                            ref.host["discrete"])
+                            env, ref.obs, device["single_actions"], ref.host["discrete"])
         result["serve"] = serve
         report.check(f"{name}: edgekit run --serve stdio answers and survives bad lines",
                      not serve["problems"] and serve["responses"] == serve["expected_responses"],
@@ -1020,7 +1019,7 @@ def start_setup_pi(home: Path, userland: Userland, emulator: Emulator, wheel: Pa
            "--python", str(emulator.root / "usr/bin/python3"), "--os-release", str(emulator.root / "etc/os-release"),
            "--venv", str(home / "setup-pi-venv"), "--wheel", str(wheel), "--pairs", str(standins["table"]),
            "--libedgetpu-deb", str(standins["deb"]), "--interpreter-wheel", str(standins["wheel"])]
-    env = emulator.env(work / "probe-cache")
+    env = emulator.env(work / "probe-cache" / f"setup-pi-{userland.suite}")
     handle = open(out, "w")  # noqa: SIM115 (closed with the process)
     handle.write("$ " + " ".join(cmd) + "\n")
     handle.flush()
@@ -1059,7 +1058,7 @@ def finish_setup_pi(proc: subprocess.Popen, log_path: Path, userland: Userland, 
                  + ("" if ok else "\n" + "\n".join(text.strip().splitlines()[-15:])))
 
 
-def doctor_standins(bundle: Path, work: Path) -> tuple[Path, Path]:
+def doctor_standins(bundle: Path, work: Path) -> tuple[Path, Path, Path]:
     """For ``doctor BUNDLE`` under emulation: a copy of ``bundle`` whose manifest also lists its CPU model as
     its Edge TPU model (a STAND-IN: no compiler ran), and a STAND-IN libedgetpu.so.1 that is not a library
     (an aarch64 one cannot be built here): the probe's child starts under the emulator and fails to load it."""
@@ -1074,22 +1073,22 @@ def doctor_standins(bundle: Path, work: Path) -> tuple[Path, Path]:
     library = work / "not-a-library" / "libedgetpu.so.1"
     library.parent.mkdir(parents=True)
     library.write_text("STAND-IN for a broken libedgetpu: not a shared library\n")
-    return dst, library
+    return dst, library, dst / manifest["models"]["cpu"]["file"]
 
 
-def doctor_steps(standins: tuple[Path, Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def doctor_steps(standins: tuple[Path, Path, Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The emulated process's steps for the doctor: before anything else is imported, doctor as a Pi user runs
     it (it must import nothing heavy); at the end, doctor BUNDLE with a libedgetpu that cannot load (both models
     probed in children under the emulator), then a probe with EDGEKIT_PROBE_LAUNCHER unset."""
-    bundle, library = standins
+    bundle, library, cpu_model = standins
     return ([{"cli": ["doctor", "--json"]}],
             [{"cli": ["doctor", str(bundle), "--json"], "env": {"EDGEKIT_LIBEDGETPU": str(library)}},
-             {"probe": {"model": str(bundle / "model_int8.tflite"), "device": "cpu"},
+             {"probe": {"model": str(cpu_model), "device": "cpu"},
               "env": {"EDGEKIT_PROBE_LAUNCHER": None}}])
 
 
 def doctor_checks(userland: Userland, plain_run: dict[str, Any] | None, bundle_run: dict[str, Any] | None,
-                  bare_run: dict[str, Any] | None, standins: tuple[Path, Path], failure: str, report: Report,
+                  bare_run: dict[str, Any] | None, standins: tuple[Path, Path, Path], failure: str, report: Report,
                   data: dict[str, Any]) -> None:
     """edgekit doctor in the userland: its release and pair found, no heavy import, exit 1 (no Coral here);
     with a bundle, both models probed in children started through EDGEKIT_PROBE_LAUNCHER; without the
@@ -1099,7 +1098,7 @@ def doctor_checks(userland: Userland, plain_run: dict[str, Any] | None, bundle_r
             return {f["topic"]: f for f in json.loads(step["stdout"])["findings"]}  # type: ignore[index]
         return {}
 
-    bundle, library = standins
+    bundle, library, _ = standins
     plain, heavy = findings(plain_run), ",".join((plain_run or {}).get("heavy_modules", ["?"]))
     code = (plain_run or {}).get("exit_code")
     pair, release = plain.get("tested pair", {}), plain.get("OS release", {}).get("detail", "")
@@ -1297,7 +1296,8 @@ def checks(args: argparse.Namespace, cache: Path, work: Path, report: Report) ->
 
 
 def check_userland(userland: Userland, args: argparse.Namespace, cache: Path, work: Path, tools: Tools, mirror: str,
-                   wheel: Path, refs: list[HostReference], doctor_files: tuple[Path, Path], report: Report) -> None:
+                   wheel: Path, refs: list[HostReference], doctor_files: tuple[Path, Path, Path],
+                   report: Report) -> None:
     """Every check in one userland (the userlands run at once, up to --jobs: each mostly waits on qemu)."""
     data = report.data["userlands"][userland.suite]
     home = cache / userland.suite

@@ -16,12 +16,18 @@ segfaults in ai-edge-litert. What runs, per userland (``--userland``, default bo
   3. wheel      edgekit built as a wheel on the host (from a copy of the source tree)
   4. venv       ``python3 -m venv --without-pip CACHE/SUITE/venv``, then ``pip install WHEEL[device]`` with
                 Debian's pip: what the ``device`` extra resolves to there (ai-edge-litert + numpy 2), and no
-                torch, TensorFlow, ONNX, SB3 or gymnasium. Cached while the wheel's dependencies are unchanged.
+                torch, TensorFlow, ONNX, SB3 or gymnasium. Cached while the wheel's dependencies are unchanged;
+                a new edgekit goes in with the host's pip (pure Python), none when the wheel's files are the same.
   5. bundles    built on the host with ``edgekit build ... -q``: the shipped example (PPO Pendulum-v1) and a DQN
                 CartPole-v1 trained here in seconds (cached in CACHE/bundles), or the bundles given with --bundle
-  6. per bundle, in the device venv: predict (scripts/pi_device_probe.py, compared with the host bit for bit
-                on the int8 inputs, in int8 steps on the outputs), import isolation, ``edgekit verify``,
-                ``edgekit run --serve stdio`` (good and bad lines), ``edgekit bench`` (emulated timings)
+  6. device     in the device venv, one emulated process (``scripts/pi_device_probe.py --plan``) for the
+                venv's distributions, doctor (8) and all bundles: predict (compared with the host, computed
+                once per run, bit for bit on the int8 inputs, in int8 steps on the outputs), ``edgekit verify``
+                and ``edgekit bench`` (emulated timings) through the CLI's entry point, import isolation after
+                them; then per bundle ``edgekit run --serve stdio`` (the console script; good and bad lines).
+                Every model is probed in a child process first (``edgekit.runtime.probe``): without
+                binfmt_misc the kernel cannot exec that aarch64 child, so every emulated process gets
+                ``EDGEKIT_PROBE_LAUNCHER`` = the qemu command, and a probe cache of its own (per venv and run).
   7. setup-pi   ``device/setup-pi.sh --dry-run`` with the emulated Python and the userland's os-release, with
                 LOCAL STAND-IN FILES for the pair (GitHub, where the pair's files are published, is not
                 reachable here): a libedgetpu .deb built here (no library inside) and, for the interpreter, the
@@ -30,8 +36,16 @@ segfaults in ai-edge-litert. What runs, per userland (``--userland``, default bo
                 (the same Interpreter API under its new module name). A stand-in pair table keyed like the
                 shipped one names them with their sha256 (``--pairs``). Its venv then runs the checks of 6 on
                 the first bundle: the interpreter API of the pair, with the pair's numpy range.
-  8. doctor     ``edgekit doctor --json`` in the userland: it reads the userland's release, finds its tested
-                pair, and imports no interpreter, TensorFlow or torch (no Coral here: it must exit 1)
+  8. doctor     ``edgekit doctor --json`` in the userland, first in that process: it reads the userland's
+                release, finds its tested pair, and imports no interpreter, TensorFlow or torch (no Coral here:
+                it must exit 1); then ``edgekit doctor BUNDLE`` on the first bundle with a STAND-IN Edge TPU
+                entry (its CPU model) and a STAND-IN libedgetpu.so.1 that is not a library: both models are
+                probed in children under the emulator, the library is a FAIL with the fix; and one probe
+                without the launcher, which must be the launcher's error (the child cannot start), not a
+                damaged model.
+
+The userlands run at once (``--jobs``, default: one per CPU, at most 2): each mostly waits on its emulated
+processes, and ``setup-pi.sh`` runs alongside its userland's checks.
 
 Usage (from the repository root; the host venv has edgekit-sb3[host]):
 
@@ -53,6 +67,7 @@ import os
 import platform
 import queue
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -60,7 +75,8 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +120,10 @@ USERLANDS = {
 }
 HEAVY_DISTS = ("torch", "tensorflow", "tensorflow-cpu", "tf-keras", "keras", "onnx", "onnxruntime", "onnx2tf",
                "stable-baselines3", "gymnasium", "jax")
+# The host's settings that must not reach an emulated process (its Python, edgekit's test and debug knobs, x86
+# libraries); Emulator.env sets the probe's launcher and cache itself.
+HOST_ONLY_ENV = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "EDGEKIT_DEBUG", "EDGEKIT_SYSROOT",
+                 "EDGEKIT_LIBEDGETPU", "EDGEKIT_PROBE_LAUNCHER", "EDGEKIT_PROBE_CACHE", "EDGEKIT_PROBE_TIMEOUT")
 DEFAULT_TOLERANCE_STEPS = 3.0  # edgekit verify's default
 SKIP_EXIT = 77
 
@@ -120,7 +140,8 @@ class Failure(Exception):
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    sys.stderr.write(message + "\n")  # one write: the userlands' threads log at once
+    sys.stderr.flush()
 
 
 def run(cmd: list[str], *, timeout: float = 1800, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -315,6 +336,14 @@ class Emulator:
     def python(self, python: Path, *args: str) -> list[str]:
         return [*self.prefix, str(python), *args]
 
+    def env(self, probe_cache: Path) -> dict[str, str]:
+        """The environment of an emulated edgekit: none of the host's Python or edgekit settings, and
+        ``EDGEKIT_PROBE_LAUNCHER`` set to this emulator, because without binfmt_misc the kernel cannot exec
+        the probe's aarch64 child itself ("Exec format error"). Probes are cached in ``probe_cache``, one per
+        run, so that each run probes its models afresh and the host's cache is not touched."""
+        env = {k: v for k, v in os.environ.items() if k not in HOST_ONLY_ENV}
+        return {**env, "EDGEKIT_PROBE_LAUNCHER": shlex.join(self.prefix), "EDGEKIT_PROBE_CACHE": str(probe_cache)}
+
 
 def root_recipe(userland: Userland) -> dict[str, Any]:
     return {"suite": userland.suite, "arch": ARCH, "variant": VARIANT, "include": list(INCLUDE), "version": 2}
@@ -396,16 +425,27 @@ def wheel_requirements(wheel: Path) -> list[str]:
     return [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
 
 
+def wheel_installed(wheel: Path, site: Path) -> bool:
+    """Whether every file of ``wheel`` (its package and its METADATA) is in ``site`` byte for byte. Read from
+    the files, not from a marker: the cache is shared with other checkouts, which install their own edgekit."""
+    with zipfile.ZipFile(wheel) as zf:
+        for name in zf.namelist():
+            if ".dist-info/" in name and not name.endswith(".dist-info/METADATA"):
+                continue  # RECORD, INSTALLER, entry points: written or rewritten by pip
+            try:
+                if (site / name).read_bytes() != zf.read(name):
+                    return False
+            except OSError:
+                return False
+    return True
+
+
 def device_requirements(wheel: Path) -> list[str]:
     """The wheel's requirements for ``edgekit-sb3[device]``: the core ones and the device extra's."""
     return [r for r in wheel_requirements(wheel) if "extra ==" not in r or 'extra == "device"' in r]
 
 
 # --- 4. the device venv -----------------------------------------------------------------------------------
-
-LIST_DISTS = "import json; from importlib import metadata as m; " \
-             "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
-
 
 def debian_pip_env(emulator: Emulator) -> dict[str, str]:
     """Debian's pip (python3-pip in the root) on the path of a venv made without pip."""
@@ -420,11 +460,14 @@ def ensure_device_venv(home: Path, userland: Userland, emulator: Emulator, wheel
     python = venv / "bin" / "python"
     cached = marker.is_file() and python.is_symlink() and json.loads(marker.read_text()).get("key") == key
     start = time.monotonic()
-    if cached:
+    site = venv / "lib" / f"python{userland.python}" / "site-packages"
+    if cached and wheel_installed(wheel, site):
+        # This wheel's files are there, byte for byte (its bytecode, compiled by the emulated Python, is kept).
+        log(f"  reusing {venv} with this run's edgekit already in it")
+    elif cached:
         # edgekit is pure Python (py3-none-any): the host's pip puts this run's wheel into the venv in seconds,
         # where the emulated pip takes minutes. Its dependencies were resolved by the emulated pip (the key).
         log(f"  reusing {venv}; reinstalling edgekit from {wheel.name} (host pip, --target)")
-        site = venv / "lib" / f"python{userland.python}" / "site-packages"
         run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--upgrade", "--no-compile",
              "--disable-pip-version-check", "--target", str(site), str(wheel)])
         shutil.rmtree(site / "bin", ignore_errors=True)  # --target's copy of the console script
@@ -436,10 +479,14 @@ def ensure_device_venv(home: Path, userland: Userland, emulator: Emulator, wheel
         run(emulator.python(emulator.root / userland.root_python, "-m", "venv", "--without-pip", str(venv)))
         run(emulator.python(python, "-m", "pip", "install", "-q", f"{wheel}[device]"), env=debian_pip_env(emulator))
         marker.write_text(json.dumps({"key": key, "requirements": device_requirements(wheel)}, indent=2))
-    # Listed without Debian's pip on the path: what the venv itself holds.
-    dists = json.loads(run(emulator.python(python, "-c", LIST_DISTS)).stdout)
     data["venv"] = {"path": str(venv), "cached": cached, "seconds": round(time.monotonic() - start, 1),
-                    "distributions": dists, "requirements": device_requirements(wheel)}
+                    "requirements": device_requirements(wheel)}
+    return python
+
+
+def venv_checks(userland: Userland, dists: dict[str, str], report: Report, data: dict[str, Any]) -> None:
+    """What the device venv holds (listed in it, without Debian's pip on the path)."""
+    data["venv"]["distributions"] = dists
     report.check(f"{userland.suite}: device extra resolves to ai-edge-litert + numpy 2 on aarch64/py{userland.python}",
                  "ai-edge-litert" in dists and dists.get("numpy", "").startswith("2.")
                  and "tflite-runtime" not in dists,
@@ -447,7 +494,6 @@ def ensure_device_venv(home: Path, userland: Userland, emulator: Emulator, wheel
     heavy = sorted(d for d in dists if d in HEAVY_DISTS)
     report.check(f"{userland.suite}: no torch/tensorflow/onnx/SB3/gymnasium installed", not heavy,
                  ", ".join(heavy) or "none")
-    return python
 
 
 # --- 5. bundles -------------------------------------------------------------------------------------------
@@ -527,29 +573,36 @@ def host_results(bundle: Path, obs: Any) -> dict[str, Any]:
             "discrete": policy.manifest.postprocess in ("argmax", "multi_argmax", "threshold"), "policy": policy}
 
 
-def float_fidelity(bundle: Path, obs: Any, runs: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
-    """How close each run's actions are to the float policy's: SB3's ``predict(obs, deterministic=True)``
-    on the host, from the model zip the bundle was built from (named in its report.json).
-
-    ``runs`` maps a name to (raw int8 outputs, actions). Returns per run the build report's fidelity
-    metrics: action error as a share of the action range (mean, p99, max), or argmax agreement.
-    """
-    import numpy as np
-
+def float_policy_actions(bundle: Path, obs: Any) -> Any:
+    """SB3's ``predict(obs, deterministic=True)`` on the host, from the model zip the bundle was built from
+    (named in its report.json): computed once per bundle and run, every venv is compared with it."""
     from edgekit.algorithms import ALGORITHMS
     from edgekit.bundle.manifest import Manifest
-    from edgekit.report.metrics import fidelity_metrics
 
     manifest = Manifest.read(bundle)
     model_path = Path(json.loads((bundle / "report.json").read_text())["reference"]["model"])
     if not model_path.is_file():
         raise FileNotFoundError(f"the bundle's model {model_path} is not on this host")
     model = ALGORITHMS[manifest.algorithm].load_class().load(model_path, device="cpu")  # SB3 or sb3-contrib
-    float_actions = model.predict(obs, deterministic=True)[0]
+    return model.predict(obs, deterministic=True)[0]
+
+
+def float_fidelity(bundle: Path, float_actions: Any, runs: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+    """How close each run's actions are to the float policy's (``float_policy_actions``).
+
+    ``runs`` maps a name to (raw int8 outputs, actions). Returns per run the build report's fidelity
+    metrics: action error as a share of the action range (mean, p99, max), or argmax agreement.
+    """
+    import numpy as np
+
+    from edgekit.bundle.manifest import Manifest
+    from edgekit.report.metrics import fidelity_metrics
+
+    manifest = Manifest.read(bundle)
     scale, zero = manifest.models["cpu"].output.quant.scale, manifest.models["cpu"].output.quant.zero_point
     out = {}
     for run_name, (raw, actions) in runs.items():
-        dequantized = ((raw.astype(np.float32) - zero) * scale).reshape(len(obs), -1)
+        dequantized = ((raw.astype(np.float32) - zero) * scale).reshape(len(raw), -1)
         # raw-output metrics are not used here: the float side's raw outputs are not the int8 model's
         m = fidelity_metrics(dequantized, dequantized, float_actions, actions, manifest.action_space, scale)
         if "discrete" in m:
@@ -708,61 +761,140 @@ def serve_check(cmd: list[str], env: dict[str, str], obs: Any, expected: Any, di
             "problems": problems, "seconds": round(time.monotonic() - start, 1)}
 
 
-def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tolerance: float, strict: bool,
-                 iterations: int, report: Report, label: str, interpreter: str) -> dict[str, Any]:
-    """Every check of one bundle in one emulated venv; ``label`` prefixes the check names (userland, venv),
-    ``interpreter`` is the module the venv must run (ai_edge_litert, tflite_runtime)."""
+@dataclass(frozen=True)
+class HostReference:
+    """What the host computes for one bundle, once per run: every venv of every userland is compared with it."""
+
+    bundle: Path
+    obs: Any  # the held-out observations, shaped as the env returns them
+    obs_file: Path  # the same, for the emulated side
+    host: dict[str, Any]  # host_results without the policy
+    bound: float  # the largest host/aarch64 difference allowed, in int8 output steps
+    float_actions: Any  # the float SB3 policy's actions, or None (fidelity_error says why)
+    fidelity_error: str | None
+    algorithm: str
+    env_id: str
+
+
+def host_reference(bundle: Path, work: Path, tolerance: float, strict: bool) -> HostReference:
     import numpy as np
 
-    name = f"{label}: {bundle.name}"
-    files = f"{label.replace(' ', '-').replace(':', '')}-{bundle.name}"
-    edgekit_script = python.parent / "edgekit"  # the console script a Pi user runs
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "EDGEKIT_DEBUG")}
     with np.load(bundle / "calibration.npz", allow_pickle=False) as data:
         obs = np.asarray(data["held_out"], dtype=np.float32)
     host = host_results(bundle, obs)
     policy = host.pop("policy")
     obs = obs.reshape(-1, *policy.observation_shape)
-    result: dict[str, Any] = {"bundle": str(bundle), "label": label, "algorithm": policy.manifest.algorithm,
-                              "env_id": policy.manifest.env_id, "host_interpreter": host["interpreter"],
-                              "host_numpy": host["numpy"]}
-
-    # predict + import isolation
-    obs_file, out_file = work / f"{files}.obs.npz", work / f"{files}.aarch64.npz"
+    obs_file = work / f"{bundle.name}.obs.npz"
     np.savez(obs_file, observations=obs)
-    start = time.monotonic()
-    proc = run(emulator.python(python, str(PROBE), str(bundle), "--obs", str(obs_file), "--out", str(out_file)),
-               env=env, check=False, timeout=1800)
-    if proc.returncode != 0:
-        report.check(f"{name}: EdgePolicy.predict on aarch64", False, proc.stderr.strip()[-800:])
-        result["probe_error"] = proc.stderr.strip()[-2000:]
-        return result
-    probe = json.loads(proc.stdout.strip().splitlines()[-1])
-    probe["seconds"] = round(time.monotonic() - start, 1)
-    with np.load(out_file) as data:
-        device = {k: data[k] for k in data.files}
-    comparison = compare(host, device)
     try:
-        fidelity = float_fidelity(bundle, obs, {"host": (host["raw"], host["actions"]),
-                                                "aarch64": (device["raw"], device["actions"])})
+        float_actions, error = float_policy_actions(bundle, obs), None
     except Exception as exc:  # needs SB3 and the bundle's model zip on the host
-        fidelity = {"error": f"{type(exc).__name__}: {exc}"}
-        log(f"  no comparison with the float policy: {fidelity['error']}")
-    result["fidelity_to_float_policy"] = fidelity
+        float_actions, error = None, f"{type(exc).__name__}: {exc}"
+        log(f"  {bundle.name}: no comparison with the float policy: {error}")
     # TFLite's own kernels disagree by some steps on one model (the host's XNNPACK and reference kernels):
     # unless --strict, the aarch64 result may differ from the host's as much as the host differs from itself.
-    bound = tolerance if strict else max(tolerance, comparison["host_kernels_max_steps"])
-    comparison["bound_steps"] = bound
-    result.update(device_platform=probe, comparison=comparison)
-    report.check(f"{name}: runs on {probe['machine']} with {probe['interpreter']} {probe['interpreter_version']}, "
-                 f"numpy {probe['numpy']}", probe["machine"] == "aarch64" and probe["interpreter"] == interpreter
-                 and probe["single_equals_batch"],
-                 f"fast path {probe['fast_path']}, single-step predict equals batch: {probe['single_equals_batch']}")
+    spread = int(steps_between(host["raw"], host["reference_raw"]).max())
+    return HostReference(bundle, obs, obs_file, host, tolerance if strict else max(tolerance, spread), float_actions,
+                         error, policy.manifest.algorithm, policy.manifest.env_id)
+
+
+def run_plan(emulator: Emulator, python: Path, steps: list[dict[str, Any]], work: Path, name: str,
+             env: dict[str, str]) -> tuple[list[dict[str, Any] | None], str]:
+    """Run ``steps`` in one emulated process (``pi_device_probe.py --plan``): each step's output line, or None
+    for a step that printed none, and the process's failure (exit status and stderr) or ''."""
+    plan = work / f"{name}.plan.json"
+    plan.write_text(json.dumps({"steps": steps}, indent=2))
+    start = time.monotonic()
+    proc = run(emulator.python(python, str(PROBE), "--plan", str(plan)), env=env, check=False, timeout=3600)
+    outs: list[dict[str, Any] | None] = [None] * len(steps)
+    for line in proc.stdout.splitlines():
+        with contextlib.suppress(ValueError, TypeError, KeyError, IndexError):
+            entry = json.loads(line)
+            outs[entry["step"]] = entry
+    log(f"  {name}: {len(steps)} steps in one emulated process in {time.monotonic() - start:.0f} s")
+    failure = "" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip()[-1500:]}"
+    return outs, failure
+
+
+def bundle_steps(ref: HostReference, out: Path, iterations: int) -> list[dict[str, Any]]:
+    """Predict, ``edgekit verify`` and ``edgekit bench`` on one bundle (the CLI's entry point, in-process)."""
+    bundle = str(ref.bundle)
+    return [{"predict": {"bundle": bundle, "obs": str(ref.obs_file), "out": str(out), "device": "cpu"}},
+            {"cli": ["verify", bundle, "--json", "--device", "cpu", "--tolerance-steps", f"{ref.bound:g}"]},
+            {"cli": ["bench", bundle, "--json", "--iterations", str(iterations)]}]
+
+
+def check_venv(refs: list[HostReference], emulator: Emulator, python: Path, work: Path, tolerance: float,
+               iterations: int, report: Report, label: str, interpreter: str, before: Sequence[dict[str, Any]] = (),
+               after: Sequence[dict[str, Any]] = ()) -> tuple[list[dict[str, Any]], list[Any], list[Any], str]:
+    """Every check of every bundle in one emulated venv; ``label`` prefixes the check names (userland, venv),
+    ``interpreter`` is the module the venv must run (ai_edge_litert, tflite_runtime).
+
+    One emulated process runs the steps ``before``, then predict, verify and bench on every bundle, then the
+    steps ``after`` (under emulation each process costs seconds of start-up and imports); then each bundle
+    is served by the console script a Pi user runs, driven line by line from here. Returns the bundles'
+    results, the outputs of ``before`` and ``after``, and the process's failure ('' when it exited 0).
+    """
+    files = re.sub(r"[^A-Za-z0-9.+-]+", "-", label)
+    outs = [work / f"{files}-{ref.bundle.name}.npz" for ref in refs]
+    steps = [*before, *(s for ref, out in zip(refs, outs) for s in bundle_steps(ref, out, iterations)), *after]
+    env = emulator.env(work / "probe-cache" / files)  # each venv probes its models itself
+    lines, failure = run_plan(emulator, python, steps, work, files, env)
+    first = len(before)
+    results = []
+    for i, (ref, out) in enumerate(zip(refs, outs)):
+        name = f"{label}: {ref.bundle.name}"
+        result: dict[str, Any] = {"bundle": str(ref.bundle), "label": label, "algorithm": ref.algorithm,
+                                  "env_id": ref.env_id, "host_interpreter": ref.host["interpreter"],
+                                  "host_numpy": ref.host["numpy"]}
+        results.append(result)
+        predict, verify, bench = lines[first + 3 * i:first + 3 * i + 3]
+        if predict is None or "predict" not in predict:
+            error = (predict or {}).get("error") or failure or "no output"
+            report.check(f"{name}: EdgePolicy.predict on aarch64", False, error[-800:])
+            result["probe_error"] = error
+            continue
+        device = check_results(ref, predict, verify or {}, bench or {}, out, iterations, report, name, tolerance,
+                               interpreter, result)
+        serve = serve_check(emulator.python(python, str(python.parent / "edgekit"), "run", str(ref.bundle),
+                                            "--serve", "stdio", "--device", "cpu"),
+                            env, ref.obs, device["single_actions"], ref.host["discrete"])
+        result["serve"] = serve
+        report.check(f"{name}: edgekit run --serve stdio answers and survives bad lines",
+                     not serve["problems"] and serve["responses"] == serve["expected_responses"],
+                     f"{serve['responses']}/{serve['expected_responses']} lines answered "
+                     f"({serve['errors_answered']} errors), exit {serve['exit_code']}, {serve['seconds']:.0f} s"
+                     + ("; " + "; ".join(serve["problems"]) if serve["problems"] else ""))
+    return results, lines[:first], lines[len(steps) - len(after):], failure
+
+
+def check_results(ref: HostReference, predict: dict[str, Any], verify_run: dict[str, Any], bench_run: dict[str, Any],
+                  out_file: Path, iterations: int, report: Report, name: str, tolerance: float, interpreter: str,
+                  result: dict[str, Any]) -> dict[str, Any]:
+    """The checks on what one bundle computed in the emulated process (its steps' lines; its arrays in
+    ``out_file``); returns the arrays."""
+    import numpy as np
+
+    entry = {**predict["predict"], "heavy_modules": (bench_run or verify_run or predict)["heavy_modules"]}
+    with np.load(out_file) as data:
+        device = {k: data[k] for k in data.files}
+    comparison = compare(ref.host, device)
+    comparison["bound_steps"] = ref.bound
+    if ref.float_actions is None:
+        fidelity: dict[str, Any] = {"error": ref.fidelity_error}
+    else:
+        fidelity = float_fidelity(ref.bundle, ref.float_actions, {"host": (ref.host["raw"], ref.host["actions"]),
+                                                                  "aarch64": (device["raw"], device["actions"])})
+    result.update(device_platform=entry, comparison=comparison, fidelity_to_float_policy=fidelity)
+    report.check(f"{name}: runs on {entry['machine']} with {entry['interpreter']} {entry['interpreter_version']}, "
+                 f"numpy {entry['numpy']}", entry["machine"] == "aarch64" and entry["interpreter"] == interpreter
+                 and entry["single_equals_batch"],
+                 f"fast path {entry['fast_path']}, single-step predict equals batch: {entry['single_equals_batch']}")
     report.check(f"{name}: int8 inputs bit-identical to the host's", comparison["inputs_identical"],
                  f"{comparison['observations']} observations")
-    how = f"{tolerance:g}" if bound == tolerance else f"{bound:g} (the host's own kernel spread)"
+    how = f"{tolerance:g}" if ref.bound == tolerance else f"{ref.bound:g} (the host's own kernel spread)"
     report.check(f"{name}: aarch64 int8 outputs within {how} steps of the host's",
-                 comparison["max_steps"] <= bound,
+                 comparison["max_steps"] <= ref.bound,
                  f"max {comparison['max_steps']}, mean {comparison['mean_steps']} steps, "
                  f"{comparison['observations_differing']}/{comparison['observations']} observations differ, "
                  f"{comparison['actions_differing']} actions differ (host's own XNNPACK vs reference kernels: "
@@ -771,55 +903,45 @@ def check_bundle(bundle: Path, emulator: Emulator, python: Path, work: Path, tol
     if "error" not in fidelity:
         report.check(f"{name}: aarch64 as close to the float SB3 policy as the host", fidelity_close(fidelity),
                      fidelity_text(fidelity))
-    report.check(f"{name}: import isolation on aarch64", not probe["heavy_modules"],
-                 "sys.modules holds " + (", ".join(probe["heavy_modules"]) or "no heavy module"))
+    report.check(f"{name}: import isolation on aarch64", not entry["heavy_modules"],
+                 "sys.modules holds " + (", ".join(entry["heavy_modules"]) or "no heavy module")
+                 + " after predict, verify and bench")
 
-    # edgekit verify
-    proc = run(emulator.python(python, str(edgekit_script), "verify", str(bundle), "--device", "cpu", "--json",
-                               "--tolerance-steps", f"{bound:g}"), env=env, check=False)
+    # edgekit verify (run by the emulated process through the CLI's entry point)
     try:
-        verify = json.loads(proc.stdout)
+        verify = json.loads(verify_run.get("stdout", ""))
     except ValueError:
-        verify = {"passed": False, "output": (proc.stdout + proc.stderr)[-800:]}
-    verify["exit_code"] = proc.returncode
+        verify = {"passed": False, "output": (verify_run.get("stdout", "") + verify_run.get("stderr", ""))[-800:]}
+    if "error" in verify_run:
+        verify["output"] = verify_run["error"][-800:]
+    verify.update(exit_code=verify_run.get("exit_code"), seconds=verify_run.get("seconds"))
     if "max_steps" in verify:
         verify["max_steps"] = round(float(verify["max_steps"]), 3)
         verify["passes_default_tolerance"] = verify["max_steps"] <= DEFAULT_TOLERANCE_STEPS + 1e-3
-        detail = (f"exit {proc.returncode}, max {verify['max_steps']:g} steps, {verify.get('action_mismatches')} "
+        detail = (f"exit {verify['exit_code']}, max {verify['max_steps']:g} steps, {verify.get('action_mismatches')} "
                   f"of {verify.get('samples')} actions differ")
         if not verify["passes_default_tolerance"]:
             detail += f"; NOTE: fails at verify's default tolerance ({DEFAULT_TOLERANCE_STEPS:g})"
     else:
         detail = verify["output"]
     result["verify"] = verify
-    report.check(f"{name}: edgekit verify --device cpu --tolerance-steps {bound:g}",
-                 proc.returncode == 0 and verify.get("passed") is True, detail)
+    report.check(f"{name}: edgekit verify --device cpu --tolerance-steps {ref.bound:g}",
+                 verify["exit_code"] == 0 and verify.get("passed") is True, detail)
 
-    # edgekit run --serve stdio
-    serve = serve_check(emulator.python(python, str(edgekit_script), "run", str(bundle), "--serve", "stdio",
-                                        "--device", "cpu"), env, obs, device["single_actions"], host["discrete"])
-    result["serve"] = serve
-    report.check(f"{name}: edgekit run --serve stdio answers and survives bad lines",
-                 not serve["problems"] and serve["responses"] == serve["expected_responses"],
-                 f"{serve['responses']}/{serve['expected_responses']} lines answered "
-                 f"({serve['errors_answered']} errors), exit {serve['exit_code']}"
-                 + ("; " + "; ".join(serve["problems"]) if serve["problems"] else ""))
-
-    # edgekit bench
-    proc = run(emulator.python(python, str(edgekit_script), "bench", str(bundle), "--iterations", str(iterations),
-                               "--json"), env=env, check=False)
+    # edgekit bench (likewise)
     try:
-        bench = json.loads(proc.stdout)
+        bench = json.loads(bench_run.get("stdout", ""))
         cpu = bench["results"][0]
         detail = (f"emulated: predict p50 {cpu['predict']['p50_us']:.0f} us, "
                   f"invoke p50 {cpu['invoke']['p50_us']:.0f} us (not a Pi's timings)")
     except (ValueError, KeyError, IndexError):
-        bench, detail = {"output": (proc.stdout + proc.stderr)[-800:]}, (proc.stdout + proc.stderr)[-300:]
-    bench["exit_code"] = proc.returncode
+        output = bench_run.get("stdout", "") + bench_run.get("stderr", "") + bench_run.get("error", "")
+        bench, detail = {"output": output[-800:]}, output[-300:]
+    bench.update(exit_code=bench_run.get("exit_code"), seconds=bench_run.get("seconds"))
     result["bench"] = bench
-    report.check(f"{name}: edgekit bench --iterations {iterations}", proc.returncode == 0 and "results" in bench,
+    report.check(f"{name}: edgekit bench --iterations {iterations}", bench["exit_code"] == 0 and "results" in bench,
                  detail)
-    return result
+    return device
 
 
 # --- 7. setup-pi.sh with stand-in pair files ----------------------------------------------------------------
@@ -897,12 +1019,13 @@ def start_setup_pi(home: Path, userland: Userland, emulator: Emulator, wheel: Pa
            "--python", str(emulator.root / "usr/bin/python3"), "--os-release", str(emulator.root / "etc/os-release"),
            "--venv", str(home / "setup-pi-venv"), "--wheel", str(wheel), "--pairs", str(standins["table"]),
            "--libedgetpu-deb", str(standins["deb"]), "--interpreter-wheel", str(standins["wheel"])]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env = emulator.env(work / "probe-cache" / f"setup-pi-{userland.suite}")
     handle = open(out, "w")  # noqa: SIM115 (closed with the process)
     handle.write("$ " + " ".join(cmd) + "\n")
     handle.flush()
     proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, text=True)
     proc.log_handle = handle  # type: ignore[attr-defined]
+    proc.started = time.monotonic()  # type: ignore[attr-defined]
     return proc, out
 
 
@@ -917,6 +1040,7 @@ def finish_setup_pi(proc: subprocess.Popen, log_path: Path, userland: Userland, 
         proc.kill()
         code = proc.wait()
     proc.log_handle.close()  # type: ignore[attr-defined]
+    seconds = round(time.monotonic() - proc.started, 1)  # type: ignore[attr-defined]
     text = log_path.read_text(errors="replace")
     installed = next((line.strip() for line in text.splitlines() if line.strip().startswith("installed:")), "")
     steps = [line.strip() for line in text.splitlines() if line.startswith("==> [")]
@@ -925,38 +1049,84 @@ def finish_setup_pi(proc: subprocess.Popen, log_path: Path, userland: Userland, 
                         "verified": [line.strip() for line in text.splitlines() if "sha256 verified" in line],
                         "skipped": [line.strip() for line in text.splitlines() if "[dry-run] skipped" in line],
                         "doctor": "tested pair" in text and "result:" in text,
-                        "standin_interpreter": standins["interpreter"]}
+                        "standin_interpreter": standins["interpreter"], "seconds": seconds}
     ok = (code == 0 and "dry run done" in text and standins["interpreter"] in installed
           and len(steps) == SETUP_PI_STEPS and len(data["setup_pi"]["verified"]) == 2 and data["setup_pi"]["doctor"])
     report.check(f"{userland.suite}: device/setup-pi.sh --dry-run with the stand-in pair files",
-                 ok, f"exit {code}, {len(steps)}/{SETUP_PI_STEPS} steps, {installed or 'no install line'}"
+                 ok, f"exit {code} after {seconds:.0f} s, {len(steps)}/{SETUP_PI_STEPS} steps, "
+                 f"{installed or 'no install line'}"
                  + ("" if ok else "\n" + "\n".join(text.strip().splitlines()[-15:])))
 
 
-def doctor_check(userland: Userland, emulator: Emulator, python: Path, report: Report,
-                 data: dict[str, Any]) -> None:
-    """edgekit doctor in the userland: its release and pair found, no heavy import, exit 1 (no Coral here)."""
-    code = ("import sys, runpy; sys.argv = ['edgekit', 'doctor', '--json']\n"
-            "try:\n    runpy.run_module('edgekit', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
-            "heavy = [m for m in ('torch', 'tensorflow', 'ai_edge_litert', 'tflite_runtime', 'gymnasium', "
-            "'stable_baselines3') if m in sys.modules]\nprint('HEAVY=' + ','.join(heavy), file=sys.stderr)\n"
-            "sys.exit(code)")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EDGEKIT_SYSROOT", "EDGEKIT_LIBEDGETPU")}
-    proc = run(emulator.python(python, "-c", code), env=env, check=False, timeout=600)
-    try:
-        findings = {f["topic"]: f for f in json.loads(proc.stdout)["findings"]}
-    except (ValueError, KeyError):
-        findings = {}
-    heavy = next((line.split("=", 1)[1] for line in proc.stderr.splitlines() if line.startswith("HEAVY=")), "?")
-    pair = findings.get("tested pair", {})
-    release = findings.get("OS release", {}).get("detail", "")
-    data["doctor"] = {"exit_code": proc.returncode, "heavy_modules": heavy, "findings": list(findings.values())}
-    ok = (proc.returncode == 1 and heavy == "" and f"VERSION_CODENAME={userland.suite}" in release
-          and pair.get("status") == "info"
+def doctor_standins(bundle: Path, work: Path) -> tuple[Path, Path, Path]:
+    """For ``doctor BUNDLE`` under emulation: a copy of ``bundle`` whose manifest also lists its CPU model as
+    its Edge TPU model (a STAND-IN: no compiler ran), and a STAND-IN libedgetpu.so.1 that is not a library
+    (an aarch64 one cannot be built here): the probe's child starts under the emulator and fails to load it."""
+    dst = work / "edgetpu-standin" / bundle.name
+    shutil.copytree(bundle, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    standin = "model_int8_edgetpu.tflite"
+    shutil.copy(dst / manifest["models"]["cpu"]["file"], dst / standin)
+    manifest["models"]["edgetpu"] = dict(manifest["models"]["cpu"], file=standin)
+    manifest["files"][standin] = sha256_of(dst / standin)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    library = work / "not-a-library" / "libedgetpu.so.1"
+    library.parent.mkdir(parents=True)
+    library.write_text("STAND-IN for a broken libedgetpu: not a shared library\n")
+    return dst, library, dst / manifest["models"]["cpu"]["file"]
+
+
+def doctor_steps(standins: tuple[Path, Path, Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The emulated process's steps for the doctor: before anything else is imported, doctor as a Pi user runs
+    it (it must import nothing heavy); at the end, doctor BUNDLE with a libedgetpu that cannot load (both models
+    probed in children under the emulator), then a probe with EDGEKIT_PROBE_LAUNCHER unset."""
+    bundle, library, cpu_model = standins
+    return ([{"cli": ["doctor", "--json"]}],
+            [{"cli": ["doctor", str(bundle), "--json"], "env": {"EDGEKIT_LIBEDGETPU": str(library)}},
+             {"probe": {"model": str(cpu_model), "device": "cpu"},
+              "env": {"EDGEKIT_PROBE_LAUNCHER": None}}])
+
+
+def doctor_checks(userland: Userland, plain_run: dict[str, Any] | None, bundle_run: dict[str, Any] | None,
+                  bare_run: dict[str, Any] | None, standins: tuple[Path, Path, Path], failure: str, report: Report,
+                  data: dict[str, Any]) -> None:
+    """edgekit doctor in the userland: its release and pair found, no heavy import, exit 1 (no Coral here);
+    with a bundle, both models probed in children started through EDGEKIT_PROBE_LAUNCHER; without the
+    launcher, a probe is the launcher's error (binfmt_misc is not there to run the child)."""
+    def findings(step: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            return {f["topic"]: f for f in json.loads(step["stdout"])["findings"]}  # type: ignore[index]
+        return {}
+
+    bundle, library, _ = standins
+    plain, heavy = findings(plain_run), ",".join((plain_run or {}).get("heavy_modules", ["?"]))
+    code = (plain_run or {}).get("exit_code")
+    pair, release = plain.get("tested pair", {}), plain.get("OS release", {}).get("detail", "")
+    data["doctor"] = {"exit_code": code, "heavy_modules": heavy, "findings": list(plain.values())}
+    ok = (code == 1 and heavy == "" and f"VERSION_CODENAME={userland.suite}" in release and pair.get("status") == "info"
           and pair.get("detail", "").startswith(f"{userland.suite}-py{userland.python}"))
     report.check(f"{userland.suite}: edgekit doctor finds the release and its pair, imports nothing heavy",
-                 ok, f"exit {proc.returncode}; {release}; pair: {pair.get('detail', 'none')}; heavy modules: "
-                 f"{heavy or 'none'}" + ("" if ok else "\n" + (proc.stdout + proc.stderr)[-1500:]))
+                 ok, f"exit {code}; {release}; pair: {pair.get('detail', 'none')}; heavy modules: {heavy or 'none'}"
+                 + ("" if ok else f"\n{plain_run}\n{failure}"))
+
+    probes, code = findings(bundle_run), (bundle_run or {}).get("exit_code")
+    tpu, cpu = probes.get("Edge TPU probe", {}), probes.get("CPU model probe", {})
+    data["doctor_bundle"] = {"exit_code": code, "bundle": str(bundle), "libedgetpu": str(library),
+                             "findings": list(probes.values())}
+    ok = (code == 1 and tpu.get("status") == "fail" and str(library) in tpu.get("detail", "")
+          and "while loading libedgetpu" in tpu.get("detail", "") and "matched" in tpu.get("fix", "")
+          and cpu.get("status") == "ok" and "in a child process" in cpu.get("detail", ""))
+    report.check(f"{userland.suite}: edgekit doctor BUNDLE probes both models in children under the emulator",
+                 ok, f"exit {code}; Edge TPU probe ({library.name} STAND-IN that is not a library): "
+                 f"{tpu.get('status')}: {tpu.get('detail')}; CPU model probe: {cpu.get('status')}: {cpu.get('detail')}"
+                 + ("" if ok else f"\n{bundle_run}\n{failure}"))
+
+    bare = (bare_run or {}).get("probe", {})
+    data["probe_without_launcher"] = bare
+    ok = bare.get("outcome") == "not-started" and bare.get("error") == "DeviceError" \
+        and "EDGEKIT_PROBE_LAUNCHER" in bare.get("hint", "")
+    report.check(f"{userland.suite}: without EDGEKIT_PROBE_LAUNCHER the probe's child cannot start, and says so",
+                 ok, f"{bare.get('outcome')}: {bare.get('detail')}" + ("" if ok else f"\n{failure}"))
 
 
 def shellcheck(tools: Tools, report: Report) -> None:
@@ -995,7 +1165,10 @@ def summary(report: Report, duration: float) -> str:
         doctor = data.get("doctor")
         if doctor:
             lines.append(f"    doctor: exit {doctor['exit_code']}, heavy modules: {doctor['heavy_modules'] or 'none'}")
-    lines.append("  phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.phases.items()))
+        probes = {f["topic"]: f["status"] for f in data.get("doctor_bundle", {}).get("findings", [])}
+        if probes:
+            lines.append("    doctor BUNDLE (stand-ins): " + ", ".join(f"{k} {v}" for k, v in probes.items()))
+    lines.append("  phases (the userlands' overlap): " + ", ".join(f"{k} {v:.0f} s" for k, v in report.phases.items()))
     failed = [c for c in report.checks if not c["ok"]]
     lines.append(f"  checks: {len(report.checks) - len(failed)}/{len(report.checks)} passed")
     for c in failed:
@@ -1033,6 +1206,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--qemu-cpu", default="cortex-a72", metavar="CPU",
                    help="CPU model to emulate (default: cortex-a72, the Raspberry Pi 4's; cortex-a76 is the Pi 5's; "
                    "'' for qemu's default, max)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="userlands checked at once (default: as many as there are CPUs, at most 2): each mostly "
+                   "waits on its emulated processes")
     p.add_argument("--iterations", type=int, default=200, help="edgekit bench iterations (default: 200)")
     p.add_argument("--skip-setup-pi", action="store_true", help="do not dry-run device/setup-pi.sh")
     p.add_argument("--fresh", action="store_true", help="remake the venvs (the roots are kept: remove them by hand)")
@@ -1101,50 +1277,67 @@ def checks(args: argparse.Namespace, cache: Path, work: Path, report: Report) ->
         bundles = [b.resolve() for b in args.bundles or []]
         if not bundles or args.with_example:
             bundles = [*default_bundles(cache, report, example_only=bool(bundles)), *bundles]
-    report.data["userlands"] = {}
-    for userland in userlands:
-        data: dict[str, Any] = {}
-        report.data["userlands"][userland.suite] = data
-        home = cache / userland.suite
-        if args.fresh:
-            for stale in (home / "venv", home / "venv.json", home / "setup-pi-venv"):
-                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-        with report.phase(f"{userland.suite} root"):
-            emulator = ensure_root(home, userland, tools, mirror, data, args.qemu_cpu or None)
-        setup_pi = None
-        if not args.skip_setup_pi:
-            with report.phase(f"{userland.suite} stand-ins"):
-                standins = standin_pairs(cache, userland, tools)
-            setup_pi = start_setup_pi(home, userland, emulator, wheel, standins, work)
-        results: list[dict[str, Any]] = []
-        data["bundles"] = results
-        try:
-            with report.phase(f"{userland.suite} device venv"):
-                python = ensure_device_venv(home, userland, emulator, wheel, report, data)
-            for bundle in bundles:
-                with report.phase(f"{userland.suite} check {bundle.name}"):
-                    results.append(check_bundle(bundle, emulator, python, work, args.tolerance_steps, args.strict,
-                                                args.iterations, report, f"{userland.suite} device extra",
-                                                "ai_edge_litert"))
-            with report.phase(f"{userland.suite} doctor"):
-                doctor_check(userland, emulator, python, report, data)
-        finally:
-            if setup_pi is not None:
-                with report.phase(f"{userland.suite} setup-pi.sh --dry-run (waiting)"):
-                    finish_setup_pi(*setup_pi, userland, standins, report, data)
-        if setup_pi is not None and data["setup_pi"]["exit_code"] == 0:
-            # The pair's interpreter API (its PyPI stand-in) in the venv setup-pi.sh made: the first bundle.
-            with report.phase(f"{userland.suite} pair-API check {bundles[0].name}"):
-                results.append(check_bundle(bundles[0], emulator, home / "setup-pi-venv" / "bin" / "python", work,
-                                            args.tolerance_steps, args.strict, args.iterations, report,
-                                            f"{userland.suite} setup-pi venv ({standins['interpreter']}, stand-in)",
-                                            standins["module"]))
-        diffs = [r["comparison"]["max_steps"] for r in results if "comparison" in r]
-        data["largest_difference_steps"] = max(diffs) if diffs else None
+    with report.phase("host references"):  # once per run: both userlands and all their venvs are compared with it
+        refs = [host_reference(bundle, work, args.tolerance_steps, args.strict) for bundle in bundles]
+        doctor_files = doctor_standins(bundles[0], work)
+    report.data["userlands"] = {u.suite: {} for u in userlands}
+    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(userlands)))
+    report.data["jobs"] = jobs
+    with report.phase("userlands"), ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="userland") as pool:
+        futures = [pool.submit(check_userland, userland, args, cache, work, tools, mirror, wheel, refs, doctor_files,
+                               report) for userland in userlands]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
     report.data["tolerance_steps"] = args.tolerance_steps
     report.data["strict"] = args.strict
     shellcheck(tools, report)
     return 0 if report.ok else 1
+
+
+def check_userland(userland: Userland, args: argparse.Namespace, cache: Path, work: Path, tools: Tools, mirror: str,
+                   wheel: Path, refs: list[HostReference], doctor_files: tuple[Path, Path, Path],
+                   report: Report) -> None:
+    """Every check in one userland (the userlands run at once, up to --jobs: each mostly waits on qemu)."""
+    data = report.data["userlands"][userland.suite]
+    home = cache / userland.suite
+    if args.fresh:
+        for stale in (home / "venv", home / "venv.json", home / "setup-pi-venv"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    with report.phase(f"{userland.suite} root"):
+        emulator = ensure_root(home, userland, tools, mirror, data, args.qemu_cpu or None)
+    setup_pi = None
+    if not args.skip_setup_pi:
+        with report.phase(f"{userland.suite} stand-ins"):
+            standins = standin_pairs(cache, userland, tools)
+        setup_pi = start_setup_pi(home, userland, emulator, wheel, standins, work)
+    results: list[dict[str, Any]] = []
+    data["bundles"] = results
+    try:
+        with report.phase(f"{userland.suite} device venv"):
+            python = ensure_device_venv(home, userland, emulator, wheel, report, data)
+        with report.phase(f"{userland.suite} device checks ({len(refs)} bundles, doctor)"):
+            doctor_first, doctor_last = doctor_steps(doctor_files)
+            found, before, after, failure = check_venv(refs, emulator, python, work, args.tolerance_steps,
+                                                       args.iterations, report, f"{userland.suite} device extra",
+                                                       "ai_edge_litert", [{"distributions": True}, *doctor_first],
+                                                       doctor_last)
+            results += found
+            venv_checks(userland, (before[0] or {}).get("distributions", {}), report, data)
+            doctor_checks(userland, before[1], after[0], after[1], doctor_files, failure, report, data)
+    finally:
+        if setup_pi is not None:
+            with report.phase(f"{userland.suite} setup-pi.sh --dry-run (waiting)"):
+                finish_setup_pi(*setup_pi, userland, standins, report, data)
+    if setup_pi is not None and data["setup_pi"]["exit_code"] == 0:
+        # The pair's interpreter API (its PyPI stand-in) in the venv setup-pi.sh made: the first bundle.
+        with report.phase(f"{userland.suite} pair-API check {refs[0].bundle.name}"):
+            results += check_venv(refs[:1], emulator, home / "setup-pi-venv" / "bin" / "python", work,
+                                  args.tolerance_steps, args.iterations, report,
+                                  f"{userland.suite} setup-pi venv ({standins['interpreter']}, stand-in)",
+                                  standins["module"])[0]
+    diffs = [r["comparison"]["max_steps"] for r in results if "comparison" in r]
+    data["largest_difference_steps"] = max(diffs) if diffs else None
 
 
 if __name__ == "__main__":

@@ -248,3 +248,110 @@ def test_a_bundle_without_an_edge_tpu_model_fails(built_bundle, tmp_path):
 def test_a_missing_bundle_is_one_finding(tmp_path):
     proc = run_cli("doctor", str(tmp_path / "nope"), env={"EDGEKIT_SYSROOT": str(tmp_path)})
     assert proc.returncode == 1 and "[FAIL] bundle:" in proc.stdout and "Traceback" not in proc.stderr
+
+
+# --- the child-process probe of a bundle's models ---------------------------------------------------------
+# The libedgetpu files are the STAND-INS the runtime tests build (tests/fake_libedgetpu.py), and the bundle's
+# "Edge TPU model" is its CPU model recorded again under that name: no compiler ran and no TPU executes
+# anything; the do-nothing stand-in's delegate claims no node, so its model runs on the CPU kernels.
+
+PROBE_FAILURES = {  # stand-in -> words the Edge TPU probe's finding must hold
+    "SEGFAULT": ("SIGSEGV", "tflite_plugin_create_delegate"),
+    "HANG": ("no answer within 3 s", "tflite_plugin_create_delegate"),
+    "NULL": ("no Edge TPU found (stand-in libedgetpu)", "(usb)"),
+}
+
+
+def _probe_env(tmp_path: Path, library_dir: Path) -> dict[str, str]:
+    from fake_libedgetpu import library_env
+
+    return {**library_env(library_dir, timeout=3), "EDGEKIT_SYSROOT": str(tmp_path / "root"),
+            "EDGEKIT_PROBE_CACHE": str(tmp_path / "probe-cache"), "EDGEKIT_LIBEDGETPU": ""}
+
+
+def _doctor_json(bundle: Path, env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    proc = run_cli("doctor", str(bundle), "--json", *args, env=env, timeout=180)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc, {f["topic"]: f for f in json.loads(proc.stdout)["findings"]}
+
+
+@pytest.mark.parametrize("behaviour", sorted(PROBE_FAILURES))
+def test_a_failing_libedgetpu_fails_the_probe_with_the_fix(behaviour, fake_libedgetpu, edgetpu_bundle, tmp_path):
+    """The doctor survives the library (it is loaded in a child only) and names it, what happened and the fix."""
+    proc, findings = _doctor_json(edgetpu_bundle("ppo-pendulum"), _probe_env(tmp_path, fake_libedgetpu[behaviour]))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    probe = findings["Edge TPU probe"]
+    assert probe["status"] == FAIL, probe
+    for needle in (str(fake_libedgetpu[behaviour] / "libedgetpu.so.1"), *PROBE_FAILURES[behaviour]):
+        assert needle in probe["detail"], (needle, probe)
+    assert "matched" in probe["fix"] and "device/README.md" in probe["fix"]
+    assert findings["CPU model probe"]["status"] == OK  # the model --device auto falls back to
+    assert not list((tmp_path / "probe-cache").glob("*.json"))  # the doctor probes afresh and caches nothing
+
+
+def test_the_do_nothing_standin_passes_the_probe(fake_libedgetpu, edgetpu_bundle, tmp_path):
+    """The success path, with a stand-in that drives no TPU: the finding says what the probe did, no more."""
+    env = _probe_env(tmp_path, fake_libedgetpu["NOOP"])
+    proc, findings = _doctor_json(edgetpu_bundle("ppo-pendulum"), env, "--device", "pci:0")
+    probe = findings["Edge TPU probe"]
+    assert probe["status"] == OK, probe
+    library = str(fake_libedgetpu["NOOP"] / "libedgetpu.so.1")
+    assert library in probe["detail"] and "pci:0" in probe["detail"] and "ran once" in probe["detail"]
+    assert "in a child process" in probe["detail"]
+    assert findings["CPU model probe"]["status"] == OK
+    proc = run_cli("doctor", str(edgetpu_bundle("ppo-pendulum")), env=env, timeout=180)
+    assert "[ok  ] Edge TPU probe: " in proc.stdout and "[ok  ] CPU model probe: " in proc.stdout
+
+
+@pytest.mark.parametrize("behaviour,code", [("NOOP", 0), ("SEGFAULT", 1), ("NULL", 1)])
+def test_the_probe_decides_the_exit_status(behaviour, code, fake_libedgetpu, edgetpu_bundle, tmp_path,
+                                           monkeypatch, capsys):
+    """With every other check passing, the probe alone makes the doctor exit 0 or 1 (in this very process:
+    had the library been loaded here, the test run would have died with it)."""
+    from edgekit import cli
+    from edgekit.device import diagnosis
+
+    for key, value in _probe_env(tmp_path, fake_libedgetpu[behaviour]).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(diagnosis, "diagnose", lambda facts, table: [])  # a machine where all else is right
+    assert cli.main(["doctor", str(edgetpu_bundle("ppo-pendulum"))]) == code
+    out = capsys.readouterr().out
+    if code:
+        assert "[FAIL] Edge TPU probe: " in out and "       fix: " in out and "matched pairs" in out
+        assert out.rstrip().splitlines()[-1].startswith("result: the Edge TPU path would not work here (1 problem")
+    else:
+        assert out.rstrip().splitlines()[-1] == "result: nothing stops the Edge TPU path here"
+
+
+def test_a_crafted_cpu_model_is_reported(fake_libedgetpu, edgetpu_bundle, tmp_path):
+    """A CPU model whose op codes were swapped passes the structure check and fails when invoked: the
+    probe finds it (EdgePolicy would refuse it too), while the Edge TPU model opens."""
+    from hostile_models import swapped_op_bundle
+
+    crafted = swapped_op_bundle(edgetpu_bundle("ppo-pendulum"), tmp_path / "sqrt", "TANH", "SQRT")
+    proc, findings = _doctor_json(crafted, _probe_env(tmp_path, fake_libedgetpu["NOOP"]))
+    cpu = findings["CPU model probe"]
+    assert proc.returncode == 1 and cpu["status"] == FAIL, cpu
+    assert "model_int8.tflite failed in a probe while invoking it" in cpu["detail"] and "rebuild" in cpu["fix"]
+    assert findings["Edge TPU probe"]["status"] == OK  # its stand-in file is the unaltered CPU model
+
+
+def test_an_altered_model_is_refused_before_any_probe(fake_libedgetpu, edgetpu_bundle, tmp_path):
+    import shutil
+
+    from fake_libedgetpu import EDGETPU_STANDIN
+
+    bundle = tmp_path / "altered"
+    shutil.copytree(edgetpu_bundle("ppo-pendulum"), bundle)
+    (bundle / EDGETPU_STANDIN).write_bytes((bundle / EDGETPU_STANDIN).read_bytes() + b"\0")
+    proc, findings = _doctor_json(bundle, _probe_env(tmp_path, fake_libedgetpu["SEGFAULT"]))
+    probe = findings["Edge TPU probe"]
+    assert proc.returncode == 1 and probe["status"] == FAIL and EDGETPU_STANDIN in probe["detail"], probe
+    assert "SIGSEGV" not in probe["detail"]  # the altered file was not handed to the library
+
+
+@pytest.mark.parametrize("device", ["cpu", "tpu", "usb:x"])
+def test_device_must_name_an_edge_tpu(device, built_bundle, tmp_path):
+    proc = run_cli("doctor", str(built_bundle("ppo-pendulum").bundle_dir), "--device", device,
+                   env={"EDGEKIT_SYSROOT": str(tmp_path)})
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "usb" in proc.stderr, proc.stderr

@@ -162,6 +162,33 @@ def test_doctor_in_the_emulated_userland(report, suite):
     assert topics["libedgetpu"]["status"] == "fail" and topics["Coral USB Accelerator"]["status"] == "fail"
 
 
+@pytest.mark.pi_emulated
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", USERLANDS)
+def test_doctor_probes_a_bundle_in_children_under_the_emulator(report, suite):
+    """doctor BUNDLE on aarch64: the bundle's Edge TPU model (a STAND-IN entry: its CPU model) with a
+    libedgetpu.so.1 STAND-IN that is not a library, and its CPU model, each probed in a child process that
+    EDGEKIT_PROBE_LAUNCHER starts under qemu; the broken library is a FAIL with the fix, not a crash."""
+    doctor = report["userlands"][suite]["doctor_bundle"]
+    probes = {f["topic"]: f for f in doctor["findings"]}
+    tpu, cpu = probes["Edge TPU probe"], probes["CPU model probe"]
+    assert doctor["exit_code"] == 1 and tpu["status"] == "fail", doctor
+    assert doctor["libedgetpu"] in tpu["detail"] and "while loading libedgetpu" in tpu["detail"]
+    assert "device/README.md" in tpu["fix"]
+    assert cpu["status"] == "ok" and "ran once with ai_edge_litert" in cpu["detail"], cpu
+
+
+@pytest.mark.pi_emulated
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", USERLANDS)
+def test_without_the_launcher_the_probe_names_it(report, suite):
+    """No binfmt_misc here: the kernel cannot exec the probe's aarch64 child (ENOEXEC on Bookworm's 3.11; exit
+    status 127 from posix_spawn on Trixie's 3.13). Either way: the launcher's DeviceError, not a bad model."""
+    bare = report["userlands"][suite]["probe_without_launcher"]
+    assert bare["outcome"] == "not-started" and bare["error"] == "DeviceError", bare
+    assert "EDGEKIT_PROBE_LAUNCHER" in bare["hint"]
+
+
 def test_setup_pi_is_shellcheck_clean():
     shellcheck = shutil.which("shellcheck")
     if not shellcheck:

@@ -278,3 +278,15 @@ def test_a_probe_that_cannot_start_is_a_device_error_and_a_launcher_runs_it(buil
     launcher.chmod(0o755)
     monkeypatch.setenv("EDGEKIT_PROBE_LAUNCHER", str(launcher))
     assert probe_model(model, use_cache=False).ok and marker.exists()
+
+
+def test_a_child_that_exits_127_before_its_first_line_was_not_started(built_bundle, tmp_path, monkeypatch):
+    """Exit status 127 before the child's first line means it never ran: glibc's posix_spawn reports a failed
+    exec that way (Python 3.13's subprocess under a user-mode emulator without binfmt_misc: Trixie), and so
+    do env or a shell for a missing command. It is the launcher's DeviceError, never a damaged model."""
+    model = built_bundle(BUNDLE).bundle_dir / "model_int8.tflite"
+    monkeypatch.setenv("EDGEKIT_PROBE_LAUNCHER", f"env {tmp_path / 'no-such-emulator'}")
+    result = probe_model(model, use_cache=False)
+    assert result.outcome == "not-started" and "127" in result.detail, result
+    error = result.error()
+    assert isinstance(error, DeviceError) and "EDGEKIT_PROBE_LAUNCHER" in error.hint

@@ -3,9 +3,10 @@
 Reads the OS release, Python, interpreter, libedgetpu, the Coral USB device and its permissions and, on a
 Raspberry Pi 5, the USB current setting (``edgekit.device.facts``), judges them against the table of
 tested pairs (``edgekit.device.diagnosis``) and prints one line per finding with its fix. With a bundle
-it also checks the bundle and probes its Edge TPU model in a child process. Exits 1 when the Edge TPU path
-would not work. Imports no interpreter, TensorFlow, torch, SB3 or gymnasium, and never loads libedgetpu in
-its own process.
+it also checks the bundle and probes its Edge TPU model (and its CPU model) in a child process
+(``edgekit.runtime.probe``). Exits 1 when the Edge TPU path would not work. Imports no TensorFlow, torch,
+SB3 or gymnasium, no interpreter unless a bundle is given, and never loads libedgetpu or a model in its own
+process.
 """
 
 from __future__ import annotations
@@ -13,8 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgekit.errors import EdgekitError
+
+if TYPE_CHECKING:
+    from edgekit.bundle.manifest import Manifest
+    from edgekit.device.diagnosis import Finding
 
 _MARK = {"ok": "ok  ", "info": "    ", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
@@ -42,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.device.facts import gather
     from edgekit.device.pairs import load_table
 
+    if args.bundle is not None:
+        edgetpu_device(args.device)  # a usage error before anything runs
     facts = gather()
     findings = diagnose(facts, load_table())
     if args.bundle is not None:
@@ -64,8 +72,20 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def bundle_findings(bundle: Path, device: str) -> list:
-    """The bundle's own checks, then the child-process probe of its Edge TPU model."""
+def edgetpu_device(text: str) -> str:
+    """``--device`` checked: an Edge TPU (auto, usb[:N], pci[:N]); cpu is not one."""
+    from edgekit.errors import UsageError
+    from edgekit.runtime.interpreters import DeviceRequest
+
+    request = DeviceRequest.parse(text)
+    if request.kind == "cpu":
+        raise UsageError("doctor probes the Edge TPU path: --device names the Edge TPU (the CPU model is probed "
+                         "anyway)", hint="use --device auto, usb, usb:N, pci or pci:N")
+    return str(request)
+
+
+def bundle_findings(bundle: Path, device: str) -> list[Finding]:
+    """The bundle's own checks, then the child-process probes of its models."""
     from edgekit.bundle.manifest import Manifest
     from edgekit.device.diagnosis import FAIL, OK, Finding
 
@@ -74,27 +94,42 @@ def bundle_findings(bundle: Path, device: str) -> list:
     except EdgekitError as exc:
         return [Finding("bundle", FAIL, f"{bundle}: {exc.message}", exc.hint)]
     if "edgetpu" not in manifest.models:
-        return [Finding("bundle", FAIL, f"{bundle} has no Edge TPU model (only the CPU int8 model)",
-                        "compile it on an x86-64 Linux machine with edgetpu_compiler: edgekit compile BUNDLE")]
-    found = [Finding("bundle", OK, f"{bundle}: Edge TPU model {manifest.models['edgetpu'].file}")]
-    return found + [probe_finding(bundle, device)]
+        found = [Finding("bundle", FAIL, f"{bundle} has no Edge TPU model (only the CPU int8 model)",
+                         "compile it on an x86-64 Linux machine with edgetpu_compiler: edgekit compile BUNDLE")]
+    else:
+        found = [Finding("bundle", OK, f"{bundle}: Edge TPU model {manifest.models['edgetpu'].file}"),
+                 probe_finding(bundle, manifest, "edgetpu", device)]
+    return found + [probe_finding(bundle, manifest, "cpu", "cpu")]
 
 
-def probe_finding(bundle: Path, device: str):
-    """The child-process probe of the bundle's Edge TPU model: THE ONE PLACE that calls the runtime's probe.
+PROBE_TOPIC = {"edgetpu": "Edge TPU probe", "cpu": "CPU model probe"}
 
-    WIRING (for the lead, after merging the runtime branch): the runtime engineer writes
-    ``edgekit.runtime.probe``, which loads libedgetpu and invokes the bundle's Edge TPU model once in a
-    child process with a timeout (issue 18, item 2). Call it here and map its result to a Finding: a clean
-    invoke -> OK; a signal death, hang, NULL delegate or exception -> FAIL with the probe's message and fix.
-    Until then this reports that the probe is not in this build, and doctor judges everything else.
+
+def probe_finding(bundle: Path, manifest: Manifest, role: str, device: str) -> Finding:
+    """The child-process probe of one of the bundle's models (``role``: edgetpu or cpu) as one Finding.
+
+    THE ONE PLACE that calls the runtime's probe (``edgekit.runtime.probe.probe_model``): the model is
+    checked as ``EdgePolicy.load`` checks it (its sha256 against the manifest, its flatbuffer structure),
+    then opened and invoked once in a child process, with libedgetpu's delegate for ``device`` when it is
+    the Edge TPU model. A clean invoke is OK; a signal death, a hang, a NULL delegate, an exception or no
+    libedgetpu at all is FAIL with the probe's message and fix. The CPU model is probed too: it is what
+    ``--device auto`` falls back to, and a crafted one fails there. The doctor probes afresh (a cached
+    success from before the Coral was pulled proves nothing now) and caches nothing. Finding the
+    interpreter imports it here; libedgetpu and the models are only ever loaded in the child.
     """
-    from edgekit.device.diagnosis import SKIP, Finding
+    from edgekit.device.diagnosis import FAIL, OK, Finding
+    from edgekit.runtime.model_files import read_model
+    from edgekit.runtime.probe import probe_model
 
+    topic = PROBE_TOPIC[role]
     try:
-        from edgekit.runtime import probe  # noqa: F401  (on the runtime branch; see WIRING above)
-    except ImportError:
-        return Finding("Edge TPU probe", SKIP, "the child-process probe (edgekit.runtime.probe) is not in this "
-                       "build: the bundle's Edge TPU model was not loaded",
-                       f"edgekit bench {bundle} --device {device} tries it (in this process)")
-    return Finding("Edge TPU probe", SKIP, "edgekit.runtime.probe is installed but not wired into doctor yet")
+        model = read_model(bundle, manifest, manifest.models[role].file)
+        result = probe_model(model.path, device=device, use_cache=False)
+    except EdgekitError as exc:  # an altered or malformed model, no interpreter, a bad --device
+        return Finding(topic, FAIL, exc.message, exc.hint)
+    error = result.error()
+    if error is not None:
+        return Finding(topic, FAIL, error.message, error.hint)
+    delegate = f"libedgetpu {result.library} created its delegate for {result.device}; " if result.edgetpu else ""
+    return Finding(topic, OK, f"{model.name}: {delegate}the model loaded{' with it' if delegate else ''} and ran "
+                   f"once with {result.interpreter}, in a child process ({result.seconds:.1f} s)")

@@ -52,6 +52,10 @@ CACHE_ENV = "EDGEKIT_PROBE_CACHE"
 LAUNCHER_ENV = "EDGEKIT_PROBE_LAUNCHER"  # a command the child runs under, e.g. a user-mode emulator
 CACHE_FORMAT = 1  # bump when what a probe proves changes: older entries stop matching
 _CHILD_FAILED = 3
+# A child that could not be executed: glibc's posix_spawn (Python 3.13's subprocess) reports a failed exec as
+# this exit status, not as an OSError, when the emulator it runs under does not share the parent's memory with
+# the child (qemu-user without binfmt_misc); env and shells use it for a missing command.
+_NOT_EXECUTED = 127
 
 # outcomes
 OK, CACHED, CRASHED, TIMED_OUT, NO_DELEGATE, FAILED, NO_LIBRARY, NOT_STARTED = (
@@ -218,6 +222,9 @@ def _run_child(backend: Backend, model: Path, sha256: str, request: DeviceReques
         return TIMED_OUT, stage, f"no answer within {timeout:g} s while {where}", seconds
     if proc.returncode < 0:
         return CRASHED, stage, f"{_signal_name(-proc.returncode)} while {where}", seconds
+    if proc.returncode == _NOT_EXECUTED and stage is None:  # it never ran a line of the child
+        why = _tail(stderr) or "the command could not be executed (no error shown: posix_spawn under an emulator)"
+        return NOT_STARTED, None, f"exit status 127 before it started: {why}", seconds
     if proc.returncode == 0 and result.get("ok"):
         return OK, None, "opened and ran once", seconds
     error = str(result.get("error") or _tail(stderr) or f"exit status {proc.returncode}")

@@ -61,8 +61,11 @@ def test_gadgets_in_vecnormalize_statistics(tmp_path):
 
 
 # The issue's payloads at their real sizes: 1.5 GB and 1.2 GB before the fix.
-_MEASURED = ("import resource, sys\nfrom edgekit.cli import main\ncode = main(sys.argv[1:])\n"
-             "print(f'maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork and exec, so a child of a
+# test session that has grown to 1.7 GB reports 1.7 GB before it has done anything.
+_MEASURED = ("import re, sys\nfrom edgekit.cli import main\ncode = main(sys.argv[1:])\n"
+             "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+             "print(f'maxrss_kb={hwm}', file=sys.stderr)\n"
              "sys.exit(code)\n")
 
 

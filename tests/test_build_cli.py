@@ -102,7 +102,7 @@ def test_recipes_by_episode_length_with_overrides():
     assert name == "control" and recipe.steps(image=False) == (2000, 2000) and recipe.random_action_share == 0.1
     assert recipe.steps(image=True) == (500, 500)  # images: kilobytes each, through a CNN
     recipe, name = recipe_for("Pendulum-v1", "long-episodes", random_action_share=0.0, steps=None)
-    assert name == "long-episodes" and recipe.calibration_steps == 5000 and recipe.max_episode_steps == 500
+    assert name == "long-episodes" and recipe.calibration_steps == 5000 and recipe.min_episodes == 10
     assert recipe.random_action_share == 0.0
 
 
@@ -117,4 +117,5 @@ def test_no_flags_switch_off_the_measured_conditioning_steps():
     options = build.conditioning_options(args)
     assert not options.widen and options.input_split == 0 and options.finetune and options.input_scaling
     default = build.conditioning_options(parser.parse_args(["build", "m.zip", "--env", "Pendulum-v1"]))
-    assert default.widen and default.input_split == 16 and default.finetune
+    assert default.widen and default.input_split == 16 and default.finetune and default.equalize
+    assert not build.conditioning_options(parser.parse_args(["build", "m.zip", "--no-equalize"])).equalize

@@ -278,3 +278,138 @@ def test_score_is_in_units_of_the_targets():
     spikes = np.zeros((100, 1))
     spikes[:5] = 0.08  # 4 % of the range on 5 % of the states: p99 = 4 %, twice its target
     assert score.of_outputs(spikes) == pytest.approx(2.0)
+
+
+class _RampPendulum:
+    """A Pendulum whose third feature ramps from -8 to 8 over its 400-step episodes: what the policy sees
+    late in an episode (a car at the hilltop, a walker at speed) lies outside what early steps show."""
+
+    @staticmethod
+    def register() -> str:
+        import gymnasium
+        from gymnasium.envs.classic_control.pendulum import PendulumEnv
+
+        class RampPendulum(PendulumEnv):
+            def reset(self, **kwargs):
+                self.t = 0
+                obs, info = super().reset(**kwargs)
+                return self._ramp(obs), info
+
+            def step(self, action):
+                obs, reward, terminated, truncated, info = super().step(action)
+                self.t += 1
+                return self._ramp(obs), reward, terminated, truncated, info
+
+            def _ramp(self, obs):
+                obs = obs.copy()
+                obs[2] = np.float32(-8.0 + 16.0 * self.t / 400.0)
+                return obs
+
+        env_id = "edgekit-test/RampPendulum-v0"
+        if env_id not in gymnasium.registry:
+            gymnasium.register(env_id, entry_point=RampPendulum, max_episode_steps=400)
+        return env_id
+
+
+def test_calibration_covers_whole_episodes_so_held_out_observations_stay_in_the_input_range():
+    """Calibration episodes run to their end (subsampled over >= 8 of them), so the late states of an episode
+    set the ranges too: held-out observations (whole episodes) stay inside the int8 input range."""
+    from conftest import EXAMPLE_MODEL
+
+    from edgekit.loading import load_agent
+    from edgekit.progress import Progress
+    from edgekit.stages.extract import extract_policy
+    from edgekit.stages.rollouts import RolloutRecipe, collect_observations
+
+    env_id = _RampPendulum.register()
+    agent = load_agent(EXAMPLE_MODEL)
+    graph = extract_policy(agent, None)
+    recipe = RolloutRecipe(calibration_steps=600, held_out_steps=800)
+    sets = collect_observations(agent, graph, env_id, recipe, Progress(quiet=True))
+    conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
+    held = model_inputs(sets.held_out, conditioned.preprocess)  # the int8 input range is [-1, 1]
+    outside = np.any(np.abs(held) > 1.0 + 2.0 / 255.0, axis=1)
+    assert outside.mean() <= 0.01, f"{outside.mean():.1%} of held-out observations outside the input range"
+    assert sets.facts["calibration_episodes"] >= 8
+
+
+def test_distillation_stops_once_the_simulation_meets_the_targets(trained_model):
+    from edgekit.stages.finetune import CHECK_EVERY, finetune
+
+    agent, graph = _agent(trained_model, "ppo-pendulum")
+    sets = _sets(agent, graph, "Pendulum-v1")
+    conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
+    actor, x = conditioned.graph.module, model_inputs(sets.calibration, conditioned.preprocess)
+    with torch.no_grad():
+        targets = actor(torch.as_tensor(x)).numpy()
+    score = FidelityScore.build(targets, discrete=False, span=2.0)
+    met = finetune(actor, x, targets, score, steps=4 * CHECK_EVERY, weights_only=True, max_steps_moved=None,
+                   lr=1e-3, relative_lr=False, stop_at=1e9, patience=None)
+    assert met.steps == CHECK_EVERY and "met" in met.stopped and met.kept
+    stuck = finetune(actor, x, targets, score, steps=4 * CHECK_EVERY, lr=0.0, patience=1)  # nothing can move
+    assert stuck.steps == CHECK_EVERY and "no lower error" in stuck.stopped and not stuck.kept
+    assert stuck.actor is actor
+
+
+def test_conditioning_skips_the_remaining_steps_once_the_simulation_meets_the_targets(trained_model, monkeypatch):
+    import edgekit.stages.condition as conditioning
+
+    agent, graph = _agent(trained_model, "sac-pendulum")
+    sets = _sets(agent, graph, "Pendulum-v1")
+    monkeypatch.setattr(conditioning, "EARLY_STOP_AT", 1e9)  # any error meets it: nothing is worth running
+    quick = condition(graph, sets, agent.action_space, ConditioningOptions(finetune_steps=250))
+    assert "after the range conditioning" in quick.applied["early_stop"]
+    assert not {"finetune_weights", "widen", "finetune", "input_split_decision"} & set(quick.applied)
+    assert quick.preprocess.split == 0 and quick.graph.module.tail is None
+
+
+def test_equalization_is_exact_in_float_and_evens_out_the_weight_ranges(trained_model):
+    from edgekit.stages.equalize import equalizable_pairs, equalize
+
+    agent, graph = _agent(trained_model, "dqn-cartpole")
+    sets = _sets(agent, graph, "CartPole-v1")
+    conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
+    actor, x = conditioned.graph.module, model_inputs(sets.calibration, conditioned.preprocess)
+    with torch.no_grad():  # a few units with outgoing weights 30x the others, as published SAC / TQC actors have
+        actor.body[2].weight[:, :3].mul_(30.0)
+        expected = actor(torch.as_tensor(x)).numpy()
+        equalized = equalize(actor)
+        np.testing.assert_allclose(equalized(torch.as_tensor(x)).numpy(), expected, rtol=1e-4, atol=1e-4)
+    for before, after in equalizable_pairs(equalized):  # each unit's row and column share one range
+        rows, cols = before.weight.detach().abs().amax(dim=1), after.weight.detach().abs().amax(dim=0)
+        np.testing.assert_allclose(rows.numpy(), cols.numpy(), rtol=0.05)
+    columns = [m.weight.detach().abs().amax(dim=0) for m in (actor.body[2], equalized.body[2])]
+    spread = [float(c.max() / c.median()) for c in columns]  # the largest column's range over the typical one
+    assert spread[1] < spread[0] / 3, spread
+    assert equalize(_synthetic_actor([3, 8, 8], nn.Tanh, squash=False, outputs=1)) is not None  # Tanh: untouched
+    assert not equalizable_pairs(_synthetic_actor([3, 8, 8], nn.Tanh, squash=False, outputs=1))
+
+
+def test_widening_can_give_the_first_layer_alone_its_copies():
+    """A Tanh actor whose first layer's pre-activations span +-40 (two saturated units; VecNormalize'd
+    inputs do this): its first layer loses most, and a plan widens it alone, at a fraction of the weights."""
+    from edgekit.stages.widen import choose
+
+    actor = _synthetic_actor([6, 32, 32], nn.Tanh, squash=False, outputs=2)
+    with torch.no_grad():
+        actor.body[0].weight.mul_(2.0)
+        actor.body[0].weight[:2].mul_(40.0)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(2000, 6)).astype(np.float32)
+    with torch.no_grad():
+        targets = actor(torch.as_tensor(x)).numpy()
+    result = choose(actor, x, FidelityScore.build(targets, discrete=False, span=2.0))
+    assert result.plan.copies[0] > 1 and result.plan.copies[-1] == 1, result.plan
+
+
+def test_the_conditioning_says_whether_the_simulation_meets_the_targets_and_what_limits_it(trained_model):
+    import re
+
+    agent, graph = _agent(trained_model, "dqn-cartpole")
+    sets = _sets(agent, graph, "CartPole-v1")
+    plain = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY, equalize=False))
+    verdict = plain.applied["simulated_fidelity"]
+    value = float(re.match(r"([0-9.e+-]+) of the targets", verdict).group(1))
+    if value <= 1.0:
+        assert "(met, in simulation)" in verdict
+    else:
+        assert "NOT met, most from rounding the" in verdict and "rounding each alone: the weights" in verdict

@@ -26,7 +26,6 @@ from edgekit.bundle.manifest import Preprocess
 from edgekit.observations import ObservationEncoder
 from edgekit.quant import INT8_MAX, INT8_MIN, LEVEL_TOLERANCE, QuantParams
 
-
 FLAG_STEPS = 1.0  # flag a feature when some held-out value is clipped by more than this many input steps
 
 

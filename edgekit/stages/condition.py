@@ -65,7 +65,9 @@ from edgekit.artifacts import ObservationSets, PolicyGraph
 from edgekit.bundle.manifest import Preprocess
 from edgekit.postprocess import ARGMAX, CLIP, MULTI_ARGMAX, THRESHOLD, UNSCALE
 from edgekit.spaces import SpaceSpec
+from edgekit.stages.equalize import equalizable_pairs, equalize
 from edgekit.stages.finetune import finetune
+from edgekit.stages.int8sim import ACTIVATIONS, INPUT, WEIGHTS, QuantSim
 from edgekit.stages.int8sim import supported as simulation_supported
 from edgekit.stages.score import FidelityScore
 from edgekit.stages.widen import choose as choose_widening
@@ -77,6 +79,9 @@ WEIGHTS_LR = 1e-3  # the weights-only distillation's learning rate (Adam, cosine
 # Distillation after widening: full steps up to 150 k weights, proportionally fewer above (build time).
 FULL_STEPS_UP_TO = 150_000
 MIN_STEPS_AFTER_WIDENING = 500
+# The measured steps stop once the simulated int8 error is at this share of the targets (1.0 = at them):
+# the held-out observations of a build err more than the calibration rows the simulation scores.
+EARLY_STOP_AT = 0.5
 ARGMAX_CLAMP_PERCENTILE = 99.5  # centred Q-values / logits are clamped at this percentile of their magnitude
 ARGMAX_TIE_PERCENTILE = 99.9  # ... or above this percentile of the second-best centred output
 MIN_FEATURE_SPAN = 1e-6
@@ -93,6 +98,7 @@ class ConditioningOptions:
     finetune: bool = True
     finetune_steps: int = 2000
     input_split: int = 16  # 0: one int8 part per feature; m: coarse + residual x m (about 4 more bits)
+    equalize: bool = True  # cross-layer equalization of ReLU layers' weight ranges, where it pays
     force_split: bool = False  # split even where the simulation sees no gain (tests, comparisons)
     widen: bool = True
 
@@ -139,9 +145,12 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
         if options.output_range:
             postprocess = _fold_output_range(actor, graph, model_inputs(sets.calibration, preprocess),
                                              action_space, applied)
-    if simulation_supported(actor) and (options.input_split or options.finetune or options.widen):
+    measured = options.input_split or options.finetune or options.widen or options.equalize
+    if simulation_supported(actor) and measured:
         actor, preprocess = _measured_steps(actor, graph, sets, preprocess, postprocess, options, applied)
-    elif options.input_split or options.finetune or options.widen:
+    if simulation_supported(actor):
+        applied["simulated_fidelity"] = _verdict(actor, graph, sets, preprocess, postprocess)
+    elif measured:
         applied["measured_steps"] = "skipped: the int8 simulation covers MLP actors only"
     conditioned = PolicyGraph(
         module=actor,
@@ -158,29 +167,29 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
 def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, preprocess: Preprocess,
                     postprocess: str, options: ConditioningOptions, applied: dict[str, Any]
                     ) -> tuple[Any, Preprocess]:
-    """Split input, distillation, widening: each tried on the int8 simulation, kept where it pays."""
+    """Equalization, split input, distillation, widening: each tried on the int8 simulation, kept where it
+    pays, and none run once the simulated error is at ``EARLY_STOP_AT`` of the targets (build time)."""
     import torch
 
     inputs = model_inputs(sets.calibration, preprocess)
     with torch.no_grad():
         targets = actor(torch.as_tensor(inputs)).numpy()
     score = _score(targets, graph, sets, postprocess)
+    now = score.of(actor, inputs)
+    if _met(now, "the range conditioning", applied):
+        return actor, preprocess
+    if options.equalize and equalizable_pairs(actor):
+        actor, now = _equalize_step(actor, inputs, score, now, applied)
     if options.input_split and options.input_scaling:
-        split_actor = copy.deepcopy(actor)
-        replace_first_linear(split_actor, split_input_linear(split_actor.first_linear(), options.input_split))
-        split_pre = replace(preprocess, split=options.input_split)
-        split_inputs = model_inputs(sets.calibration, split_pre)
-        plain, with_split = score.of(actor, inputs), score.of(split_actor, split_inputs)
-        take = options.force_split or with_split < SPLIT_WHEN_BETTER_BY * plain
-        applied["input_split_decision"] = (f"simulated int8 error {plain:.3g} plain vs {with_split:.3g} split "
-                                           f"(1.0 = at the targets): {'split' if take else 'not split'}")
-        if take:
-            actor, preprocess, inputs = split_actor, split_pre, split_inputs
-            applied["input_split"] = (f"each feature as coarse + residual x{options.input_split} int8 parts "
-                                      "through one layer (about 4 more bits of input)")
+        actor, preprocess, inputs, now = _split_step(actor, sets, preprocess, inputs, score, now, options, applied)
+    if _met(now, "the input split", applied):
+        return actor, preprocess
     if options.finetune:  # first the weights alone, freely: widening cannot remove their rounding
         actor = _distil(actor, inputs, targets, score, options.finetune_steps, "finetune_weights", applied,
-                        weights_only=True, max_steps_moved=None, lr=WEIGHTS_LR, relative_lr=False)
+                        weights_only=True, max_steps_moved=None, lr=WEIGHTS_LR, relative_lr=False, patience=None)
+        now = score.of(actor, inputs)
+        if _met(now, "the weights-only distillation", applied):
+            return actor, preprocess
     widened_params = None
     if options.widen:
         widened = choose_widening(actor, inputs, score)
@@ -188,10 +197,86 @@ def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, prepr
         widened_params = widened.params_after if widened.kept else None
         applied["widen"] = widened.describe() if widened.kept else \
             f"not widened (simulated error {widened.score_before:.3g} of the target)"
+        if _met(widened.score_after, "widening", applied):
+            return actor, preprocess
     if options.finetune:  # then everything, each weight within one int8 step of where it is
         steps = _bounded_steps(options.finetune_steps, widened_params or 0)
         actor = _distil(actor, inputs, targets, score, steps, "finetune", applied)
     return actor, preprocess
+
+
+def _verdict(actor: Any, graph: PolicyGraph, sets: ObservationSets, preprocess: Preprocess, postprocess: str) -> str:
+    """The simulated error on every calibration row, and where it misses the targets, what causes it: the
+    error with only the weights, only the hidden and output activations, only the input rounded."""
+    import torch
+
+    inputs = model_inputs(sets.calibration, preprocess)
+    with torch.no_grad():
+        score = _score(actor(torch.as_tensor(inputs)).numpy(), graph, sets, postprocess)
+    total = score.of(actor, inputs, all_rows=True)
+    if total <= 1.0:
+        return f"{total:.3g} of the targets on the calibration observations (met, in simulation)"
+    parts = {name: score.of(actor, inputs, all_rows=True, parts=frozenset((part,)))
+             for name, part in (("the weights", WEIGHTS), ("the activations", ACTIVATIONS), ("the input", INPUT))}
+    worst = max(parts, key=parts.get)
+    alone = ", ".join(f"{name} {value:.3g}" for name, value in parts.items())
+    why = f"most from rounding {worst}"
+    if worst == "the weights":
+        why += f" (per-tensor int8 weights; {_weight_spread(actor)})"
+    return (f"{total:.3g} of the targets on the calibration observations: NOT met, {why}; "
+            f"rounding each alone: {alone}")
+
+
+def _weight_spread(actor: Any) -> str:
+    """The layer whose weights are spread widest: its largest magnitude over its median (in int8 steps)."""
+    spreads = []
+    for i, layer in enumerate(QuantSim(actor).linears):
+        w = layer.weight.detach().abs()
+        steps = float(w.median()) / max(float(w.max()), 1e-12) * 127.0
+        spreads.append((steps, i))
+    steps, i = min(spreads)
+    return f"layer {i + 1}'s median weight is {steps:.1f} int8 steps"
+
+
+def _met(now: float, after: str, applied: dict[str, Any]) -> bool:
+    """Whether the simulated error is low enough to skip the remaining steps (and say so)."""
+    if now > EARLY_STOP_AT:
+        return False
+    applied["early_stop"] = (f"after {after}: simulated int8 error {now:.3g} of the targets (<= {EARLY_STOP_AT:g}); "
+                             "the remaining steps skipped")
+    return True
+
+
+def _equalize_step(actor: Any, inputs: np.ndarray, score: FidelityScore, now: float,
+                   applied: dict[str, Any]) -> tuple[Any, float]:
+    equalized = equalize(actor)
+    with_cle = score.of(equalized, inputs)
+    take = with_cle < now
+    applied["equalize_decision"] = (f"simulated int8 error {now:.3g} plain vs {with_cle:.3g} equalized: "
+                                    f"{'equalized' if take else 'not equalized'}")
+    if not take:
+        return actor, now
+    applied["equalize"] = (f"ReLU units rescaled so each weight tensor's channels share its range "
+                           f"({len(equalizable_pairs(actor))} layer pairs, exact in float)")
+    return equalized, with_cle
+
+
+def _split_step(actor: Any, sets: ObservationSets, preprocess: Preprocess, inputs: np.ndarray,
+                score: FidelityScore, now: float, options: ConditioningOptions, applied: dict[str, Any]
+                ) -> tuple[Any, Preprocess, np.ndarray, float]:
+    split_actor = copy.deepcopy(actor)
+    replace_first_linear(split_actor, split_input_linear(split_actor.first_linear(), options.input_split))
+    split_pre = replace(preprocess, split=options.input_split)
+    split_inputs = model_inputs(sets.calibration, split_pre)
+    with_split = score.of(split_actor, split_inputs)
+    take = options.force_split or with_split < SPLIT_WHEN_BETTER_BY * now
+    applied["input_split_decision"] = (f"simulated int8 error {now:.3g} plain vs {with_split:.3g} split "
+                                       f"(1.0 = at the targets): {'split' if take else 'not split'}")
+    if not take:
+        return actor, preprocess, inputs, now
+    applied["input_split"] = (f"each feature as coarse + residual x{options.input_split} int8 parts "
+                              "through one layer (about 4 more bits of input)")
+    return split_actor, split_pre, split_inputs, with_split
 
 
 def _bounded_steps(steps: int, params: int) -> int:
@@ -203,9 +288,10 @@ def _bounded_steps(steps: int, params: int) -> int:
 
 def _distil(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: FidelityScore, steps: int, key: str,
             applied: dict[str, Any], **kwargs: Any) -> Any:
-    result = finetune(actor, inputs, targets, score, steps=steps, **kwargs)
+    result = finetune(actor, inputs, targets, score, steps=steps, stop_at=EARLY_STOP_AT, **kwargs)
     what = "weights only, " if kwargs.get("weights_only") else ""
-    applied[key] = (f"int8-aware distillation ({what}{result.steps} steps): simulated error "
+    ran = f"{result.steps} of {steps} steps, stopped: {result.stopped}" if result.stopped else f"{result.steps} steps"
+    applied[key] = (f"int8-aware distillation ({what}{ran}): simulated error "
                     f"{result.score_before:.3g} -> {result.score_after:.3g} of the target "
                     f"({'kept' if result.kept else 'discarded'})")
     return result.actor

@@ -33,7 +33,6 @@ from edgekit.tf_env import import_tensorflow
 from edgekit.tflite_inspect import inspect_int8_model
 
 
-
 def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Preprocess, path: Path,
                   binary: tuple[int, ...] = ()) -> Int8Model:
     """Convert with the ``calibration`` inputs (in model-input space) and check the result.

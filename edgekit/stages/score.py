@@ -51,14 +51,17 @@ class FidelityScore:
         return cls(targets=np.asarray(targets, dtype=np.float64), discrete=discrete, span=float(span),
                    train_rows=np.sort(order[n_val:]), val_rows=np.sort(order[:n_val]), decisive=decisive)
 
-    def of(self, actor: Any, inputs: np.ndarray, all_rows: bool = False, weights_only: bool = False) -> float:
+    def of(self, actor: Any, inputs: np.ndarray, all_rows: bool = False, weights_only: bool = False,
+           parts: frozenset[str] | None = None) -> float:
         """Score of ``actor`` (simulated int8, calibrated on all of ``inputs``) on the validation rows, or on
         every calibration row (for rewrites that fit nothing to them, e.g. widening); ``weights_only``:
-        with int8 weights but float activations (the error widening cannot remove)."""
-        from edgekit.stages.int8sim import simulate
+        with int8 weights but float activations (the error widening cannot remove); ``parts``: what is
+        rounded (``int8sim.ALL_PARTS`` by default)."""
+        from edgekit.stages.int8sim import ALL_PARTS, simulate
 
         rows = np.arange(len(self.targets)) if all_rows else self.val_rows
-        return self.of_outputs(simulate(actor, inputs, inputs[rows], weights_only=weights_only), rows)
+        outputs = simulate(actor, inputs, inputs[rows], weights_only=weights_only, parts=parts or ALL_PARTS)
+        return self.of_outputs(outputs, rows)
 
     def of_outputs(self, outputs: np.ndarray, rows: np.ndarray | None = None) -> float:
         """Score of int8 outputs for ``rows`` (default: the validation rows)."""

@@ -80,8 +80,7 @@ def agents(agents_dir: Path, split: str = "benchmark", zoo: Path | None = None) 
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "naive": dict(input_scaling=False, output_range=False, finetune=False, input_split=0, widen=False,
-                  equalize=False),
+    "naive": dict(input_scaling=False, output_range=False, finetune=False, input_split=0, widen=False),
     "edgekit": dict(),
 }
 
@@ -94,7 +93,7 @@ def build_variant(agent: Agent, variant: str, episodes: int, work: Path) -> dict
     start = time.perf_counter()
     result = build(BuildOptions(model=agent.path, env_id=agent.env_id, output=work / variant, force=True,
                                 env_module=agent.env_module, recipe=_recipe(agent.env_id),
-                                conditioning=ConditioningOptions(**_known(VARIANTS[variant])),
+                                conditioning=ConditioningOptions(**VARIANTS[variant]),
                                 report=ReportOptions(episodes=episodes)), Progress(quiet=True))
     wall = time.perf_counter() - start
     metrics = result.validation.metrics
@@ -116,16 +115,6 @@ def build_variant(agent: Agent, variant: str, episodes: int, work: Path) -> dict
         entry["agreement"] = metrics["discrete"]["agreement"]
         entry["decisive_agreement"] = metrics["discrete"]["decisive_agreement"]
     return entry
-
-
-def _known(options: dict[str, Any]) -> dict[str, Any]:
-    """The options this edgekit knows (an older tree, for the ``before`` column, lacks newer ones)."""
-    from dataclasses import fields
-
-    from edgekit.stages.condition import ConditioningOptions
-
-    names = {f.name for f in fields(ConditioningOptions)}
-    return {k: v for k, v in options.items() if k in names}
 
 
 def _recipe(env_id: str) -> Any:

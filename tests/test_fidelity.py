@@ -363,28 +363,6 @@ def test_conditioning_skips_the_remaining_steps_once_the_simulation_meets_the_ta
     assert quick.preprocess.split == 0 and quick.graph.module.tail is None
 
 
-def test_equalization_is_exact_in_float_and_evens_out_the_weight_ranges(trained_model):
-    from edgekit.stages.equalize import equalizable_pairs, equalize
-
-    agent, graph = _agent(trained_model, "dqn-cartpole")
-    sets = _sets(agent, graph, "CartPole-v1")
-    conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
-    actor, x = conditioned.graph.module, model_inputs(sets.calibration, conditioned.preprocess)
-    with torch.no_grad():  # a few units with outgoing weights 30x the others, as published SAC / TQC actors have
-        actor.body[2].weight[:, :3].mul_(30.0)
-        expected = actor(torch.as_tensor(x)).numpy()
-        equalized = equalize(actor)
-        np.testing.assert_allclose(equalized(torch.as_tensor(x)).numpy(), expected, rtol=1e-4, atol=1e-4)
-    for before, after in equalizable_pairs(equalized):  # each unit's row and column share one range
-        rows, cols = before.weight.detach().abs().amax(dim=1), after.weight.detach().abs().amax(dim=0)
-        np.testing.assert_allclose(rows.numpy(), cols.numpy(), rtol=0.05)
-    columns = [m.weight.detach().abs().amax(dim=0) for m in (actor.body[2], equalized.body[2])]
-    spread = [float(c.max() / c.median()) for c in columns]  # the largest column's range over the typical one
-    assert spread[1] < spread[0] / 3, spread
-    assert equalize(_synthetic_actor([3, 8, 8], nn.Tanh, squash=False, outputs=1)) is not None  # Tanh: untouched
-    assert not equalizable_pairs(_synthetic_actor([3, 8, 8], nn.Tanh, squash=False, outputs=1))
-
-
 def test_widening_can_give_the_first_layer_alone_its_copies():
     """A Tanh actor whose first layer's pre-activations span +-40 (two saturated units; VecNormalize'd
     inputs do this): its first layer loses most, and a plan widens it alone, at a fraction of the weights."""
@@ -406,7 +384,7 @@ def test_the_conditioning_says_whether_the_simulation_meets_the_targets_and_what
 
     agent, graph = _agent(trained_model, "dqn-cartpole")
     sets = _sets(agent, graph, "CartPole-v1")
-    plain = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY, equalize=False))
+    plain = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
     verdict = plain.applied["simulated_fidelity"]
     value = float(re.match(r"([0-9.e+-]+) of the targets", verdict).group(1))
     if value <= 1.0:

@@ -64,8 +64,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-finetune", action="store_true", help="skip the int8-aware distillation")
     p.add_argument("--no-widen", action="store_true",
                    help="do not widen hidden layers (smaller, faster on the CPU; less precise, see README)")
-    p.add_argument("--no-equalize", action="store_true",
-                   help="do not equalize the weight ranges of ReLU layers (cross-layer equalization)")
     p.add_argument("--compiler", default=None, metavar="PATH",
                    help="edgetpu_compiler to run (default: the one on PATH; none installed -> CPU-only bundle)")
     p.add_argument("--no-compile", action="store_true", help="do not run the Edge TPU compiler")
@@ -159,5 +157,4 @@ def conditioning_options(args: argparse.Namespace) -> ConditioningOptions:
 
     return ConditioningOptions(input_scaling=not args.no_input_scaling, output_range=not args.no_output_range,
                                input_split=0 if args.no_split_input else ConditioningOptions.input_split,
-                               finetune=not args.no_finetune, widen=not args.no_widen,
-                               equalize=not args.no_equalize)
+                               finetune=not args.no_finetune, widen=not args.no_widen)

@@ -65,7 +65,6 @@ from edgekit.artifacts import ObservationSets, PolicyGraph
 from edgekit.bundle.manifest import Preprocess
 from edgekit.postprocess import ARGMAX, CLIP, MULTI_ARGMAX, THRESHOLD, UNSCALE
 from edgekit.spaces import SpaceSpec
-from edgekit.stages.equalize import equalizable_pairs, equalize
 from edgekit.stages.finetune import finetune
 from edgekit.stages.int8sim import ACTIVATIONS, INPUT, WEIGHTS, QuantSim
 from edgekit.stages.int8sim import supported as simulation_supported
@@ -98,7 +97,6 @@ class ConditioningOptions:
     finetune: bool = True
     finetune_steps: int = 2000
     input_split: int = 16  # 0: one int8 part per feature; m: coarse + residual x m (about 4 more bits)
-    equalize: bool = True  # cross-layer equalization of ReLU layers' weight ranges, where it pays
     force_split: bool = False  # split even where the simulation sees no gain (tests, comparisons)
     widen: bool = True
 
@@ -145,7 +143,7 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
         if options.output_range:
             postprocess = _fold_output_range(actor, graph, model_inputs(sets.calibration, preprocess),
                                              action_space, applied)
-    measured = options.input_split or options.finetune or options.widen or options.equalize
+    measured = options.input_split or options.finetune or options.widen
     if simulation_supported(actor) and measured:
         actor, preprocess = _measured_steps(actor, graph, sets, preprocess, postprocess, options, applied)
     if simulation_supported(actor):
@@ -167,8 +165,8 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
 def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, preprocess: Preprocess,
                     postprocess: str, options: ConditioningOptions, applied: dict[str, Any]
                     ) -> tuple[Any, Preprocess]:
-    """Equalization, split input, distillation, widening: each tried on the int8 simulation, kept where it
-    pays, and none run once the simulated error is at ``EARLY_STOP_AT`` of the targets (build time)."""
+    """Split input, distillation, widening: each tried on the int8 simulation, kept where it pays, and none
+    run once the simulated error is at ``EARLY_STOP_AT`` of the targets (build time)."""
     import torch
 
     inputs = model_inputs(sets.calibration, preprocess)
@@ -178,8 +176,6 @@ def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, prepr
     now = score.of(actor, inputs)
     if _met(now, "the range conditioning", applied):
         return actor, preprocess
-    if options.equalize and equalizable_pairs(actor):
-        actor, now = _equalize_step(actor, inputs, score, now, applied)
     if options.input_split and options.input_scaling:
         actor, preprocess, inputs, now = _split_step(actor, sets, preprocess, inputs, score, now, options, applied)
     if _met(now, "the input split", applied):
@@ -245,20 +241,6 @@ def _met(now: float, after: str, applied: dict[str, Any]) -> bool:
     applied["early_stop"] = (f"after {after}: simulated int8 error {now:.3g} of the targets (<= {EARLY_STOP_AT:g}); "
                              "the remaining steps skipped")
     return True
-
-
-def _equalize_step(actor: Any, inputs: np.ndarray, score: FidelityScore, now: float,
-                   applied: dict[str, Any]) -> tuple[Any, float]:
-    equalized = equalize(actor)
-    with_cle = score.of(equalized, inputs)
-    take = with_cle < now
-    applied["equalize_decision"] = (f"simulated int8 error {now:.3g} plain vs {with_cle:.3g} equalized: "
-                                    f"{'equalized' if take else 'not equalized'}")
-    if not take:
-        return actor, now
-    applied["equalize"] = (f"ReLU units rescaled so each weight tensor's channels share its range "
-                           f"({len(equalizable_pairs(actor))} layer pairs, exact in float)")
-    return equalized, with_cle
 
 
 def _split_step(actor: Any, sets: ObservationSets, preprocess: Preprocess, inputs: np.ndarray,

@@ -39,7 +39,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +85,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_variant(agent: Agent, variant: str, episodes: int, work: Path) -> dict[str, Any]:
+def build_variant(agent: Agent, variant: str, episodes: int, work: Path, seed: int = 0) -> dict[str, Any]:
     from edgekit.pipeline import BuildOptions, ReportOptions, build
     from edgekit.progress import Progress
     from edgekit.stages.condition import ConditioningOptions
 
     start = time.perf_counter()
     result = build(BuildOptions(model=agent.path, env_id=agent.env_id, output=work / variant, force=True,
-                                env_module=agent.env_module, recipe=_recipe(agent.env_id),
+                                env_module=agent.env_module, recipe=replace(_recipe(agent.env_id), seed=seed),
                                 conditioning=ConditioningOptions(**VARIANTS[variant]),
                                 report=ReportOptions(episodes=episodes)), Progress(quiet=True))
     wall = time.perf_counter() - start
@@ -199,6 +199,8 @@ def main() -> int:
     parser.add_argument("--label", default="edgekit", help="store the edgekit variant under this name")
     parser.add_argument("--cache", type=Path, default=None, help="JSON cache of results: resume, --table")
     parser.add_argument("--table", action="store_true", help="print the cached results and exit")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the rollouts (calibration, held-out, closed loop); results cached per seed")
     args = parser.parse_args()
     import warnings
 
@@ -224,11 +226,11 @@ def main() -> int:
         cached = cache.setdefault(agent.name, {})
         with tempfile.TemporaryDirectory() as tmp:
             for variant in args.variants.split(","):
-                label = args.label if variant == "edgekit" else variant
+                label = (args.label if variant == "edgekit" else variant) + (f"@{args.seed}" if args.seed else "")
                 if label in cached:
                     entry = cached[label]
                 else:
-                    entry = _build_or_error(agent, variant, args.episodes, Path(tmp))
+                    entry = _build_or_error(agent, variant, args.episodes, Path(tmp), args.seed)
                     cached[label] = entry
                     if args.cache:
                         args.cache.write_text(json.dumps(cache, indent=2))
@@ -247,10 +249,10 @@ def main() -> int:
     return 0
 
 
-def _build_or_error(agent: Agent, variant: str, episodes: int, work: Path) -> dict[str, Any]:
+def _build_or_error(agent: Agent, variant: str, episodes: int, work: Path, seed: int) -> dict[str, Any]:
     """A published agent that does not build is a result too (its one-line reason)."""
     try:
-        return build_variant(agent, variant, episodes, work)
+        return build_variant(agent, variant, episodes, work, seed)
     except Exception as exc:  # EdgekitError: refused with its reason; anything else: an edgekit bug to fix
         return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
 

@@ -269,6 +269,18 @@ def test_widening_a_multi_action_squashed_actor_keeps_each_action(activation):
     assert supported(wide)
 
 
+def test_validation_rows_are_blocks_of_consecutive_rollout_steps():
+    """Neighbours in time are nearly the same state: a validation row must not have them among the rows
+    the distillation fits, or over-fitting goes unseen."""
+    score = FidelityScore.build(np.zeros((2000, 1)), discrete=False, span=2.0)
+    val = score.val_rows
+    assert len(val) == 500 and not set(val) & set(score.train_rows)
+    starts = np.flatnonzero(np.diff(val) != 1) + 1
+    assert len(starts) + 1 == 4  # four blocks of 125 consecutive rows
+    inside = np.isin(val - 1, val) & np.isin(val + 1, val)
+    assert inside.mean() > 0.95  # almost every validation row's neighbours are validation rows too
+
+
 def test_score_is_in_units_of_the_targets():
     targets = np.zeros((400, 1))
     score = FidelityScore.build(targets, discrete=False, span=2.0)

@@ -195,7 +195,7 @@ def _always(output: str) -> Callable[[Any, str], str]:
 
 
 # SB3 policy aliases edgekit deploys for every SB3 algorithm (see edgekit.support for what each takes);
-# sb3-contrib rows: MlpPolicy (the default), ARS's LinearPolicy.
+# sb3-contrib rows: MlpPolicy (the default), ARS's LinearPolicy, TQC's MultiInputPolicy.
 _SB3_POLICIES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
 _ON_POLICY_ACTIONS = (BOX, DISCRETE, MULTI_DISCRETE, MULTI_BINARY)
 CONTRIB = "sb3_contrib"
@@ -220,7 +220,7 @@ ALGORITHMS: Mapping[str, AlgorithmSpec] = {
         # sb3-contrib (the `contrib` extra): recognised without it, loaded only with it
         AlgorithmSpec("TQC", "TQC", (BOX,), _sac_actor, _always(SQUASHED_ACTIONS),
                       "off-policy (sb3-contrib); SAC's tanh-squashed Gaussian mean, unscaled to the bounds",
-                      package=CONTRIB),
+                      policies=("MlpPolicy", "MultiInputPolicy"), package=CONTRIB),  # Dict: the RL Zoo's HER agents
         AlgorithmSpec("QRDQN", "QRDQN", (DISCRETE,), _qrdqn_actor, _always(Q_VALUES),
                       "off-policy (sb3-contrib); greedy argmax of the mean over quantiles", package=CONTRIB),
         AlgorithmSpec("TRPO", "TRPO", (BOX, DISCRETE), _actor_critic_actor, _actor_critic_output,

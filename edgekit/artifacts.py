@@ -38,6 +38,7 @@ class LoadedAgent:
     action_space: SpaceSpec
     model: Any  # the SB3 BaseAlgorithm instance (host only)
     policy: str = "MlpPolicy"  # the SB3 policy alias (MlpPolicy, CnnPolicy, ...): see edgekit.support
+    notes: tuple[str, ...] = ()  # what the loader changed to read an older file (e.g. renamed tensors)
 
 
 IMAGE_CHUNK = 256  # images per torch call

@@ -19,19 +19,23 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgekit.env_wrappers import WrapperSpec
 from edgekit.errors import BundleError, UsageError
 
 MAX_KWARGS_JSON = 64 * 1024
+MAX_WRAPPERS = 8
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """``id``: a registered Gymnasium id, ``module:Id`` or ``module:Class``; ``module``: imported first."""
+    """``id``: a registered Gymnasium id, ``module:Id`` or ``module:Class``; ``module``: imported first;
+    ``wrappers``: the training's observation wrappers that edgekit reproduces (``edgekit.env_wrappers``)."""
 
     id: str
     module: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    wrappers: tuple[WrapperSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id.strip() or len(self.id) > 256:
@@ -55,6 +59,8 @@ class EnvSpec:
             extra.append(f"module {self.module}")
         if self.kwargs:
             extra.append(f"kwargs {json.dumps(self.kwargs, sort_keys=True)}")
+        extra += [f"in {w.name}" + (f" {json.dumps(dict(w.kwargs), sort_keys=True)}" if w.kwargs else "")
+                  for w in self.wrappers]
         return self.id + (f" ({', '.join(extra)})" if extra else "")
 
     def cli_arguments(self) -> str:
@@ -67,7 +73,10 @@ class EnvSpec:
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "module": self.module, "kwargs": self.kwargs}
+        out: dict[str, Any] = {"id": self.id, "module": self.module, "kwargs": self.kwargs}
+        if self.wrappers:  # only then: bundles without wrappers keep the manifest form older readers know
+            out["wrappers"] = [w.to_dict() for w in self.wrappers]
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, fallback_id: str) -> EnvSpec:
@@ -81,8 +90,12 @@ class EnvSpec:
             raise BundleError("manifest: env.module must be a Python module name or null")
         if not isinstance(kwargs, dict) or not json_safe(kwargs) or len(json.dumps(kwargs)) > MAX_KWARGS_JSON:
             raise BundleError("manifest: env.kwargs must be a small JSON object")
+        raw_wrappers = data.get("wrappers", [])
+        if not isinstance(raw_wrappers, list) or len(raw_wrappers) > MAX_WRAPPERS:
+            raise BundleError(f"manifest: env.wrappers must be a list of at most {MAX_WRAPPERS} wrappers")
+        wrappers = tuple(WrapperSpec.from_dict(w) for w in raw_wrappers)
         try:
-            return cls(data["id"], module, kwargs)
+            return cls(data["id"], module, kwargs, wrappers)
         except UsageError as exc:
             raise BundleError(f"manifest: env: {exc}") from None
 
@@ -99,15 +112,16 @@ class EnvOverride:
         """The env to make. A bundle's env that needs a module imported (``module:Class``,
         ``--env-module``) is made only when the user names it: importing a module named in a file
         runs code, and a bundle may come from anyone."""
+        wrappers = bundle_env.wrappers  # part of what the policy reads, whichever env plays it
         if self.env_id:
-            return EnvSpec(self.env_id, self.module, self.kwargs if self.kwargs is not None else {})
+            return EnvSpec(self.env_id, self.module, self.kwargs if self.kwargs is not None else {}, wrappers)
         kwargs = self.kwargs if self.kwargs is not None else bundle_env.kwargs
         if self.module is not None:
-            return EnvSpec(bundle_env.id, self.module, kwargs)
+            return EnvSpec(bundle_env.id, self.module, kwargs, wrappers)
         if bundle_env.imports_code:
             raise UsageError(f"the bundle's env {bundle_env.describe()} needs a Python module imported, which "
                              "edgekit does not do on a bundle's word", hint=f"pass it: {bundle_env.cli_arguments()}")
-        return EnvSpec(bundle_env.id, None, kwargs)
+        return EnvSpec(bundle_env.id, None, kwargs, wrappers)
 
 
 def parse_env_kwargs(text: str | None) -> dict[str, Any] | None:

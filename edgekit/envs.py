@@ -14,10 +14,32 @@ import numpy as np
 
 from edgekit.bundle.image import env_layout
 from edgekit.env_spec import EnvSpec
-from edgekit.errors import EnvironmentMismatchError, MissingDependencyError, UnsupportedModelError
+from edgekit.errors import (
+    EdgekitError,
+    EnvironmentMismatchError,
+    EnvironmentUnavailableError,
+    MissingDependencyError,
+    UnsupportedModelError,
+)
 from edgekit.spaces import BOX, DICT, DISCRETE, MULTI_BINARY, MULTI_DISCRETE, SpaceSpec, is_image
 
 FLOAT32_MAX_ISH = 3.4e38  # older gym wrote np.finfo(np.float32).max where gymnasium writes inf
+
+# Known breakages between env packages and the simulators they drive: (package whose code fails, simulator,
+# first failing version, requirement that works, why). Measured: gymnasium-robotics 1.4.2's robot envs
+# (FetchReach-v4, ...) fail in set_joint_qpos with mujoco 3.12 to 4.0.1 (an enum comparison); 3.11 works.
+KNOWN_BREAKAGES: tuple[tuple[str, str, tuple[int, ...], str, str], ...] = (
+    ("gymnasium_robotics", "mujoco", (3, 12), "mujoco<3.12",
+     "gymnasium-robotics' robot envs fail with mujoco >= 3.12 (measured with gymnasium-robotics 1.4.2; 3.11 works)"),
+)
+
+# Packages that register env ids when imported, by the ids' name prefix: (module, pip package, prefixes).
+# edgekit imports one of these (never a module a file names) when an id of its family is not registered.
+ENV_PACKAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("gymnasium_robotics", "gymnasium-robotics", ("Fetch", "HandManipulate", "HandReach", "AdroitHand",
+                                                  "AntMaze", "PointMaze", "FrankaKitchen")),
+    ("panda_gym", "panda-gym", ("Panda",)),
+)
 
 
 def make_env(env: EnvSpec | str, render_mode: str | None = None) -> Any:
@@ -33,17 +55,95 @@ def make_env(env: EnvSpec | str, render_mode: str | None = None) -> Any:
     target = _resolve(spec, gym)
     extra = {"render_mode": render_mode} if render_mode is not None else {}
     try:
-        return gym.make(target, **extra, **spec.kwargs)
-    except gym.error.DependencyNotInstalled as exc:
+        env = gym.make(target, **extra, **spec.kwargs)
+    except (gym.error.DependencyNotInstalled, ImportError) as exc:  # gymnasium's retired mujoco-py ids: ImportError
         raise MissingDependencyError(
-            f"{spec.id} needs a package that is not installed: {exc}",
+            f"{spec.id} needs a package that is not installed: {_first_line(exc)}",
             hint="install the gymnasium extra it names, e.g. pip install 'gymnasium[box2d]'",
         ) from None
     except TypeError as exc:
         if not spec.kwargs:
-            raise
+            raise _failed(spec, exc) from None
         raise EnvironmentMismatchError(f"{spec.describe()} does not take these kwargs ({exc})",
                                        hint="check --env-kwargs (or the env_kwargs.yml beside the model)") from None
+    except EdgekitError:
+        raise
+    except Exception as exc:  # the env's own code: whatever it raises, the user gets one line naming where
+        raise _failed(spec, exc) from None
+    if not spec.wrappers:
+        return env
+    from edgekit.env_wrappers import apply_wrappers
+
+    return apply_wrappers(env, spec.wrappers)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message on one line (gymnasium's DependencyNotInstalled holds a tuple of sentences)."""
+    text = " ".join(str(a) for a in exc.args) if exc.args else type(exc).__name__
+    return " ".join(text.split())
+
+
+def _failed(spec: EnvSpec, exc: Exception) -> EnvironmentUnavailableError:
+    """An env whose own code fails: where, and with which versions of the packages involved."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    last = frames[-1] if frames else None
+    where = ""
+    if last is not None:
+        path = last.filename.replace("\\", "/")
+        short = path.split("site-packages/", 1)[-1] if "site-packages/" in path else path.rsplit("/", 1)[-1]
+        where = f" in {short}:{last.lineno} ({last.name})"
+    versions = _package_versions(frames)
+    message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return EnvironmentUnavailableError(
+        f"{spec.describe()} could not be made here: {type(exc).__name__}{': ' + message if message else ''}"
+        f"{where}" + (f" (with {versions})" if versions else ""),
+        hint=_known_breakage(frames) or "the env's package does not work with the packages installed here: "
+        "install versions that work together (see the env package's requirements)")
+
+
+def _known_breakage(frames: Any) -> str | None:
+    """The requirement that works, when the failure is a known breakage (``KNOWN_BREAKAGES``)."""
+    from importlib import metadata
+
+    paths = [f.filename.replace("\\", "/") for f in frames]
+    for package, simulator, first, works, why in KNOWN_BREAKAGES:
+        if not any(f"/{package}/" in path for path in paths):
+            continue
+        try:
+            installed = tuple(int(p) for p in metadata.version(simulator).split(".")[:2] if p.isdigit())
+        except metadata.PackageNotFoundError:
+            continue
+        if installed >= first:
+            return f"pip install '{works}': {why}"
+    return None
+
+
+def _package_versions(frames: Any) -> str:
+    """``gymnasium-robotics 1.4.2, mujoco 4.0.1``: the distributions whose code the traceback went through,
+    and the simulators its lines call."""
+    from importlib import metadata
+
+    names: list[str] = []
+    for frame in frames:
+        path = frame.filename.replace("\\", "/")
+        top = path.split("site-packages/", 1)[1].split("/", 1)[0] if "site-packages/" in path else ""
+        if top and not top.endswith(".py"):
+            names.append(top)
+        names += [sim for sim in ("mujoco", "pybullet", "Box2D") if f"{sim}." in (frame.line or "")]
+    found = []
+    for name in dict.fromkeys(names):
+        if name in ("gymnasium", "numpy"):
+            continue
+        dists = metadata.packages_distributions().get(name, [])
+        for dist in sorted(dists, key=lambda d: (d.lower().replace("_", "-") != name.lower(), d)) or [name]:
+            try:
+                found.append(f"{dist} {metadata.version(dist)}")
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return ", ".join(found)
 
 
 def _gymnasium() -> Any:
@@ -60,6 +160,8 @@ def _resolve(spec: EnvSpec, gym: Any) -> Any:
     """What ``gymnasium.make`` takes: a registered id, or an ``EnvSpec`` whose entry point is the class."""
     if ":" not in spec.id:
         if spec.id not in gym.registry:
+            register_family(spec.id)
+        if spec.id not in gym.registry:
             raise _unknown_id(spec.id, gym)
         return spec.id
     module_name, name = spec.id.split(":", 1)
@@ -73,6 +175,28 @@ def _resolve(spec: EnvSpec, gym: Any) -> Any:
         return name
     raise EnvironmentMismatchError(f"{module_name} has no env class {name!r} and did not register an id {name!r}",
                                    hint="pass --env module:EnvClass, or a registered id with --env-module MODULE")
+
+
+def register_family(env_id: str) -> None:
+    """Import the package of ``ENV_PACKAGES`` that registers ids like ``env_id`` (FetchReach-v4:
+    gymnasium-robotics); a one-line error names it when it is not installed."""
+    import importlib
+    import importlib.util
+
+    for module, package, prefixes in ENV_PACKAGES:
+        if not env_id.startswith(prefixes):
+            continue
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(f"{env_id} is an environment of {package}, which is not installed",
+                                         hint=f"pip install {package}")
+        try:
+            registered = importlib.import_module(module)
+        except Exception as exc:  # a package that fails on import: one line, not its traceback
+            raise EnvironmentUnavailableError(f"{package} (needed for {env_id}) fails on import: "
+                                              f"{type(exc).__name__}: {_first_line(exc)}") from None
+        register = getattr(_gymnasium(), "register_envs", None)
+        if register is not None:
+            register(registered)  # a no-op that keeps linters from calling the import unused
 
 
 def _import(module: str, option: str) -> Any:
@@ -146,34 +270,77 @@ def _unsupported(message: str) -> UnsupportedModelError:
 
 
 def check_env_fits(env_id: str, env: Any, observation_space: SpaceSpec, action_space: SpaceSpec) -> None:
-    """The env must produce the observations and take the actions the model was trained on."""
+    """The env must produce the observations and take the actions the model was trained on, as far as the
+    policy's computation goes (``space_difference``)."""
     for what, model_space, env_space in (
         ("observation", observation_space, space_spec(env.observation_space, "observation")),
         ("action", action_space, space_spec(env.action_space, "action")),
     ):
-        if not _same_space(model_space, env_space):
+        difference = space_difference(model_space, env_space, what)
+        if difference is not None:
             raise EnvironmentMismatchError(
-                f"the model was trained with {what}s {_long(model_space)} but {env_id} has {_long(env_space)}",
+                f"the model was trained with {what}s {_long(model_space)} but {env_id} has {_long(env_space)}"
+                + (f" ({difference})" if difference else ""),
                 hint="pass the --env the model was trained on",
             )
 
 
-def _same_space(a: SpaceSpec, b: SpaceSpec) -> bool:
-    if a.kind == b.kind == BOX and is_image(a) and is_image(b) and env_layout(a.shape, b.shape) is not None:
-        return True  # the same image, channel-first as SB3 stores it or channel-last (VecTransposeImage)
-    if a.kind != b.kind or a.shape != b.shape:
-        return False
-    if a.kind == DISCRETE:
-        return a.n == b.n and a.start == b.start
-    if a.kind == MULTI_DISCRETE:
-        return a.nvec == b.nvec
-    if a.kind == MULTI_BINARY:
-        return True
-    if a.kind == DICT:
-        ours, theirs = dict(a.spaces or ()), dict(b.spaces or ())
-        return ours.keys() == theirs.keys() and all(_same_space(ours[k], theirs[k]) for k in ours)
-    return bool(np.allclose(_bounds(a.low), _bounds(b.low), rtol=1e-6)
-                and np.allclose(_bounds(a.high), _bounds(b.high), rtol=1e-6))
+def env_fits(env: Any, observation_space: SpaceSpec, action_space: SpaceSpec) -> bool:
+    """``check_env_fits`` as a yes/no."""
+    return all(space_difference(m, space_spec(e, what), what) is None for what, m, e in (
+        ("observation", observation_space, env.observation_space), ("action", action_space, env.action_space)))
+
+
+def space_difference(model: SpaceSpec, env: SpaceSpec, what: str) -> str | None:
+    """None when the policy computes the same on the env's values as on those it was trained on; else what
+    differs ("" when the short descriptions already show it).
+
+    Decided by what the network reads: a non-image observation Box is cast to float and flattened by SB3's
+    preprocessing, so its shape matters and its bounds and float dtype do not (old gym wrote infinite
+    bounds where gymnasium writes finite ones, e.g. LunarLander). Action bounds set the clip or the unscale
+    of every action, and an image Box's bounds and dtype decide SB3's image preprocessing (/255): those
+    must match.
+    """
+    if model.kind == env.kind == BOX and is_image(model) and is_image(env):
+        same = env_layout(model.shape, env.shape) is not None  # channel-first as SB3 stores it, or the env's
+        return None if same else ""
+    if model.kind != env.kind or model.shape != env.shape:
+        return ""
+    if model.kind == DISCRETE:
+        return None if model.n == env.n and model.start == env.start else ""
+    if model.kind == MULTI_DISCRETE:
+        return None if model.nvec == env.nvec else ""
+    if model.kind == MULTI_BINARY:
+        return None
+    if model.kind == DICT:
+        ours, theirs = dict(model.spaces or ()), dict(env.spaces or ())
+        if ours.keys() != theirs.keys():
+            return f"keys {sorted(ours)} vs {sorted(theirs)}"
+        for key in ours:
+            difference = space_difference(ours[key], theirs[key], what)
+            if difference is not None:
+                return f"key {key!r}: " + (difference or f"{ours[key].describe()} vs {theirs[key].describe()}")
+        return None
+    if what == "observation" and not is_image(model) and not is_image(env):
+        return None  # shape checked above; bounds and dtype do not enter the network
+    return bounds_difference(model, env)
+
+
+def bounds_difference(a: SpaceSpec, b: SpaceSpec, limit: int = 2) -> str | None:
+    """The Box bounds that differ, e.g. ``low[6] -inf vs 0, high[6] inf vs 1``; None when they agree."""
+    parts = []
+    for side, ours, theirs in (("low", a.low, b.low), ("high", a.high, b.high)):
+        x, y = _bounds(ours), _bounds(theirs)
+        differ = ~np.isclose(x, y, rtol=1e-6, atol=0.0)  # equal infinities are close
+        parts += [f"{side}[{i}] {_num(x[i])} vs {_num(y[i])}" for i in np.flatnonzero(differ)]
+    if not parts:
+        return None
+    more = f" and {len(parts) - limit} more of {2 * len(x)} bounds" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
 
 
 def _bounds(values: tuple[float, ...] | None) -> np.ndarray:
@@ -189,3 +356,19 @@ def _long(space: SpaceSpec) -> str:
     if low.size <= 4:
         return f"{space.describe()} in [{np.array2string(low, precision=3)}, {np.array2string(high, precision=3)}]"
     return space.describe()
+
+
+def observation_bounds_note(env_id: str, model: SpaceSpec, env: Any) -> str | None:
+    """One line when the env's observation bounds differ from the model's in a way the policy ignores."""
+    theirs = space_spec(env.observation_space, "observation")
+    pairs = [(k, m, dict(theirs.spaces or ()).get(k)) for k, m in model.spaces or ()] if model.kind == DICT \
+        else [("", model, theirs)]
+    found = []
+    for key, ours, other in pairs:
+        if other is not None and ours.kind == other.kind == BOX and not is_image(ours) \
+                and ours.shape == other.shape and (difference := bounds_difference(ours, other)):
+            found.append(f"{key}: {difference}" if key else difference)
+    if not found:
+        return None
+    return (f"{env_id}'s observation bounds differ from the model's (model vs env: {'; '.join(found)}); "
+            "the policy network does not read observation bounds, so it computes the same actions")

@@ -51,6 +51,10 @@ class EnvironmentMismatchError(EdgekitError):
     """The Gymnasium environment does not fit the model (id or spaces)."""
 
 
+class EnvironmentUnavailableError(EdgekitError):
+    """The Gymnasium environment cannot be made here: its code fails with the installed packages."""
+
+
 class MissingDependencyError(EdgekitError):
     """A package needed for this command is not installed."""
 

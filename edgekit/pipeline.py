@@ -116,6 +116,7 @@ class LoadedModel:
     config: dict[str, Any]
     env: EnvSpec
     agent: LoadedAgent
+    notes: tuple[str, ...] = ()  # what was adapted to read or play an older agent, one line each
 
     def describe(self, env_given: bool) -> str:
         agent, source = self.agent, self.source
@@ -127,13 +128,38 @@ class LoadedModel:
 
 def load_model(options: BuildOptions) -> LoadedModel:
     """The load stage (also ``edgekit calibrate``'s): source layout, zoo config, env, the agent itself."""
+    from edgekit.env_versions import resolve_env
     from edgekit.loading import load_agent
     from edgekit.loading.source import resolve_source
 
     source = resolve_source(options.model)
     config = _zoo_config(source)
-    env = _env_spec(options, source)
-    return LoadedModel(source, config, env, load_agent(source.model, trust_pickle=options.trust_pickle))
+    env = _env_spec(options, source, config)
+    agent = load_agent(source.model, trust_pickle=options.trust_pickle)
+    resolved = resolve_env(env, agent.observation_space, agent.action_space, _training_std(options, source, agent))
+    from edgekit.env_wrappers import device_notes
+
+    notes = agent.notes + resolved.notes + tuple(
+        f"the env is wrapped as in training: {line}" for line in device_notes(resolved.spec.wrappers))
+    return LoadedModel(source, config, resolved.spec, agent, notes)
+
+
+def _training_std(options: BuildOptions, source: ModelSource, agent: LoadedAgent) -> Any:
+    """The per-feature standard deviations of the agent's VecNormalize statistics, if it has readable ones
+    (they tell which features varied in training); the extract stage reports unreadable ones."""
+    import numpy as np
+
+    from edgekit.errors import EdgekitError
+    from edgekit.loading.vecnormalize import load_vecnormalize
+
+    path = None if options.no_vecnormalize else (options.vecnormalize or source.vecnormalize)
+    if path is None or agent.observation_space.kind not in ("box", "dict"):
+        return None
+    try:
+        norm = load_vecnormalize(path, agent.observation_space)
+    except EdgekitError:
+        return None
+    return None if norm is None else np.asarray(norm.std)
 
 
 def extract_float_policy(options: BuildOptions, loaded: LoadedModel) -> tuple[PolicyGraph, str]:
@@ -161,6 +187,8 @@ def _prepare(options: BuildOptions, progress: Progress) -> _Prepared:
     with progress.stage(STAGES[0]) as note:
         loaded = load_model(options)
         note.detail = loaded.describe(env_given=options.env_id is not None)
+    for line in loaded.notes:
+        progress.info(f"  note: {line}")
     with progress.stage(STAGES[1]) as note:
         graph, note.detail = extract_float_policy(options, loaded)
     agent, env = loaded.agent, loaded.env
@@ -192,10 +220,11 @@ def _zoo_config(source: ModelSource) -> dict[str, Any]:
     return config
 
 
-def _env_spec(options: BuildOptions, source: ModelSource) -> EnvSpec:
-    """``--env`` (or the id the layout names), ``--env-module``, and ``--env-kwargs`` or env_kwargs.yml."""
+def _env_spec(options: BuildOptions, source: ModelSource, config: dict[str, Any]) -> EnvSpec:
+    """``--env`` (or the id the layout names), ``--env-module``, ``--env-kwargs`` or env_kwargs.yml, and the
+    training's observation wrappers that edgekit reproduces (config.yml's env_wrapper)."""
     from edgekit.errors import UsageError
-    from edgekit.loading.zoo_config import read_env_kwargs
+    from edgekit.loading.zoo_config import read_env_kwargs, zoo_wrappers
 
     env_id = options.env_id or source.env_id
     if not env_id:
@@ -205,7 +234,8 @@ def _env_spec(options: BuildOptions, source: ModelSource) -> EnvSpec:
         kwargs = options.env_kwargs
     else:
         kwargs = read_env_kwargs(source.env_kwargs) if source.env_kwargs is not None else {}
-    return EnvSpec(env_id, options.env_module, kwargs)
+    wrappers = zoo_wrappers(config, source.config) if source.config is not None else ()
+    return EnvSpec(env_id, options.env_module, kwargs, wrappers)
 
 
 def _vecnormalize(options: BuildOptions, source: ModelSource, config: dict[str, Any],

@@ -121,6 +121,9 @@ def _space_cases() -> list[AgentCase]:
                 steps = 64 if algo == "ARS" else 128
                 cases.append(AgentCase(f"{algo.lower()}-{obs}-{act}".replace("_", ""), algo, env_id(obs, act), steps,
                                        kwargs))
+    # TQC's MultiInputPolicy (SAC's CombinedExtractor): the RL Zoo's goal-conditioned HER agents
+    cases.append(AgentCase("tqc-dict-box", "TQC", env_id("dict", "box"), 128, contrib["TQC"][1],
+                           policy="MultiInputPolicy"))
     # a non-float Box (SB3 casts it to float): the same "box" kind, checked once
     cases.append(AgentCase("ppo-intbox-discrete", "PPO", env_id("int_box", "discrete"), 128,
                            {**on_policy["PPO"], "policy_kwargs": {"net_arch": [32, 32]}}))

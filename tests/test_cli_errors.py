@@ -61,13 +61,6 @@ def test_unknown_env_id_suggests(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_renamed_env_version_names_the_current_one(tmp_path):
-    """Published agents name ids gymnasium has since bumped (LunarLander-v2 is -v3 now)."""
-    proc = run_cli("build", str(EXAMPLE_MODEL), "--env", "Pendulum-v0", "-o", str(tmp_path / "b"))
-    _assert_one_line_error(proc, "Gymnasium has no 'Pendulum-v0'", "registers Pendulum-v1", "--env Pendulum-v1")
-    assert not (tmp_path / "b").exists()
-
-
 def test_env_that_does_not_fit_the_model(tmp_path):
     proc = run_cli("build", str(EXAMPLE_MODEL), "--env", "MountainCarContinuous-v0", "-o", str(tmp_path / "b"))
     _assert_one_line_error(proc, "observations Box(3,)", "MountainCarContinuous-v0 has Box(2,)")

@@ -285,8 +285,10 @@ def test_zoo_config_with_code_or_wrappers_is_refused(tmp_path):
     assert not marker.exists()
     wrapped = tmp_path / "wrapped.yml"
     wrapped.write_text("!!python/object/apply:collections.OrderedDict\n- - - env_wrapper\n"
-                       "    - sb3_contrib.common.wrappers.TimeFeatureWrapper\n  - - policy\n    - MlpPolicy\n")
+                       "    - rl_zoo3.wrappers.HistoryWrapper\n  - - policy\n    - MlpPolicy\n")
     config = read_zoo_config(wrapped)
-    assert config["env_wrapper"] == "sb3_contrib.common.wrappers.TimeFeatureWrapper"
-    with pytest.raises(UnsupportedModelError, match="env_wrapper"):
+    assert config["env_wrapper"] == "rl_zoo3.wrappers.HistoryWrapper"
+    with pytest.raises(UnsupportedModelError, match="env_wrapper 'rl_zoo3.wrappers.HistoryWrapper'"):
         check_zoo_config(config, wrapped)
+    config["env_wrapper"] = "sb3_contrib.common.wrappers.TimeFeatureWrapper"  # reproduced (edgekit.env_wrappers)
+    check_zoo_config(config, wrapped)

@@ -7,9 +7,10 @@ can run anything. Inference needs only the spaces, the policy class and its
 * the pickled fields through ``restricted_unpickle`` (an allow-list of classes),
 * ``policy.pth`` with ``torch.load(weights_only=True)`` (tensors only),
 
-renames the weights of SB3 < 1.8's shared actor-critic layers (``shared_layers``),
-then builds the policy class as SB3's ``_setup_model`` does (spaces, a dummy
-learning-rate schedule, ``policy_kwargs``) and loads the weights strictly.
+renames the weights of SB3 < 1.8's shared actor-critic layers (``shared_layers``)
+and of other layouts older releases wrote (``renames``), then builds the policy
+class as SB3's ``_setup_model`` does (spaces, a dummy learning-rate schedule,
+``policy_kwargs``) and loads the weights strictly.
 Schedules, optimizer state, replay buffers and the rest stay unread.
 """
 
@@ -29,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import ModelFileError, UnsafePickleError
+from edgekit.loading.renames import fit_known_renames
 from edgekit.loading.restricted_unpickle import restricted_loads, short_message
 from edgekit.loading.sb3_zip import ModelFileInfo, read_member
-from edgekit.loading.shared_layers import unshare_layers
+from edgekit.loading.shared_layers import has_shared_layers, unshare_layers
 
 MAX_CRITICS = 16  # SB3 uses 1 or 2; a larger count only multiplies memory
 
@@ -52,6 +54,7 @@ class RestoredModel:
     observation_space: Any
     action_space: Any
     use_sde: bool = False
+    notes: tuple[str, ...] = ()  # what was changed to read an older file (renamed tensors), one line each
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[Any, Any]:
@@ -78,16 +81,21 @@ def restore_model(path: Path, info: ModelFileInfo,
     policy_class = _policy_class(data, name, algorithm_class)
     params = _read_weights(path)
     _check_network_size(policy_kwargs, obs_space, params, name)
+    notes = ["policy.pth has SB3 < 1.8's shared actor-critic layers: rebuilt as separate pi/vf networks holding "
+             "the same weights"] if has_shared_layers(params) else []
     policy_kwargs, params = unshare_layers(policy_kwargs, params, name)  # SB3 < 1.8's shared layers
     use_sde = bool(data.get("use_sde", False))
     # As SB3's _setup_model: on-policy algorithms pass use_sde, off-policy ones keep it in policy_kwargs.
     kwargs = {"use_sde": use_sde, **policy_kwargs} if _is_on_policy(algorithm_class) else dict(policy_kwargs)
     policy = _build_policy(policy_class, obs_space, act_space, kwargs, name, info.algorithm.policy_takes_schedule)
+    params, renamed = fit_known_renames(policy, params)  # names older releases wrote
+    notes += [renamed] if renamed else []
     _load_weights(policy, params, name)
     policy.set_training_mode(False)
     if use_sde:
         _sample_noise(policy, name)
-    return RestoredModel(policy=policy, observation_space=obs_space, action_space=act_space, use_sde=use_sde)
+    return RestoredModel(policy=policy, observation_space=obs_space, action_space=act_space, use_sde=use_sde,
+                         notes=tuple(notes))
 
 
 def _build_policy(policy_class: type, obs_space: Any, act_space: Any, kwargs: dict[str, Any], name: str,

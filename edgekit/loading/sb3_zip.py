@@ -141,6 +141,7 @@ def load_agent(path: Path, trust_pickle: bool = False) -> LoadedAgent:
     """
     path = Path(path)
     info = inspect_model_zip(path)
+    _refuse_legacy_her(info, path)
     if trust_pickle:
         model = _load_with_sb3(path, info)
     else:
@@ -164,7 +165,22 @@ def load_agent(path: Path, trust_pickle: bool = False) -> LoadedAgent:
         observation_space=obs_space,
         action_space=act_space,
         model=model,
+        notes=tuple(getattr(model, "notes", ())),
     )
+
+
+def _refuse_legacy_her(info: ModelFileInfo, path: Path) -> None:
+    """SB3 < 1.1's ``HER`` class saved its own fields beside the wrapped algorithm's (``model_class``,
+    ``goal_selection_strategy``), and its policy read the goal env's Dict flattened by ``ObsDictWrapper``
+    ([observation, desired_goal] concatenated into one Box). SB3 1.1 replaced both by ``HerReplayBuffer``
+    and a ``MultiInputPolicy`` on the Dict itself: no current SB3 or goal env produces that flat input."""
+    if "model_class" not in info.data or "goal_selection_strategy" not in info.data:
+        return
+    raise UnsupportedModelError(
+        f"{path.name} was saved by SB3 {info.sb3_version}'s HER class, whose policy reads the goal env's "
+        "'observation' and 'desired_goal' concatenated into one Box (SB3 < 1.1's ObsDictWrapper); SB3 1.1 removed "
+        "that layout (HerReplayBuffer + MultiInputPolicy on the Dict), so neither today's SB3 nor edgekit runs it",
+        hint="retrain with SB3 >= 1.1 (HerReplayBuffer, MultiInputPolicy), e.g. the RL Zoo's tqc/FetchReach agents")
 
 
 def _load_with_sb3(path: Path, info: ModelFileInfo) -> Any:

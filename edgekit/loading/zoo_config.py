@@ -4,7 +4,9 @@ The zoo writes its hyper-parameters as YAML tagged
 ``!!python/object/apply:collections.OrderedDict``. A safe loader that accepts
 that one tag (and no other Python tag) reads it without running anything. An
 ``env_wrapper`` or ``frame_stack`` means the policy saw transformed observations
-in training; the device would feed it raw ones, so the build refuses and names it.
+in training: the wrappers edgekit reproduces (``edgekit.env_wrappers``) become part
+of the env spec; for any other the device would feed raw observations, so the
+build refuses and names it.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgekit.env_wrappers import WrapperSpec
 from edgekit.errors import MissingDependencyError, ModelFileError, UnsupportedModelError
 
 MAX_BYTES = 1024 * 1024
 _ORDERED_DICT_TAG = "tag:yaml.org,2002:python/object/apply:collections.OrderedDict"
-UNREPRODUCED = ("env_wrapper", "frame_stack")
 
 
 def read_zoo_config(path: Path) -> dict[str, Any]:
@@ -70,11 +72,22 @@ def _load_yaml(path: Path) -> Any:
 
 def check_zoo_config(config: dict[str, Any], path: Path) -> None:
     """Refuse observation transforms the device would not reproduce."""
-    for key in UNREPRODUCED:
-        value = config.get(key)
-        if value not in (None, False, 0, "", [], {}):
-            raise UnsupportedModelError(
-                f"{path} says the agent was trained with {key}={value!r}; edgekit does not reproduce it on the "
-                "device, so the policy would see different observations",
-                hint="deploy an agent trained without it, or apply the transform yourself before calling the runtime",
-            )
+    zoo_wrappers(config, path)
+    value = config.get("frame_stack")
+    if value not in (None, False, 0, "", [], {}):
+        raise UnsupportedModelError(
+            f"{path} says the agent was trained with frame_stack={value!r}; edgekit does not reproduce it on the "
+            "device, so the policy would see different observations",
+            hint="deploy an agent trained without it, or apply the transform yourself before calling the runtime",
+        )
+
+
+def zoo_wrappers(config: dict[str, Any], path: Path) -> tuple[WrapperSpec, ...]:
+    """The ``env_wrapper`` the agent was trained in, when edgekit reproduces it (``edgekit.env_wrappers``);
+    any other is refused by name."""
+    from edgekit.env_wrappers import from_zoo_config
+
+    try:
+        return from_zoo_config(config.get("env_wrapper"))
+    except UnsupportedModelError as exc:
+        raise UnsupportedModelError(f"{path}: {exc.message}", hint=exc.hint) from None

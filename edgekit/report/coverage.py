@@ -37,10 +37,20 @@ def feature_names(shape: tuple[int, ...]) -> list[str]:
 
 
 def unclipped_levels(obs: np.ndarray, preprocess: Preprocess, quant: QuantParams) -> np.ndarray:
-    """The int8 level each value would take before saturation, as the runtime computes it."""
+    """The int8 level each value would take before saturation, as the runtime computes it: VecNormalize
+    (with its clip, which SB3 applies too) first, then the per-feature scaling."""
+    x = preprocess.normalize.apply(obs) if preprocess.normalize is not None else obs.astype(np.float64)
     scale = np.asarray(preprocess.scale, dtype=np.float64) * quant.scale
-    return np.rint((obs.astype(np.float64) - np.asarray(preprocess.offset, dtype=np.float64)) / scale
-                   + quant.zero_point)
+    return np.rint((x - np.asarray(preprocess.offset, dtype=np.float64)) / scale + quant.zero_point)
+
+
+def _raw_units(values: np.ndarray, preprocess: Preprocess) -> np.ndarray:
+    """Values of the normalized input in the observation's own units (VecNormalize undone where applied)."""
+    norm = preprocess.normalize
+    if norm is None:
+        return values
+    raw = np.asarray(norm.mean) + np.asarray(norm.std) * values
+    return raw if norm.active is None else np.where(np.asarray(norm.active), raw, values)
 
 
 def input_coverage(calibration: np.ndarray, held_out: np.ndarray, preprocess: Preprocess, quant: QuantParams,
@@ -53,6 +63,8 @@ def input_coverage(calibration: np.ndarray, held_out: np.ndarray, preprocess: Pr
     cal_low, cal_high = calibration.min(axis=0), calibration.max(axis=0)
     offset, pre_scale = np.asarray(preprocess.offset), np.asarray(preprocess.scale)
     rep_low, rep_high = quant.representable
+    int8_low, int8_high = (_raw_units(offset + pre_scale * rep, preprocess) for rep in (rep_low, rep_high))
+    int8_step = _raw_units(offset + pre_scale * quant.scale, preprocess) - _raw_units(offset, preprocess)
     features = []
     for i, name in enumerate(names if names is not None else feature_names(shape)):
         column = held_out[:, i]
@@ -62,8 +74,8 @@ def input_coverage(calibration: np.ndarray, held_out: np.ndarray, preprocess: Pr
             "name": name,
             "calibration_range": [float(cal_low[i]), float(cal_high[i])],
             "held_out_range": [float(column.min()), float(column.max())],
-            "int8_range": [float(offset[i] + pre_scale[i] * rep_low), float(offset[i] + pre_scale[i] * rep_high)],
-            "int8_step": float(pre_scale[i] * quant.scale),
+            "int8_range": [float(int8_low[i]), float(int8_high[i])],
+            "int8_step": float(int8_step[i]),
             "held_out_levels": [float(levels[:, i].min()), float(levels[:, i].max())],
             "outside_calibration_share": float(outside.mean()),
             "saturated_share": float(saturated[:, i].mean()),

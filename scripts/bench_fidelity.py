@@ -85,7 +85,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_variant(agent: Agent, variant: str, episodes: int, work: Path, seed: int = 0) -> dict[str, Any]:
+def build_variant(agent: Agent, variant: str, episodes: int, work: Path, seed: int = 0,
+                  env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     from edgekit.pipeline import BuildOptions, ReportOptions, build
     from edgekit.progress import Progress
     from edgekit.stages.condition import ConditioningOptions
@@ -93,6 +94,7 @@ def build_variant(agent: Agent, variant: str, episodes: int, work: Path, seed: i
     start = time.perf_counter()
     result = build(BuildOptions(model=agent.path, env_id=agent.env_id, output=work / variant, force=True,
                                 env_module=agent.env_module, recipe=replace(_recipe(agent.env_id), seed=seed),
+                                env_kwargs=env_kwargs,
                                 conditioning=ConditioningOptions(**VARIANTS[variant]),
                                 report=ReportOptions(episodes=episodes)), Progress(quiet=True))
     wall = time.perf_counter() - start
@@ -254,6 +256,13 @@ def _build_or_error(agent: Agent, variant: str, episodes: int, work: Path, seed:
     try:
         return build_variant(agent, variant, episodes, work, seed)
     except Exception as exc:  # EdgekitError: refused with its reason; anything else: an edgekit bug to fix
+        fix = getattr(exc, "suggestion", None)  # an env version + kwargs that restore the agent's layout
+        if fix is not None and not fix.module:
+            try:
+                entry = build_variant(replace(agent, env_id=fix.id), variant, episodes, work, seed, dict(fix.kwargs))
+                return {**entry, "env_fix": f"--env {fix.id} --env-kwargs '{json.dumps(dict(fix.kwargs))}'"}
+            except Exception as again:
+                exc = again
         return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
 
 

@@ -16,8 +16,9 @@ not train on; the held-out set stays untouched for validation.
 
 It stops early (build time): the simulated error is measured every
 ``CHECK_EVERY`` steps, and the distillation ends as soon as it is at ``stop_at``
-(the conditioning's "targets met, with a margin") or has not improved for
-``PATIENCE`` checks; the best checkpoint seen is the one returned.
+(the conditioning's "targets met, with a margin") or, with a ``patience``, has
+not improved for that many checks; then the best checkpoint seen is returned. A
+distillation that runs its whole schedule returns its last (annealed) weights.
 
 Each weight stays within one int8 step of where it started, so the fine-tune
 chooses, in effect, how each weight rounds (as AdaRound does) and adjusts the
@@ -110,11 +111,15 @@ def finetune(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: Fidelit
         at_check = (step + 1) % CHECK_EVERY == 0 or step + 1 == steps
         if at_check and tracker.check(score, inputs) and step + 1 < steps:
             break
-    best = tracker.best_actor()
+    if patience is not None or tracker.stopped:  # stopped early: the best checkpoint seen
+        after = tracker.best
+        student = tracker.best_actor()
+    else:  # ran its schedule: the annealed weights (a checkpoint from mid-schedule served widening worse)
+        after = score.of(student, inputs, weights_only=weights_only)
     with torch.no_grad():
-        QuantSim(best).snap_weights()
-    kept = tracker.best < before and len(val_idx) > 0
-    return FinetuneResult(actor=best if kept else actor, kept=kept, score_before=before, score_after=tracker.best,
+        QuantSim(student).snap_weights()
+    kept = after < before and len(val_idx) > 0
+    return FinetuneResult(actor=student if kept else actor, kept=kept, score_before=before, score_after=after,
                           steps=step + 1 if steps else 0, stopped=tracker.stopped)
 
 

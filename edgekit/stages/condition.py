@@ -246,19 +246,26 @@ def _met(now: float, after: str, applied: dict[str, Any]) -> bool:
 def _split_step(actor: Any, sets: ObservationSets, preprocess: Preprocess, inputs: np.ndarray,
                 score: FidelityScore, now: float, options: ConditioningOptions, applied: dict[str, Any]
                 ) -> tuple[Any, Preprocess, np.ndarray, float]:
+    """Split the input where it lowers the error of the input and activations' rounding: the split's cost,
+    its first layer's weights ``W / 16`` on the same int8 grid, is the distillation's to remove, so a
+    comparison with the weights rounded would decide on an error the next step takes away (a TQC Pendulum
+    agent: 4.9 plain vs 5.8 split with the weights rounded, not split, and its input rounding alone was
+    then 2.3 of the targets at the end)."""
     split_actor = copy.deepcopy(actor)
     replace_first_linear(split_actor, split_input_linear(split_actor.first_linear(), options.input_split))
     split_pre = replace(preprocess, split=options.input_split)
     split_inputs = model_inputs(sets.calibration, split_pre)
-    with_split = score.of(split_actor, split_inputs)
-    take = options.force_split or with_split < SPLIT_WHEN_BETTER_BY * now
-    applied["input_split_decision"] = (f"simulated int8 error {now:.3g} plain vs {with_split:.3g} split "
-                                       f"(1.0 = at the targets): {'split' if take else 'not split'}")
+    parts = frozenset((INPUT, ACTIVATIONS))
+    plain, with_split = score.of(actor, inputs, parts=parts), score.of(split_actor, split_inputs, parts=parts)
+    take = options.force_split or with_split < SPLIT_WHEN_BETTER_BY * plain
+    applied["input_split_decision"] = (f"simulated int8 error of the input and activations {plain:.3g} plain vs "
+                                       f"{with_split:.3g} split (1.0 = at the targets): "
+                                       f"{'split' if take else 'not split'}")
     if not take:
         return actor, preprocess, inputs, now
     applied["input_split"] = (f"each feature as coarse + residual x{options.input_split} int8 parts "
                               "through one layer (about 4 more bits of input)")
-    return split_actor, split_pre, split_inputs, with_split
+    return split_actor, split_pre, split_inputs, score.of(split_actor, split_inputs)
 
 
 def _bounded_steps(steps: int, params: int) -> int:

@@ -100,7 +100,9 @@ def build_variant(agent: Agent, variant: str, episodes: int, work: Path, seed: i
     wall = time.perf_counter() - start
     metrics = result.validation.metrics
     loop = result.report.report.get("closed_loop") or {}
-    check = json.loads((work / variant / "report.json").read_text())["build"]["edgetpu_check"]
+    full_report = json.loads((work / variant / "report.json").read_text())
+    check = full_report["build"]["edgetpu_check"]
+    cover = full_report.get("coverage") or {}
     entry: dict[str, Any] = {
         "build_s": round(wall - result.timings.get("report (closed loop)", 0.0), 1),
         "score": loop.get("normalized_score") if isinstance(loop, dict) else None,
@@ -109,6 +111,7 @@ def build_variant(agent: Agent, variant: str, episodes: int, work: Path, seed: i
         "ops": list(result.manifest.models["cpu"].file and _ops(work / variant)),
         "edgetpu_share": check.get("tpu_share"),
         "conditioning": dict(result.manifest.conditioning),
+        "inputs_clipped": f"{len(cover.get('flagged') or [])} of {len(cover.get('features') or [])} features",
     }
     if "continuous" in metrics:
         entry["mean_err"] = metrics["continuous"]["mean_share_of_range"]
@@ -179,9 +182,22 @@ def zoo_table(rows: dict[str, dict[str, Any]]) -> str:
         lines.append(f"| {name} | {fidelity(n)} | {fidelity(b)} | {fidelity(e)} | {scores} | "
                      f"{'met' if ok else ('-' if e is None else 'MISSED')} | {builds} |")
     lines.append(f"\n{met} of {len(rows)} agents meet every target with edgekit's defaults.")
+    why = [f"- {name}: {_why(row['edgekit'])}" for name, row in rows.items()
+           if row.get("edgekit") and "error" not in row["edgekit"] and not meets(row["edgekit"])]
+    if why:
+        lines += ["", "Why the misses miss (the build's simulated verdict; held-out inputs clipped by the int8 "
+                  "input range, from its report):", *why]
     errors = [f"- {name}: {row[k]['error']}" for name, row in rows.items() for k in ("edgekit",)
               if row.get(k) and "error" in row[k]]
     return "\n".join(lines + (["", "Build failures:", *errors] if errors else []))
+
+
+def _why(entry: dict[str, Any]) -> str:
+    verdict = (entry.get("conditioning") or {}).get("simulated_fidelity", "no simulation (not an MLP actor)")
+    clipped = entry.get("inputs_clipped")
+    score = entry.get("score")
+    loop = f"; closed-loop score {score:.3f}" if isinstance(score, (int, float)) and score < 0.99 else ""
+    return f"simulated error {verdict}" + (f"; held-out inputs clipped: {clipped}" if clipped else "") + loop
 
 
 def _score(entry: dict[str, Any]) -> str:

@@ -144,10 +144,12 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
             postprocess = _fold_output_range(actor, graph, model_inputs(sets.calibration, preprocess),
                                              action_space, applied)
     measured = options.input_split or options.finetune or options.widen
-    if simulation_supported(actor) and measured:
-        actor, preprocess = _measured_steps(actor, graph, sets, preprocess, postprocess, options, applied)
     if simulation_supported(actor):
-        applied["simulated_fidelity"] = _verdict(actor, graph, sets, preprocess, postprocess)
+        with torch.no_grad():  # the float actor the measured steps imitate in int8
+            teacher = actor(torch.as_tensor(model_inputs(sets.calibration, preprocess))).numpy()
+        if measured:
+            actor, preprocess = _measured_steps(actor, graph, sets, preprocess, postprocess, options, applied)
+        applied["simulated_fidelity"] = _verdict(actor, teacher, graph, sets, preprocess, postprocess)
     elif measured:
         applied["measured_steps"] = "skipped: the int8 simulation covers MLP actors only"
     conditioned = PolicyGraph(
@@ -201,35 +203,41 @@ def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, prepr
     return actor, preprocess
 
 
-def _verdict(actor: Any, graph: PolicyGraph, sets: ObservationSets, preprocess: Preprocess, postprocess: str) -> str:
-    """The simulated error on every calibration row, and where it misses the targets, what causes it: the
-    error with only the weights, only the hidden and output activations, only the input rounded."""
-    import torch
-
+def _verdict(actor: Any, teacher: np.ndarray, graph: PolicyGraph, sets: ObservationSets, preprocess: Preprocess,
+             postprocess: str) -> str:
+    """The simulated error against the float actor before the measured steps (``teacher``: its outputs on the
+    calibration rows), on the rows nothing was fitted on (``FidelityScore.val_rows``: after a distillation,
+    its training rows would hide how its weights generalize); where it misses the targets, what causes it:
+    the error with only the weights, only the activations, only the input rounded (distilled weights lie on
+    their grid: what they do differently from the float actor counts as the weights' rounding)."""
+    score = _score(teacher, graph, sets, postprocess)
     inputs = model_inputs(sets.calibration, preprocess)
-    with torch.no_grad():
-        score = _score(actor(torch.as_tensor(inputs)).numpy(), graph, sets, postprocess)
-    total = score.of(actor, inputs, all_rows=True)
+    total = score.of(actor, inputs)
+    where = "on calibration observations no step was fitted on"
     if total <= 1.0:
-        return f"{total:.3g} of the targets on the calibration observations (met, in simulation)"
-    parts = {name: score.of(actor, inputs, all_rows=True, parts=frozenset((part,)))
-             for name, part in (("the weights", WEIGHTS), ("the activations", ACTIVATIONS), ("the input", INPUT))}
-    worst = max(parts, key=parts.get)
-    alone = ", ".join(f"{name} {value:.3g}" for name, value in parts.items())
+        return f"{total:.3g} of the targets {where} (met, in simulation)"
+    weights = score.of(actor, inputs, parts=frozenset((WEIGHTS,)))
+    with_activations = score.of(actor, inputs, parts=frozenset((WEIGHTS, ACTIVATIONS)))
+    added = {"the weights": weights, "the activations": with_activations - weights,
+             "the input": total - with_activations}
+    worst = max(added, key=added.get)
     why = f"most from rounding {worst}"
     if worst == "the weights":
         why += f" (per-tensor int8 weights; {_weight_spread(actor)})"
-    return (f"{total:.3g} of the targets on the calibration observations: NOT met, {why}; "
-            f"rounding each alone: {alone}")
+    return (f"{total:.3g} of the targets {where}: NOT met, {why}; the int8 weights alone {weights:.3g}, "
+            f"with the activations rounded too {with_activations:.3g}, with the input too {total:.3g}")
 
 
 def _weight_spread(actor: Any) -> str:
-    """The layer whose weights are spread widest: its largest magnitude over its median (in int8 steps)."""
+    """The layer whose weights are spread widest: the median magnitude of its non-zero weights, in int8 steps
+    of its per-tensor scale (the output-copy average, a fixed 0 / 1/m matrix, is not a learned layer)."""
     spreads = []
-    for i, layer in enumerate(QuantSim(actor).linears):
+    layers = [m for m in QuantSim(actor).linears if m is not actor.tail]
+    for i, layer in enumerate(layers):
         w = layer.weight.detach().abs()
-        steps = float(w.median()) / max(float(w.max()), 1e-12) * 127.0
-        spreads.append((steps, i))
+        nonzero = w[w > 0]
+        if nonzero.numel():
+            spreads.append((float(nonzero.median()) / float(w.max()) * 127.0, i))
     steps, i = min(spreads)
     return f"layer {i + 1}'s median weight is {steps:.1f} int8 steps"
 

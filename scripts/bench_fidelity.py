@@ -268,18 +268,25 @@ def main() -> int:
 
 
 def _build_or_error(agent: Agent, variant: str, episodes: int, work: Path, seed: int) -> dict[str, Any]:
-    """A published agent that does not build is a result too (its one-line reason)."""
+    """A published agent that does not build is a result too (its one-line reason). When the given env id
+    does not fit, the build is tried as a user would run it on the run folder alone (edgekit resolves the
+    id the folder names), and once more with the env fix the build names (a version + kwargs that restore
+    the agent's observation layout)."""
     try:
         return build_variant(agent, variant, episodes, work, seed)
     except Exception as exc:  # EdgekitError: refused with its reason; anything else: an edgekit bug to fix
-        fix = getattr(exc, "suggestion", None)  # an env version + kwargs that restore the agent's layout
-        if fix is not None and not fix.module:
-            try:
-                entry = build_variant(replace(agent, env_id=fix.id), variant, episodes, work, seed, dict(fix.kwargs))
-                return {**entry, "env_fix": f"--env {fix.id} --env-kwargs '{json.dumps(dict(fix.kwargs))}'"}
-            except Exception as again:
-                exc = again
-        return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
+        first = exc
+    tries = [(replace(agent, env_id=None), None, "the env id the run folder names")]
+    while tries:
+        candidate, kwargs, how = tries.pop(0)
+        try:
+            return {**build_variant(candidate, variant, episodes, work, seed, kwargs), "env_fix": how}
+        except Exception as exc:
+            fix = getattr(exc, "suggestion", None)  # an env version + kwargs that restore the layout
+            if fix is not None and not fix.module and kwargs is None:
+                tries.append((replace(agent, env_id=fix.id), dict(fix.kwargs),
+                              f"--env {fix.id} --env-kwargs '{json.dumps(dict(fix.kwargs))}'"))
+    return {"error": f"{type(first).__name__}: {first}".splitlines()[0][:300]}
 
 
 if __name__ == "__main__":

@@ -403,3 +403,19 @@ def test_the_conditioning_says_whether_the_simulation_meets_the_targets_and_what
         assert "(met, in simulation)" in verdict
     else:
         assert "NOT met, most from rounding the" in verdict and "rounding each alone: the weights" in verdict
+
+
+def test_onnx_export_tolerance_follows_the_int8_output_step(tmp_path, monkeypatch):
+    """float32 sums over wide layers differ between torch and ONNX Runtime by more than 1e-4 (a Humanoid
+    actor's 752 split inputs: 1.5e-4 on outputs in [-1, 1]); a 20th of the int8 output step is the bound."""
+    import edgekit.stages.export_onnx as export
+    from edgekit.errors import ConversionError
+
+    actor = _synthetic_actor([4, 8], nn.Tanh, squash=False, outputs=2)
+    graph = PolicyGraph(module=actor, input_size=4, output_size=2, output="actions", postprocess="clip")
+    x = np.random.default_rng(0).uniform(-1, 1, size=(50, 4)).astype(np.float32)
+    monkeypatch.setattr(export, "_max_error_vs_torch", lambda *_: (1.5e-4, 2.0))  # outputs spanning [-1, 1]
+    assert export.export_onnx(graph, x, tmp_path / "a.onnx").max_abs_error == 1.5e-4
+    monkeypatch.setattr(export, "_max_error_vs_torch", lambda *_: (1e-3, 2.0))  # a quarter of an int8 step
+    with pytest.raises(ConversionError, match="differs from torch"):
+        export.export_onnx(graph, x, tmp_path / "b.onnx")

@@ -391,18 +391,34 @@ def test_widening_can_give_the_first_layer_alone_its_copies():
     assert result.plan.copies[0] > 1 and result.plan.copies[-1] == 1, result.plan
 
 
-def test_the_conditioning_says_whether_the_simulation_meets_the_targets_and_what_limits_it(trained_model):
+def test_the_conditioning_says_whether_the_simulation_meets_the_targets_and_what_limits_it():
+    """A steep actor (first-layer pre-activations of +-40) converted plainly misses the targets in simulation;
+    the verdict says so, and which rounding adds most."""
     import re
 
-    agent, graph = _agent(trained_model, "dqn-cartpole")
-    sets = _sets(agent, graph, "CartPole-v1")
-    plain = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
+    from edgekit.artifacts import ObservationSets
+    from edgekit.spaces import SpaceSpec
+
+    actor = _synthetic_actor([6, 32, 32], nn.Tanh, squash=False, outputs=2)
+    with torch.no_grad():
+        actor.body[0].weight.mul_(2.0)
+        actor.body[0].weight[:2].mul_(40.0)
+    graph = PolicyGraph(module=actor, input_size=6, output_size=2, output="actions", postprocess="clip")
+    rng = np.random.default_rng(0)
+    sets = ObservationSets(calibration=rng.uniform(-1, 1, (1000, 6)).astype(np.float32),
+                           held_out=rng.uniform(-1, 1, (200, 6)).astype(np.float32))
+    box = SpaceSpec(kind="box", shape=(2,), dtype="float32", low=(-1.0, -1.0), high=(1.0, 1.0))
+    plain = condition(graph, sets, box, ConditioningOptions(**OFF))  # a plain conversion misses
     verdict = plain.applied["simulated_fidelity"]
-    value = float(re.match(r"([0-9.e+-]+) of the targets", verdict).group(1))
-    if value <= 1.0:
-        assert "(met, in simulation)" in verdict
-    else:
-        assert "NOT met, most from rounding the" in verdict and "rounding each alone: the weights" in verdict
+    found = re.match(r"([0-9.e+-]+) of the targets on calibration observations no step was fitted on: NOT met, "
+                     r"most from rounding the (weights|activations|input)(?: \(per-tensor int8 weights; layer \d+'s "
+                     r"median weight is [0-9.]+ int8 steps\))?; the int8 weights alone ([0-9.e+-]+), with the "
+                     r"activations rounded too ([0-9.e+-]+), with the input too ([0-9.e+-]+)$", verdict)
+    assert found, verdict
+    total, weights, activations, everything = (float(found.group(i)) for i in (1, 3, 4, 5))
+    assert total > 1.0 and everything == pytest.approx(total, rel=1e-2)
+    added = {"weights": weights, "activations": activations - weights, "input": total - activations}
+    assert found.group(2) == max(added, key=added.get)
 
 
 def test_onnx_export_tolerance_follows_the_int8_output_step(tmp_path, monkeypatch):

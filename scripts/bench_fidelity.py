@@ -168,13 +168,13 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def zoo_table(rows: dict[str, dict[str, Any]]) -> str:
-    """naive / before / edgekit per agent, from the cache."""
-    lines = ["| agent | naive int8 | before | edgekit | score (naive / before / edgekit) | targets | "
-             "build s (before / edgekit) |", "|---|---|---|---|---|---|---|"]
+def zoo_table(rows: dict[str, dict[str, Any]], label: str = "edgekit") -> str:
+    """naive / before / ``label`` (edgekit's, unless another was stored) per agent, from the cache."""
+    lines = [f"| agent | naive int8 | before | {label} | score (naive / before / {label}) | targets | "
+             f"build s (before / {label}) |", "|---|---|---|---|---|---|---|"]
     met = 0
     for name, row in rows.items():
-        n, b, e = (row.get(k) for k in ("naive", "before", "edgekit"))
+        n, b, e = (row.get(k) for k in ("naive", "before", label))
         ok = e is not None and meets(e)
         met += ok
         scores = " / ".join(_score(v) if v and "error" not in v else "-" for v in (n, b, e))
@@ -182,13 +182,13 @@ def zoo_table(rows: dict[str, dict[str, Any]]) -> str:
         lines.append(f"| {name} | {fidelity(n)} | {fidelity(b)} | {fidelity(e)} | {scores} | "
                      f"{'met' if ok else ('-' if e is None else 'MISSED')} | {builds} |")
     lines.append(f"\n{met} of {len(rows)} agents meet every target with edgekit's defaults.")
-    why = [f"- {name}: {_why(row['edgekit'])}" for name, row in rows.items()
-           if row.get("edgekit") and "error" not in row["edgekit"] and not meets(row["edgekit"])]
+    why = [f"- {name}: {_why(row[label])}" for name, row in rows.items()
+           if row.get(label) and "error" not in row[label] and not meets(row[label])]
     if why:
         lines += ["", "Why the misses miss (the build's simulated verdict; held-out inputs clipped by the int8 "
                   "input range, from its report):", *why]
-    errors = [f"- {name}: {row[k]['error']}" for name, row in rows.items() for k in ("edgekit",)
-              if row.get(k) and "error" in row[k]]
+    errors = [f"- {name}: {row[label]['error']}" for name, row in rows.items()
+              if row.get(label) and "error" in row[label]]
     return "\n".join(lines + (["", "Build failures:", *errors] if errors else []))
 
 
@@ -229,7 +229,7 @@ def main() -> int:
     selected = [a for a in agents(args.agents, args.split, args.zoo)
                 if not args.only or any(key in a.name for key in args.only)]
     if args.table:
-        print(zoo_table({a.name: cache.get(a.name, {}) for a in selected}))
+        print(zoo_table({a.name: cache.get(a.name, {}) for a in selected}, args.label))
         return 0
     rows = []
     for agent in selected:
@@ -261,7 +261,7 @@ def main() -> int:
     if args.split == "benchmark" and args.variants == "naive,edgekit" and args.label == "edgekit":
         print(table(rows))
     else:
-        print(zoo_table({a.name: cache.get(a.name, {}) for a in selected}))
+        print(zoo_table({a.name: cache.get(a.name, {}) for a in selected}, args.label))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

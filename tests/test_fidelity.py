@@ -435,3 +435,20 @@ def test_onnx_export_tolerance_follows_the_int8_output_step(tmp_path, monkeypatc
     monkeypatch.setattr(export, "_max_error_vs_torch", lambda *_: (1e-3, 2.0))  # a quarter of an int8 step
     with pytest.raises(ConversionError, match="differs from torch"):
         export.export_onnx(graph, x, tmp_path / "b.onnx")
+
+
+def test_a_feature_constant_in_calibration_keeps_a_usable_input_range(trained_model):
+    """A feature calibration never saw change gets the widest feature's input scale (what one shared input
+    scale gives it), not a zero-width range that saturates at its first change."""
+    from dataclasses import replace as replaced
+
+    agent, graph = _agent(trained_model, "ppo-pendulum")
+    sets = _sets(agent, graph, "Pendulum-v1")
+    frozen = sets.calibration.copy()
+    frozen[:, 2] = 0.0  # the angular velocity never varied in this calibration set
+    conditioned = condition(graph, replaced(sets, calibration=frozen), agent.action_space,
+                            ConditioningOptions(**RANGES_ONLY))
+    scale = conditioned.preprocess.scale
+    assert scale[2] == pytest.approx(max(scale[0], scale[1]))
+    later = model_inputs(sets.held_out, conditioned.preprocess)  # the velocity changes in deployment
+    assert np.abs(later[:, 2]).max() < 10.0  # within a few input ranges, not millions of steps

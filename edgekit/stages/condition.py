@@ -313,7 +313,12 @@ def _fold_input_scaling(actor: Any, calibration: np.ndarray, normalize: Any,
     import torch
 
     low, high = calibration.min(axis=0).astype(np.float64), calibration.max(axis=0).astype(np.float64)
-    scale = np.maximum((high - low) / 2.0, MIN_FEATURE_SPAN)
+    half = (high - low) / 2.0
+    varied = half > MIN_FEATURE_SPAN
+    # a feature calibration never saw change (contact forces at rest, a lidar ray that never hit) gets the
+    # widest feature's scale, what one shared input scale would give it: with a zero-width range it saturated
+    # at its first change (RL Zoo Ant agents: p99 error 10-13 % instead of 1-2 % naive)
+    scale = np.where(varied, half, float(half[varied].max()) if varied.any() else 1.0)
     # [low, high] -> [-128, 127] int8 steps of 2/255 exactly (zero point 0): the converter then picks
     # the nominal step, so that the split parts computed before conversion lie on its grid
     offset = (low + high) / 2.0 + scale / 255.0

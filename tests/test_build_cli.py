@@ -102,7 +102,7 @@ def test_recipes_by_episode_length_with_overrides():
     assert name == "control" and recipe.steps(image=False) == (2000, 2000) and recipe.random_action_share == 0.1
     assert recipe.steps(image=True) == (500, 500)  # images: kilobytes each, through a CNN
     recipe, name = recipe_for("Pendulum-v1", "long-episodes", random_action_share=0.0, steps=None)
-    assert name == "long-episodes" and recipe.calibration_steps == 5000 and recipe.max_episode_steps == 500
+    assert name == "long-episodes" and recipe.calibration_steps == 5000 and recipe.min_episodes == 10
     assert recipe.random_action_share == 0.0
 
 

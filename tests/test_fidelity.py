@@ -269,6 +269,18 @@ def test_widening_a_multi_action_squashed_actor_keeps_each_action(activation):
     assert supported(wide)
 
 
+def test_validation_rows_are_blocks_of_consecutive_rollout_steps():
+    """Neighbours in time are nearly the same state: a validation row must not have them among the rows
+    the distillation fits, or over-fitting goes unseen."""
+    score = FidelityScore.build(np.zeros((2000, 1)), discrete=False, span=2.0)
+    val = score.val_rows
+    assert len(val) == 500 and not set(val) & set(score.train_rows)
+    starts = np.flatnonzero(np.diff(val) != 1) + 1
+    assert len(starts) + 1 == 4  # four blocks of 125 consecutive rows
+    inside = np.isin(val - 1, val) & np.isin(val + 1, val)
+    assert inside.mean() > 0.95  # almost every validation row's neighbours are validation rows too
+
+
 def test_score_is_in_units_of_the_targets():
     targets = np.zeros((400, 1))
     score = FidelityScore.build(targets, discrete=False, span=2.0)
@@ -278,3 +290,165 @@ def test_score_is_in_units_of_the_targets():
     spikes = np.zeros((100, 1))
     spikes[:5] = 0.08  # 4 % of the range on 5 % of the states: p99 = 4 %, twice its target
     assert score.of_outputs(spikes) == pytest.approx(2.0)
+
+
+class _RampPendulum:
+    """A Pendulum whose third feature ramps from -8 to 8 over its 400-step episodes: what the policy sees
+    late in an episode (a car at the hilltop, a walker at speed) lies outside what early steps show."""
+
+    @staticmethod
+    def register() -> str:
+        import gymnasium
+        from gymnasium.envs.classic_control.pendulum import PendulumEnv
+
+        class RampPendulum(PendulumEnv):
+            def reset(self, **kwargs):
+                self.t = 0
+                obs, info = super().reset(**kwargs)
+                return self._ramp(obs), info
+
+            def step(self, action):
+                obs, reward, terminated, truncated, info = super().step(action)
+                self.t += 1
+                return self._ramp(obs), reward, terminated, truncated, info
+
+            def _ramp(self, obs):
+                obs = obs.copy()
+                obs[2] = np.float32(-8.0 + 16.0 * self.t / 400.0)
+                return obs
+
+        env_id = "edgekit-test/RampPendulum-v0"
+        if env_id not in gymnasium.registry:
+            gymnasium.register(env_id, entry_point=RampPendulum, max_episode_steps=400)
+        return env_id
+
+
+def test_calibration_covers_whole_episodes_so_held_out_observations_stay_in_the_input_range():
+    """Calibration episodes run to their end (subsampled over >= 8 of them), so the late states of an episode
+    set the ranges too: held-out observations (whole episodes) stay inside the int8 input range."""
+    from conftest import EXAMPLE_MODEL
+
+    from edgekit.loading import load_agent
+    from edgekit.progress import Progress
+    from edgekit.stages.extract import extract_policy
+    from edgekit.stages.rollouts import RolloutRecipe, collect_observations
+
+    env_id = _RampPendulum.register()
+    agent = load_agent(EXAMPLE_MODEL)
+    graph = extract_policy(agent, None)
+    recipe = RolloutRecipe(calibration_steps=600, held_out_steps=800)
+    sets = collect_observations(agent, graph, env_id, recipe, Progress(quiet=True))
+    conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
+    held = model_inputs(sets.held_out, conditioned.preprocess)  # the int8 input range is [-1, 1]
+    outside = np.any(np.abs(held) > 1.0 + 2.0 / 255.0, axis=1)
+    assert outside.mean() <= 0.01, f"{outside.mean():.1%} of held-out observations outside the input range"
+    assert sets.facts["calibration_episodes"] >= 8
+
+
+def test_distillation_stops_once_the_simulation_meets_the_targets(trained_model):
+    from edgekit.stages.finetune import CHECK_EVERY, finetune
+
+    agent, graph = _agent(trained_model, "ppo-pendulum")
+    sets = _sets(agent, graph, "Pendulum-v1")
+    conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
+    actor, x = conditioned.graph.module, model_inputs(sets.calibration, conditioned.preprocess)
+    with torch.no_grad():
+        targets = actor(torch.as_tensor(x)).numpy()
+    score = FidelityScore.build(targets, discrete=False, span=2.0)
+    met = finetune(actor, x, targets, score, steps=4 * CHECK_EVERY, weights_only=True, max_steps_moved=None,
+                   lr=1e-3, relative_lr=False, stop_at=1e9, patience=None)
+    assert met.steps == CHECK_EVERY and "met" in met.stopped and met.kept
+    stuck = finetune(actor, x, targets, score, steps=4 * CHECK_EVERY, lr=0.0, patience=1)  # nothing can move
+    assert stuck.steps == CHECK_EVERY and "no lower error" in stuck.stopped and not stuck.kept
+    assert stuck.actor is actor
+
+
+def test_conditioning_skips_the_remaining_steps_once_the_simulation_meets_the_targets(trained_model, monkeypatch):
+    import edgekit.stages.condition as conditioning
+
+    agent, graph = _agent(trained_model, "sac-pendulum")
+    sets = _sets(agent, graph, "Pendulum-v1")
+    monkeypatch.setattr(conditioning, "EARLY_STOP_AT", 1e9)  # any error meets it: nothing is worth running
+    quick = condition(graph, sets, agent.action_space, ConditioningOptions(finetune_steps=250))
+    assert "after the range conditioning" in quick.applied["early_stop"]
+    assert not {"finetune_weights", "widen", "finetune", "input_split_decision"} & set(quick.applied)
+    assert quick.preprocess.split == 0 and quick.graph.module.tail is None
+
+
+def test_widening_can_give_the_first_layer_alone_its_copies():
+    """A Tanh actor whose first layer's pre-activations span +-40 (two saturated units; VecNormalize'd
+    inputs do this): its first layer loses most, and a plan widens it alone, at a fraction of the weights."""
+    from edgekit.stages.widen import choose
+
+    actor = _synthetic_actor([6, 32, 32], nn.Tanh, squash=False, outputs=2)
+    with torch.no_grad():
+        actor.body[0].weight.mul_(2.0)
+        actor.body[0].weight[:2].mul_(40.0)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(2000, 6)).astype(np.float32)
+    with torch.no_grad():
+        targets = actor(torch.as_tensor(x)).numpy()
+    result = choose(actor, x, FidelityScore.build(targets, discrete=False, span=2.0))
+    assert result.plan.copies[0] > 1 and result.plan.copies[-1] == 1, result.plan
+
+
+def test_the_conditioning_says_whether_the_simulation_meets_the_targets_and_what_limits_it():
+    """A steep actor (first-layer pre-activations of +-40) converted plainly misses the targets in simulation;
+    the verdict says so, and which rounding adds most."""
+    import re
+
+    from edgekit.artifacts import ObservationSets
+    from edgekit.spaces import SpaceSpec
+
+    actor = _synthetic_actor([6, 32, 32], nn.Tanh, squash=False, outputs=2)
+    with torch.no_grad():
+        actor.body[0].weight.mul_(2.0)
+        actor.body[0].weight[:2].mul_(40.0)
+    graph = PolicyGraph(module=actor, input_size=6, output_size=2, output="actions", postprocess="clip")
+    rng = np.random.default_rng(0)
+    sets = ObservationSets(calibration=rng.uniform(-1, 1, (1000, 6)).astype(np.float32),
+                           held_out=rng.uniform(-1, 1, (200, 6)).astype(np.float32))
+    box = SpaceSpec(kind="box", shape=(2,), dtype="float32", low=(-1.0, -1.0), high=(1.0, 1.0))
+    plain = condition(graph, sets, box, ConditioningOptions(**OFF))  # a plain conversion misses
+    verdict = plain.applied["simulated_fidelity"]
+    found = re.match(r"([0-9.e+-]+) of the targets on calibration observations no step was fitted on: NOT met, "
+                     r"most from rounding the (weights|activations|input)(?: \(per-tensor int8 weights; layer \d+'s "
+                     r"median weight is [0-9.]+ int8 steps\))?; the int8 weights alone ([0-9.e+-]+), with the "
+                     r"activations rounded too ([0-9.e+-]+), with the input too ([0-9.e+-]+)$", verdict)
+    assert found, verdict
+    total, weights, activations, everything = (float(found.group(i)) for i in (1, 3, 4, 5))
+    assert total > 1.0 and everything == pytest.approx(total, rel=1e-2)
+    added = {"weights": weights, "activations": activations - weights, "input": total - activations}
+    assert found.group(2) == max(added, key=added.get)
+
+
+def test_onnx_export_tolerance_follows_the_int8_output_step(tmp_path, monkeypatch):
+    """float32 sums over wide layers differ between torch and ONNX Runtime by more than 1e-4 (a Humanoid
+    actor's 752 split inputs: 1.5e-4 on outputs in [-1, 1]); a 20th of the int8 output step is the bound."""
+    import edgekit.stages.export_onnx as export
+    from edgekit.errors import ConversionError
+
+    actor = _synthetic_actor([4, 8], nn.Tanh, squash=False, outputs=2)
+    graph = PolicyGraph(module=actor, input_size=4, output_size=2, output="actions", postprocess="clip")
+    x = np.random.default_rng(0).uniform(-1, 1, size=(50, 4)).astype(np.float32)
+    monkeypatch.setattr(export, "_max_error_vs_torch", lambda *_: (1.5e-4, 2.0))  # outputs spanning [-1, 1]
+    assert export.export_onnx(graph, x, tmp_path / "a.onnx").max_abs_error == 1.5e-4
+    monkeypatch.setattr(export, "_max_error_vs_torch", lambda *_: (1e-3, 2.0))  # a quarter of an int8 step
+    with pytest.raises(ConversionError, match="differs from torch"):
+        export.export_onnx(graph, x, tmp_path / "b.onnx")
+
+
+def test_a_feature_constant_in_calibration_keeps_a_usable_input_range(trained_model):
+    """A feature calibration never saw change gets the widest feature's input scale (what one shared input
+    scale gives it), not a zero-width range that saturates at its first change."""
+    from dataclasses import replace as replaced
+
+    agent, graph = _agent(trained_model, "ppo-pendulum")
+    sets = _sets(agent, graph, "Pendulum-v1")
+    frozen = sets.calibration.copy()
+    frozen[:, 2] = 0.0  # the angular velocity never varied in this calibration set
+    conditioned = condition(graph, replaced(sets, calibration=frozen), agent.action_space,
+                            ConditioningOptions(**RANGES_ONLY))
+    scale = conditioned.preprocess.scale
+    assert scale[2] == pytest.approx(max(scale[0], scale[1]))
+    later = model_inputs(sets.held_out, conditioned.preprocess)  # the velocity changes in deployment
+    assert np.abs(later[:, 2]).max() < 10.0  # within a few input ranges, not millions of steps

@@ -251,3 +251,17 @@ def test_every_schema_field_is_documented():
 
     missing = [p for p in paths(schema.SCHEMA, "") if f"`{p}`" not in text]
     assert missing == []
+
+
+@pytest.mark.parametrize("name", [CONTINUOUS, DISCRETE])
+def test_the_summary_says_how_close_the_simulation_came_and_why_it_misses(reports, name):
+    """The build's verdict on the int8 simulation (met, or which rounding limits it) reaches the report and
+    its terminal summary: where a target is out of reach, the report says so and why."""
+    from edgekit.report.summary import summary_lines
+
+    _built, report, _out, proc = reports(name)
+    verdict = report["bundle"]["conditioning"]["simulated_fidelity"]
+    assert "of the targets on calibration observations no step was fitted on" in verdict
+    assert ("(met, in simulation)" in verdict) != ("NOT met, most from rounding" in verdict)
+    line = f"int8 conditioning: simulated error {verdict}"
+    assert line in summary_lines(report) and line in proc.stdout + proc.stderr

@@ -29,6 +29,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                      f"0.29 = rounding only)")
     else:
         lines.append(f"layers: unavailable ({layers['note']})")
+    simulated = (report.get("bundle") or {}).get("conditioning", {}).get("simulated_fidelity")
+    if simulated:
+        lines.append(f"int8 conditioning: simulated error {simulated}")
     cover = report["coverage"]
     if cover["flagged"]:
         lines.append(f"coverage: {len(cover['flagged'])} of {len(cover['features'])} features clip held-out values "

@@ -20,12 +20,17 @@ from edgekit.errors import ConversionError, MissingDependencyError
 OPSET = 17
 INPUT_NAME = "obs"
 OUTPUT_NAME = "out"
+MIN_TOLERANCE = 1e-4
+STEP_SHARE = 0.05  # the export may differ from torch by a 20th of the int8 output step the outputs will get
 
 
-def export_onnx(graph: PolicyGraph, samples: np.ndarray, path: Path, tolerance: float = 1e-4) -> OnnxModel:
+def export_onnx(graph: PolicyGraph, samples: np.ndarray, path: Path, tolerance: float | None = None) -> OnnxModel:
     """Export ``graph`` to ``path``; fail if ONNX Runtime strays past ``tolerance`` on ``samples``.
 
-    ``samples`` are held-out inputs in the graph's own input space.
+    ``samples`` are held-out inputs in the graph's own input space. The default tolerance is
+    ``STEP_SHARE`` of the int8 step of the outputs' range (at least ``MIN_TOLERANCE``): float32 sums over
+    wide layers (a Humanoid actor's 752 split inputs) differ between torch and ONNX Runtime by more than a
+    fixed 1e-4, and what matters is that the difference stays far below what int8 can represent.
     """
     import torch
 
@@ -44,13 +49,16 @@ def export_onnx(graph: PolicyGraph, samples: np.ndarray, path: Path, tolerance: 
             )
     except Exception as exc:
         raise ConversionError(f"torch could not export the actor to ONNX: {exc}") from None
-    error = _max_error_vs_torch(graph, samples, path)
+    error, spread = _max_error_vs_torch(graph, samples, path)
+    if tolerance is None:
+        tolerance = max(MIN_TOLERANCE, STEP_SHARE * spread / 255.0)
     if not error <= tolerance:
-        raise ConversionError(f"the ONNX model differs from torch by {error:.2e} (tolerance {tolerance:.0e})")
+        raise ConversionError(f"the ONNX model differs from torch by {error:.2e} (tolerance {tolerance:.1e})")
     return OnnxModel(path=path, opset=OPSET, max_abs_error=error)
 
 
-def _max_error_vs_torch(graph: PolicyGraph, obs: np.ndarray, path: Path) -> float:
+def _max_error_vs_torch(graph: PolicyGraph, obs: np.ndarray, path: Path) -> tuple[float, float]:
+    """The largest |ONNX - torch| on (up to 500 of) ``obs``, and the spread of torch's outputs there."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -60,4 +68,5 @@ def _max_error_vs_torch(graph: PolicyGraph, obs: np.ndarray, path: Path) -> floa
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     sample = obs[: min(len(obs), 500)]
     onnx_out = np.concatenate([session.run(None, {INPUT_NAME: row[None]})[0] for row in sample])
-    return float(np.max(np.abs(onnx_out - graph.outputs(sample))))
+    torch_out = graph.outputs(sample)
+    return float(np.max(np.abs(onnx_out - torch_out))), float(np.max(torch_out) - np.min(torch_out))

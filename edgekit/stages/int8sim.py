@@ -25,6 +25,9 @@ from typing import Any
 import numpy as np
 
 TANH_STEP = 1.0 / 128.0  # TFLite's int8 TANH output: scale 1/128, zero point 0
+# What the simulation rounds: the int8 input, the weights, the other activations (hidden, TANH, output).
+INPUT, WEIGHTS, ACTIVATIONS = "input", "weights", "activations"
+ALL_PARTS = frozenset((INPUT, WEIGHTS, ACTIVATIONS))
 
 
 def supported(actor: Any) -> bool:
@@ -53,11 +56,13 @@ def body_layers(actor: Any) -> list[Any]:
 class QuantSim:
     """Forward pass of a DeterministicActor as TFLite's int8 kernels compute it (up to kernel rounding)."""
 
-    def __init__(self, actor: Any, weights_only: bool = False) -> None:
+    def __init__(self, actor: Any, weights_only: bool = False, parts: frozenset[str] = ALL_PARTS) -> None:
+        """``parts``: what is rounded (the others stay float: where the error comes from); ``weights_only``:
+        the weights alone."""
         from torch import nn
 
         self.actor = actor
-        self.weights_only = weights_only  # round the weights only; activations stay float
+        self.parts = frozenset((WEIGHTS,)) if weights_only else parts
         self.layers = body_layers(actor) + [actor.head]
         self.linears = [m for m in self.layers if isinstance(m, nn.Linear)]
         if actor.tail is not None:
@@ -82,6 +87,7 @@ class QuantSim:
         from torch import nn
 
         slot = 0
+        acts, weights = ACTIVATIONS in self.parts, WEIGHTS in self.parts
 
         def observe(t: Any, floor_zero: bool = False) -> Any:
             nonlocal slot
@@ -90,16 +96,24 @@ class QuantSim:
             if record:
                 self.ranges[key] = (0.0 if floor_zero else min(float(t.min()), 0.0), max(float(t.max()), 0.0))
                 return t
-            return t if self.weights_only else fake_quant(t, *self.ranges[key])
+            rounded = INPUT in self.parts if key == 0 else acts
+            return fake_quant(t, *self.ranges[key]) if rounded else t
+
+        def tanh(t: Any) -> Any:
+            return tanh_q(t) if acts else torch.tanh(t)
+
+        def linear(t: Any, layer: Any) -> Any:
+            w = ste(layer.weight, weight_grid(layer.weight)) if weights else layer.weight
+            return torch.nn.functional.linear(t, w, layer.bias)
 
         h = observe(x)
         actor = self.actor
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, nn.Linear):
                 if isinstance(layer, nn.Tanh):
-                    h = torch.tanh(h) if self.weights_only else tanh_q(h)
+                    h = tanh(h)
                 continue  # ReLU / ReLU6 are fused into the Linear before them
-            h = torch.nn.functional.linear(h, ste(layer.weight, weight_grid(layer.weight)), layer.bias)
+            h = linear(h, layer)
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
             if isinstance(nxt, nn.ReLU6):
                 h = observe(torch.clamp(h, 0.0, 6.0), floor_zero=True)
@@ -114,18 +128,18 @@ class QuantSim:
         if actor.squash:
             if actor.squash_gain != 1.0:
                 h = observe(h * actor.squash_gain)
-            h = torch.tanh(h) if self.weights_only else tanh_q(h)
+            h = tanh(h)
         if actor.tail is not None:
-            h = observe(torch.nn.functional.linear(h, ste(actor.tail.weight, weight_grid(actor.tail.weight)),
-                                                   actor.tail.bias))
+            h = observe(linear(h, actor.tail))
         return h
 
 
-def simulate(actor: Any, calibration: np.ndarray, inputs: np.ndarray, weights_only: bool = False) -> np.ndarray:
+def simulate(actor: Any, calibration: np.ndarray, inputs: np.ndarray, weights_only: bool = False,
+             parts: frozenset[str] = ALL_PARTS) -> np.ndarray:
     """The int8 outputs for ``inputs`` of ``actor`` calibrated on ``calibration`` (model inputs, float32)."""
     import torch
 
-    sim = QuantSim(actor, weights_only=weights_only)
+    sim = QuantSim(actor, weights_only=weights_only, parts=parts)
     with torch.no_grad():
         sim.calibrate(torch.as_tensor(calibration, dtype=torch.float32))
         return sim(torch.as_tensor(inputs, dtype=torch.float32)).numpy().astype(np.float64)

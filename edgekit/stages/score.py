@@ -25,7 +25,8 @@ from edgekit.report.metrics import decisive_mask
 MEAN_TARGET = 0.005  # share of the action range
 P99_TARGET = 0.02
 DISAGREEMENT_TARGET = 0.005  # on decisive states
-VAL_SHARE = 0.25
+BLOCKS = 16  # the calibration rows, in rollout order, cut into this many blocks ...
+VAL_EVERY = 4  # ... and every 4th block (a quarter of the rows) scores what was fitted on the others
 
 
 @dataclass(frozen=True)
@@ -40,25 +41,34 @@ class FidelityScore:
     decisive: np.ndarray | None = None  # discrete: per calibration row, whether the state is decisive
 
     @classmethod
-    def build(cls, targets: np.ndarray, discrete: bool, span: float, policy_outputs: np.ndarray | None = None,
-              seed: int = 0) -> FidelityScore:
-        """``policy_outputs``: the unconditioned policy's raw outputs (Q-values, logits) for the decisive test."""
-        order = np.random.default_rng(seed).permutation(len(targets))
-        n_val = max(1, int(round(VAL_SHARE * len(targets)))) if len(targets) > 1 else 0
+    def build(cls, targets: np.ndarray, discrete: bool, span: float,
+              policy_outputs: np.ndarray | None = None) -> FidelityScore:
+        """``policy_outputs``: the unconditioned policy's raw outputs (Q-values, logits) for the decisive test.
+
+        The validation rows are whole blocks of consecutive rows (rollouts are in time order), not rows
+        drawn at random: a random row's neighbours in time, nearly the same state, would be training rows,
+        and the validation would not see what the distillation over-fits (measured on an RL Zoo A2C Hopper:
+        0.81 of the targets on its calibration rows, 2.7 on held-out episodes)."""
+        rows = np.arange(len(targets))
+        blocks = np.array_split(rows, min(BLOCKS, len(rows)))
+        val = np.concatenate([b for i, b in enumerate(blocks) if i % VAL_EVERY == 1] or [rows[:0]])
         decisive = None
         if discrete:
             decisive = decisive_mask(policy_outputs if policy_outputs is not None else targets)
         return cls(targets=np.asarray(targets, dtype=np.float64), discrete=discrete, span=float(span),
-                   train_rows=np.sort(order[n_val:]), val_rows=np.sort(order[:n_val]), decisive=decisive)
+                   train_rows=np.setdiff1d(rows, val), val_rows=val, decisive=decisive)
 
-    def of(self, actor: Any, inputs: np.ndarray, all_rows: bool = False, weights_only: bool = False) -> float:
+    def of(self, actor: Any, inputs: np.ndarray, all_rows: bool = False, weights_only: bool = False,
+           parts: frozenset[str] | None = None) -> float:
         """Score of ``actor`` (simulated int8, calibrated on all of ``inputs``) on the validation rows, or on
         every calibration row (for rewrites that fit nothing to them, e.g. widening); ``weights_only``:
-        with int8 weights but float activations (the error widening cannot remove)."""
-        from edgekit.stages.int8sim import simulate
+        with int8 weights but float activations (the error widening cannot remove); ``parts``: what is
+        rounded (``int8sim.ALL_PARTS`` by default)."""
+        from edgekit.stages.int8sim import ALL_PARTS, simulate
 
         rows = np.arange(len(self.targets)) if all_rows else self.val_rows
-        return self.of_outputs(simulate(actor, inputs, inputs[rows], weights_only=weights_only), rows)
+        outputs = simulate(actor, inputs, inputs[rows], weights_only=weights_only, parts=parts or ALL_PARTS)
+        return self.of_outputs(outputs, rows)
 
     def of_outputs(self, outputs: np.ndarray, rows: np.ndarray | None = None) -> float:
         """Score of int8 outputs for ``rows`` (default: the validation rows)."""

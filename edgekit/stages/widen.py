@@ -107,8 +107,9 @@ def parameter_count(actor: Any) -> int:
 
 
 def choose(actor: Any, inputs: np.ndarray, score: FidelityScore) -> WidenResult:
-    """Widen ``actor`` where the int8 simulation pays: the cheapest candidate plan (uniform m per hidden
-    layer, or the last hidden layer only) within ``MIN_GAIN`` of the best one inside the budget.
+    """Widen ``actor`` where the int8 simulation pays: the cheapest candidate plan (m per hidden layer: the
+    last one alone, the first one alone, or all of them) within ``MIN_GAIN`` of the best one inside the
+    budget.
 
     Widening fits nothing to the calibration rows (they only set ranges, as they do for the converter),
     so candidates are scored on all of them: four times the rows of a held-back split, a steadier p99."""
@@ -133,13 +134,16 @@ def choose(actor: Any, inputs: np.ndarray, score: FidelityScore) -> WidenResult:
 
 
 def _candidates(actor: Any, layers: int) -> list[WidenPlan]:
-    """Cheapest first: the last hidden layer alone, then every hidden layer, m = 2, 4, 8; squashed actions
-    also get output copies."""
+    """Cheapest first, for m = 2, 4, 8: the last hidden layer alone, the first one alone, every hidden layer;
+    squashed actions also get output copies. The first layer alone is for actors whose first layer's
+    activations lose the most (VecNormalize'd inputs of +-10 put a Tanh layer's pre-activations at +-38:
+    it needs 8 copies, its neighbour none)."""
     outputs = OUTPUT_COPIES if actor.squash and actor.clamp else 1
     plans = [WidenPlan((1,) * layers, outputs)] if outputs > 1 else []
     for m in (2, 4, MAX_COPIES):
         plans.append(WidenPlan((1,) * (layers - 1) + (m,), outputs))
         if layers > 1:
+            plans.append(WidenPlan((m,) + (1,) * (layers - 1), outputs))
             plans.append(WidenPlan((m,) * layers, outputs))
     return plans
 

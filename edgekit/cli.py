@@ -15,8 +15,9 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
-from edgekit import __version__, cleanup
-from edgekit.errors import EdgekitError, UsageError, storage_error
+from edgekit import __version__
+from edgekit.core import cleanup
+from edgekit.core.errors import EdgekitError, UsageError, storage_error
 
 EXIT_INTERRUPTED = 130
 

@@ -14,17 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifacts import Int8Model, LoadedAgent, ObservationSets, PolicyGraph, Validation
 from edgekit.bundle.files import staged_directory
+from edgekit.bundle.layout import BUILD_REPORT_SCHEMA
 from edgekit.bundle.manifest import Manifest
-from edgekit.cleanup import scratch_directory
-from edgekit.env_spec import EnvSpec
-from edgekit.errors import UnsupportedModelError
-from edgekit.loading.source import ModelSource
-from edgekit.progress import Progress
+from edgekit.core.cleanup import scratch_directory
+from edgekit.core.env_spec import EnvSpec
+from edgekit.core.errors import UnsupportedModelError
+from edgekit.core.progress import Progress
+from edgekit.host.loading.loaded_agent import LoadedAgent
+from edgekit.host.loading.source import ModelSource
 from edgekit.report.build_report import ReportResult
-from edgekit.report.schema import BUILD_REPORT_SCHEMA
 from edgekit.report.thresholds import Thresholds
+from edgekit.stages.artifacts import Int8Model, ObservationSets, PolicyGraph, Validation
 from edgekit.stages.condition import Conditioned, ConditioningOptions
 from edgekit.stages.rollouts import RolloutRecipe
 
@@ -133,16 +134,16 @@ class LoadedModel:
 
 def load_model(options: BuildOptions) -> LoadedModel:
     """The load stage (also ``edgekit calibrate``'s): source layout, zoo config, env, the agent itself."""
-    from edgekit.env_versions import resolve_env
-    from edgekit.loading import load_agent
-    from edgekit.loading.source import resolve_source
+    from edgekit.host.env_versions import resolve_env
+    from edgekit.host.loading import load_agent
+    from edgekit.host.loading.source import resolve_source
 
     source = resolve_source(options.model)
     config = _zoo_config(source)
     env = _env_spec(options, source, config)
     agent = load_agent(source.model, trust_pickle=options.trust_pickle)
     resolved = resolve_env(env, agent.observation_space, agent.action_space, _training_std(options, source, agent))
-    from edgekit.env_wrappers import device_notes
+    from edgekit.core.env_wrappers import device_notes
 
     notes = agent.notes + resolved.notes + tuple(
         f"the env is wrapped as in training: {line}" for line in device_notes(resolved.spec.wrappers))
@@ -154,8 +155,8 @@ def _training_std(options: BuildOptions, source: ModelSource, agent: LoadedAgent
     (they tell which features varied in training); the extract stage reports unreadable ones."""
     import numpy as np
 
-    from edgekit.errors import EdgekitError
-    from edgekit.loading.vecnormalize import load_vecnormalize
+    from edgekit.core.errors import EdgekitError
+    from edgekit.host.loading.vecnormalize import load_vecnormalize
 
     path = None if options.no_vecnormalize else (options.vecnormalize or source.vecnormalize)
     if path is None or agent.observation_space.kind not in ("box", "dict"):
@@ -171,7 +172,7 @@ def extract_float_policy(options: BuildOptions, loaded: LoadedModel) -> tuple[Po
     """The extract stage (also ``edgekit calibrate``'s): the float actor with its VecNormalize and image
     input, and a line saying what it is."""
     from edgekit.stages.extract import extract_policy
-    from edgekit.stages.image_input import image_input_for
+    from edgekit.stages.image_decision import image_input_for
 
     image = image_input_for(loaded.agent, loaded.env)
     normalize, used = _vecnormalize(options, loaded.source, loaded.config, loaded.agent)
@@ -216,7 +217,7 @@ def _image_note(image: Any) -> str:
 
 def _zoo_config(source: ModelSource) -> dict[str, Any]:
     """An rl-zoo3 / hub config.yml, when there is one; it must not name unreproduced transforms."""
-    from edgekit.loading.zoo_config import check_zoo_config, read_zoo_config
+    from edgekit.host.loading.zoo_config import check_zoo_config, read_zoo_config
 
     if source.config is None:
         return {}
@@ -228,8 +229,8 @@ def _zoo_config(source: ModelSource) -> dict[str, Any]:
 def _env_spec(options: BuildOptions, source: ModelSource, config: dict[str, Any]) -> EnvSpec:
     """``--env`` (or the id the layout names), ``--env-module``, ``--env-kwargs`` or env_kwargs.yml, and the
     training's observation wrappers that edgekit reproduces (config.yml's env_wrapper)."""
-    from edgekit.errors import UsageError
-    from edgekit.loading.zoo_config import read_env_kwargs, zoo_wrappers
+    from edgekit.core.errors import UsageError
+    from edgekit.host.loading.zoo_config import read_env_kwargs, zoo_wrappers
 
     env_id = options.env_id or source.env_id
     if not env_id:
@@ -246,8 +247,8 @@ def _env_spec(options: BuildOptions, source: ModelSource, config: dict[str, Any]
 def _vecnormalize(options: BuildOptions, source: ModelSource, config: dict[str, Any],
                   agent: LoadedAgent) -> tuple[Any, str]:
     """The observation normalization the policy was trained with, if any (explicit, or in its layout)."""
-    from edgekit.errors import ModelFileError
-    from edgekit.loading.vecnormalize import load_vecnormalize
+    from edgekit.core.errors import ModelFileError
+    from edgekit.host.loading.vecnormalize import load_vecnormalize
 
     if options.no_vecnormalize:
         return None, ""
@@ -269,7 +270,7 @@ def _vecnormalize(options: BuildOptions, source: ModelSource, config: dict[str, 
 
 def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress) -> Int8Model:
     """export ONNX -> onnx2tf -> int8 TFLite, each checked against the previous."""
-    from edgekit.stages import package
+    from edgekit.bundle import layout
     from edgekit.stages.condition import model_inputs
     from edgekit.stages.convert import convert_to_tensorflow
     from edgekit.stages.export_onnx import export_onnx
@@ -278,14 +279,14 @@ def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress
     conditioned, sets = prepared.conditioned, prepared.sets
     held_out_inputs = model_inputs(sets.held_out, conditioned.preprocess)
     with progress.stage(STAGES[4]) as note:
-        onnx_model = export_onnx(conditioned.graph, held_out_inputs, stage / package.ONNX_MODEL)
+        onnx_model = export_onnx(conditioned.graph, held_out_inputs, stage / layout.ONNX_MODEL)
         note.detail = f"opset {onnx_model.opset}, max |onnx - torch| {onnx_model.max_abs_error:.1e}"
     with progress.stage(STAGES[5]) as note:
         tf_model = convert_to_tensorflow(onnx_model, held_out_inputs, scratch)
         note.detail = f"max |tf - onnx| {tf_model.max_abs_error:.1e}"
     with progress.stage(STAGES[6]) as note:
         calibration_inputs = model_inputs(sets.calibration, conditioned.preprocess)
-        int8 = quantize_int8(tf_model, calibration_inputs, conditioned.preprocess, stage / package.CPU_MODEL,
+        int8 = quantize_int8(tf_model, calibration_inputs, conditioned.preprocess, stage / layout.CPU_MODEL,
                              binary=conditioned.graph.binary_inputs if "binary_inputs" in conditioned.applied else ())
         note.detail = f"ops {_op_summary(int8.ops)}; int8 in/out, no float tensors"
     return int8
@@ -294,21 +295,22 @@ def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress
 def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage: Path,
              progress: Progress) -> tuple[Validation, list[str]]:
     """validate -> Edge TPU check -> compile -> report and manifest."""
+    from edgekit.bundle import layout
     from edgekit.edgetpu.check import check_model
     from edgekit.runtime.policy import EdgePolicy
     from edgekit.runtime.verify import kernel_spread_steps
-    from edgekit.stages import package
+    from edgekit.stages import write_bundle
     from edgekit.stages.validate import summary_line, validate_int8
 
     agent, conditioned, sets = prepared.agent, prepared.conditioned, prepared.sets
     with progress.stage(STAGES[7]) as note:
-        package.save_observations(sets, stage / package.CALIBRATION)
-        package.write_manifest(stage, agent, conditioned.graph, prepared.env, int8, sets, conditioned.applied)
+        write_bundle.save_observations(sets, stage / layout.CALIBRATION)
+        write_bundle.write_new_manifest(stage, agent, conditioned.graph, prepared.env, int8, sets, conditioned.applied)
         policy = EdgePolicy.load(stage, device="cpu")  # the device's own path, on the staged bundle
         validation = validate_int8(policy, prepared.graph, conditioned, sets)
         note.detail = summary_line(validation)
     with progress.stage(STAGES[8]) as note:
-        check = check_model(stage / package.CPU_MODEL)
+        check = check_model(stage / layout.CPU_MODEL)
         note.detail = (f"{check.tpu_share:.0%} of {len(check.ops)} ops predicted on the Edge TPU"
                        + ("" if check.fully_mappable else f"; {check.placement}"))
     notes: list[str] = [] if check.fully_mappable else [_placement_note(check)]
@@ -317,24 +319,24 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
     with progress.stage(STAGES[10]) as note:
         report = {
             "schema": BUILD_REPORT_SCHEMA,
-            "schema_version": 1,
+            "schema_version": layout.REPORT_SCHEMA_VERSION,
             "validation": validation.metrics,
             "conditioning": conditioned.applied,
             "edgetpu_check": check.to_dict(),
             "edgetpu_compile": compiled,
             "timings_s": dict(progress.timings),
         }
-        package.write_json(stage / package.REPORT_JSON, report)
-        package.save_verification(sets, validation.int8_outputs, stage / package.VERIFY,
-                                  kernel_spread_steps(policy, sets.held_out[:package.VERIFY_SAMPLES]))
-        package.refresh_hashes(stage)
+        write_bundle.write_json(stage / layout.REPORT_JSON, report)
+        write_bundle.save_verification(sets, validation.int8_outputs, stage / layout.VERIFY,
+                                       kernel_spread_steps(policy, sets.held_out[:write_bundle.VERIFY_SAMPLES]))
+        write_bundle.refresh_hashes(stage)
         note.detail = str(options.output)
     return validation, notes
 
 
 def _placement_note(check: Any) -> str:
     """What a model the Edge TPU cannot run fully means for the user, naming the activation behind the cut."""
-    from edgekit.activations import CPU_ONLY_OPS
+    from edgekit.host.activations import CPU_ONLY_OPS
 
     cut = check.ops[check.cut_index] if check.cut_index is not None else None
     cause = ""

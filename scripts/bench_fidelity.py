@@ -87,8 +87,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def build_variant(agent: Agent, variant: str, episodes: int, work: Path, seed: int = 0,
                   env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    from edgekit.core.progress import Progress
     from edgekit.pipeline import BuildOptions, ReportOptions, build
-    from edgekit.progress import Progress
     from edgekit.stages.condition import ConditioningOptions
 
     start = time.perf_counter()
@@ -130,7 +130,7 @@ def _recipe(env_id: str) -> Any:
 
 
 def _ops(bundle: Path) -> list[str]:
-    from edgekit.tflite_inspect import inspect_int8_model
+    from edgekit.host.tflite_inspect import inspect_int8_model
 
     return list(inspect_int8_model(bundle / "model_int8.tflite").op_names)
 

@@ -61,10 +61,10 @@ def _invoke_latency(policy, obs: np.ndarray, iterations: int) -> dict[str, float
 def bench(env_id: str, work: Path, steps: int, iterations: int) -> dict:
     import coverage_envs_images  # noqa: F401  (registers the envs)
 
+    from edgekit.core.progress import Progress
+    from edgekit.host.tflite_inspect import inspect_int8_model
     from edgekit.pipeline import BuildOptions, ReportOptions, build
-    from edgekit.progress import Progress
     from edgekit.runtime import EdgePolicy
-    from edgekit.tflite_inspect import inspect_int8_model
 
     name = env_id.split("/")[-1]
     model = _train(env_id, work / f"{name}.zip", steps)

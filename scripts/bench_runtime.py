@@ -201,7 +201,7 @@ def bench_latency(bundle: Path, model_path: Path, iterations: int, warmup: int, 
     import onnxruntime as ort
     import torch
 
-    from edgekit.loading import load_agent
+    from edgekit.host.loading import load_agent
     from edgekit.runtime import EdgePolicy
 
     torch.set_num_threads(1)

@@ -31,8 +31,8 @@ import numpy as np
 
 
 def prepare(model: str, env_id: str | None, env_module: str | None, cut: int | None = None) -> tuple[Any, ...]:
+    from edgekit.core.progress import Progress
     from edgekit.pipeline import BuildOptions, extract_float_policy, load_model
-    from edgekit.progress import Progress
     from edgekit.stages.rollouts import collect_observations, recipe_for
 
     options = BuildOptions(model=model, env_id=env_id, env_module=env_module, output=Path("unused"))
@@ -99,8 +99,8 @@ class Rounding:
 
 
 def error(graph: Any, conditioned: Any, space: Any, rows: np.ndarray, outputs: np.ndarray) -> str:
-    from edgekit.postprocess import ARGMAX, PostProcessor
-    from edgekit.report.metrics import decisive_mask
+    from edgekit.core.metrics import decisive_mask
+    from edgekit.core.postprocess import ARGMAX, PostProcessor
 
     reference_out = graph.outputs(rows)
     reference = PostProcessor(graph.postprocess, space)(reference_out)

@@ -576,8 +576,8 @@ def host_results(bundle: Path, obs: Any) -> dict[str, Any]:
 def float_policy_actions(bundle: Path, obs: Any) -> Any:
     """SB3's ``predict(obs, deterministic=True)`` on the host, from the model zip the bundle was built from
     (named in its report.json): computed once per bundle and run, every venv is compared with it."""
-    from edgekit.algorithms import ALGORITHMS
     from edgekit.bundle.manifest import Manifest
+    from edgekit.host.algorithms import ALGORITHMS
 
     manifest = Manifest.read(bundle)
     model_path = Path(json.loads((bundle / "report.json").read_text())["reference"]["model"])
@@ -596,7 +596,7 @@ def float_fidelity(bundle: Path, float_actions: Any, runs: dict[str, tuple[Any, 
     import numpy as np
 
     from edgekit.bundle.manifest import Manifest
-    from edgekit.report.metrics import fidelity_metrics
+    from edgekit.core.metrics import fidelity_metrics
 
     manifest = Manifest.read(bundle)
     scale, zero = manifest.models["cpu"].output.quant.scale, manifest.models["cpu"].output.quant.zero_point

@@ -8,7 +8,7 @@ folders. For each zip it decodes the pickled fields edgekit reads
 with the restricted unpickler, and prints one line per file it refuses.
 ``--globals`` also lists every global any pickled field names (including the
 fields edgekit never decodes: schedules, buffers) with the fields naming it:
-what the allow-list of ``edgekit.loading.pickle_rules`` is measured against.
+what the allow-list of ``edgekit.host.loading.pickle_rules`` is measured against.
 Nothing is executed: names are read with ``pickletools``. Exit status 1 when a
 file is refused.
 """
@@ -24,9 +24,9 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-from edgekit.errors import EdgekitError
-from edgekit.loading.restricted_unpickle import restricted_loads
-from edgekit.loading.vecnormalize import STAND_INS
+from edgekit.core.errors import EdgekitError
+from edgekit.host.loading.restricted_unpickle import restricted_loads
+from edgekit.host.loading.vecnormalize import STAND_INS
 
 DECODED = ("observation_space", "action_space", "policy_kwargs")
 _STRINGS = ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8")

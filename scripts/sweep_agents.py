@@ -98,8 +98,8 @@ def _is_sb3_zip(path: Path) -> bool:
 
 
 def _companions(model: Path) -> list[Path]:
-    """The model and the files of its layout (``edgekit.loading.source``: run folder or snapshot)."""
-    from edgekit.loading.source import resolve_source
+    """The model and the files of its layout (``edgekit.host.loading.source``: run folder or snapshot)."""
+    from edgekit.host.loading.source import resolve_source
 
     try:
         source = resolve_source(model)
@@ -146,7 +146,7 @@ def child_main(result_path: Path, argv: list[str]) -> int:
     import argparse as child_argparse
 
     from edgekit.commands import register_all
-    from edgekit.errors import EdgekitError
+    from edgekit.core.errors import EdgekitError
 
     parser = child_argparse.ArgumentParser(prog="edgekit")
     register_all(parser.add_subparsers(dest="command", required=True))
@@ -185,7 +185,7 @@ def error_attribution(bundle: Path) -> dict[str, Any]:
     import numpy as np
 
     from edgekit.bundle.manifest import Manifest
-    from edgekit.postprocess import PostProcessor
+    from edgekit.core.postprocess import PostProcessor
     from edgekit.report.build_report import _observations
     from edgekit.report.coverage import unclipped_levels
     from edgekit.report.reference import onnx_outputs
@@ -305,8 +305,8 @@ def sweep_agent(agent: Agent, out: Path, build_args: list[str], limits: Limits) 
 
 def describe_agent(agent: Agent) -> dict[str, Any]:
     """What the zip says about itself (no unpickling): algorithm, policy class, SB3 release."""
-    from edgekit.loading.sb3_zip import inspect_model_zip
-    from edgekit.loading.source import resolve_source
+    from edgekit.host.loading.model_zip import inspect_model_zip
+    from edgekit.host.loading.source import resolve_source
 
     row: dict[str, Any] = {"agent": agent.name, "algorithm": "?", "policy": "?", "sb3_version": "?", "env_named": None}
     try:
@@ -375,8 +375,8 @@ def training_drift(bundle: Path, manifest: dict[str, Any]) -> dict[str, Any] | N
 
 
 def fidelity_of(report: dict[str, Any]) -> dict[str, Any]:
-    """The report's headline figures (``edgekit.report.metrics``), as the report computed them."""
-    from edgekit.report.metrics import describe
+    """The report's headline figures (``edgekit.core.metrics``), as the report computed them."""
+    from edgekit.core.metrics import describe
 
     validation = report["validation"]
     out: dict[str, Any] = {"headline": describe(validation, with_max=True), "samples": validation["samples"]}

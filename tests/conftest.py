@@ -139,7 +139,7 @@ def _space_cases() -> list[AgentCase]:
     return cases
 
 
-# Every supported combination of edgekit.support (tests/test_coverage.py fails
+# Every supported combination of edgekit.host.support_matrix (tests/test_coverage.py fails
 # when one has no case here), and non-default net_arch / activation_fn
 # (including separate pi/vf nets). Each case is built and checked against SB3's
 # predict end to end (tests/test_build_e2e.py).
@@ -214,7 +214,7 @@ AGENT_CASES = {
 
 def algorithm_class(name: str) -> type:
     """The SB3 or sb3-contrib class of a case's algorithm, as edgekit's table names it."""
-    from edgekit.algorithms import ALGORITHMS
+    from edgekit.host.algorithms import ALGORITHMS
 
     return ALGORITHMS[name].load_class()
 
@@ -270,8 +270,8 @@ class BuiltBundle:
 @pytest.fixture(scope="session")
 def built_bundle(work_dir: Path, trained_model: Callable[[str], Path]) -> Callable[[str], BuiltBundle]:
     """``built_bundle(name)`` -> a bundle built in-process from that case, once per session."""
+    from edgekit.core.progress import Progress
     from edgekit.pipeline import BuildOptions, ReportOptions, build
-    from edgekit.progress import Progress
     from edgekit.stages.condition import ConditioningOptions
     from edgekit.stages.rollouts import RolloutRecipe
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.bundle.files import sha256_file
+from edgekit.bundle.layout import sha256_file
 
 SOURCE = Path(__file__).parent / "native" / "fake_libedgetpu.c"
 BEHAVIOURS = ("SEGFAULT", "HANG", "NULL", "CTOR", "NOOP")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
-from edgekit.errors import EdgekitError
+from edgekit.core.errors import EdgekitError
 
 TALLIES: dict[str, Counter[str]] = defaultdict(Counter)
 OUTCOMES = ("tried", "clean error", "accepted", "crash", "hang")

@@ -15,7 +15,7 @@ def test_rewrites_are_exact_in_float(name):
     import torch
     from torch import nn
 
-    from edgekit.activations import prepare_activations
+    from edgekit.host.activations import prepare_activations
 
     torch.manual_seed(0)
     body = nn.Sequential(nn.Linear(3, 8), getattr(nn, name)(), nn.Linear(8, 8), getattr(nn, name)()).eval()
@@ -31,8 +31,8 @@ def test_rewrites_are_exact_in_float(name):
 def test_activations_without_an_int8_form_are_refused_by_name():
     from torch import nn
 
-    from edgekit.activations import prepare_activations
-    from edgekit.errors import UnsupportedModelError
+    from edgekit.core.errors import UnsupportedModelError
+    from edgekit.host.activations import prepare_activations
 
     body = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.GELU())
     with pytest.raises(UnsupportedModelError, match="GELU.*erf") as info:
@@ -76,7 +76,7 @@ def test_hardswish_bundle_is_int8_and_says_which_part_runs_where(built_bundle):
                                                    ("ppo-pendulum-elu", "EXP", False)])
 def test_rewritten_activations_convert_fully_int8(built_bundle, name, op, fully):
     from edgekit.bundle import Manifest
-    from edgekit.tflite_inspect import inspect_int8_model
+    from edgekit.host.tflite_inspect import inspect_int8_model
 
     built = built_bundle(name)
     info = inspect_int8_model(built.bundle_dir / "model_int8.tflite")

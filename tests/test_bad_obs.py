@@ -9,11 +9,11 @@ import sys
 import pytest
 from conftest import REPO, run_cli
 
-from edgekit.errors import UsageError
+from edgekit.core.errors import UsageError
+from edgekit.core.spaces import BOX, DISCRETE, SpaceSpec
 from edgekit.runtime import EdgePolicy
 from edgekit.runtime.bad_obs import BadObsGuard, neutral_action
 from edgekit.runtime.serve import handle_line
-from edgekit.spaces import BOX, DISCRETE, SpaceSpec
 
 INF = float("inf")
 

@@ -9,9 +9,9 @@ import pytest
 from conftest import AGENT_CASES, algorithm_class
 
 from edgekit.bundle import Manifest, verify_all
-from edgekit.quant import QuantParams
+from edgekit.core.quant import QuantParams
+from edgekit.host.tflite_inspect import inspect_int8_model
 from edgekit.runtime import EdgePolicy
-from edgekit.tflite_inspect import inspect_int8_model
 
 CASES = sorted(AGENT_CASES)
 
@@ -23,7 +23,7 @@ MEAN_SHARE_TOL = 0.05
 MAX_SHARE_TOL = 0.25
 DECISIVE_AGREEMENT_MIN = 0.90
 
-# The TFLite ops an activation adds (edgekit.activations rewrites LeakyReLU as PReLU, ELU as relu + exp).
+# The TFLite ops an activation adds (edgekit.host.activations rewrites LeakyReLU as PReLU, ELU as relu + exp).
 ACTIVATION_OPS = {"Hardswish": ("HARD_SWISH",), "ELU": ("MINIMUM", "EXP", "SUB"), "LeakyReLU": ("PRELU",),
                   "LogSigmoid": ("LOGISTIC", "LOG")}
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from edgekit.bundle import Manifest, staged_directory
-from edgekit.errors import BundleError, BundleExistsError
+from edgekit.core.errors import BundleError, BundleExistsError
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import pytest
 from conftest import REPO, run_cli
 from test_cli_errors import _assert_one_line_error
 
-from edgekit.errors import UnsupportedModelError
-from edgekit.loading import load_agent
-from edgekit.loading.sb3_zip import inspect_model_zip
+from edgekit.core.errors import UnsupportedModelError
+from edgekit.host.loading import load_agent
+from edgekit.host.loading.model_zip import inspect_model_zip
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def refused_models(tmp_path_factory):
                                             ("crossq-pendulum", "CrossQ")])
 def test_contrib_models_are_recognised_without_importing_sb3_contrib(trained_model, name, algo):
     path = trained_model(name)
-    code = ("import sys; from edgekit.loading.sb3_zip import inspect_model_zip; "
+    code = ("import sys; from edgekit.host.loading.model_zip import inspect_model_zip; "
             f"info = inspect_model_zip({str(path)!r}); "
             "print(info.algorithm.name, 'sb3_contrib' in sys.modules, 'torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -93,7 +93,7 @@ def test_batch_renorm_folds_exactly_into_the_next_linear():
     from sb3_contrib.common.torch_layers import BatchRenorm1d
     from torch import nn
 
-    from edgekit.actor import fold_batch_renorm
+    from edgekit.host.actor import fold_batch_renorm
 
     torch.manual_seed(0)
     norms = [BatchRenorm1d(5), BatchRenorm1d(5), BatchRenorm1d(7)]

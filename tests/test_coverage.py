@@ -1,4 +1,4 @@
-"""The support matrix (edgekit.support) and the end-to-end cases (conftest.AGENT_CASES) agree.
+"""The support matrix (edgekit.host.support_matrix) and the end-to-end cases (conftest.AGENT_CASES) agree.
 
 Every supported combination of (algorithm, policy, observation kind, action kind)
 must have a case that tests/test_build_e2e.py trains, builds and checks against
@@ -11,12 +11,12 @@ from __future__ import annotations
 import pytest
 from conftest import AGENT_CASES, AgentCase
 
-from edgekit.support import Combination, check_supported, supported_combinations
+from edgekit.host.support_matrix import Combination, check_supported, supported_combinations
 
 
 def _combination(case: AgentCase) -> Combination:
-    from edgekit.envs import make_env, space_spec
-    from edgekit.spaces import observation_kind
+    from edgekit.core.spaces import observation_kind
+    from edgekit.host.gym_envs import make_env, space_spec
 
     env = make_env(case.env_id)
     try:
@@ -39,7 +39,7 @@ def test_every_case_is_a_supported_combination(name):
 
 
 def test_unsupported_combinations_are_refused_with_a_reason():
-    from edgekit.errors import UnsupportedModelError
+    from edgekit.core.errors import UnsupportedModelError
 
     with pytest.raises(UnsupportedModelError, match="DQN.*box actions"):
         check_supported(Combination("DQN", "MlpPolicy", "box", "box"))

@@ -11,8 +11,8 @@ import pytest
 from conftest import EXAMPLE_MODEL, run_cli
 
 from edgekit.bundle import Manifest
-from edgekit.env_spec import EnvOverride, EnvSpec
-from edgekit.errors import BundleError, EdgekitError, UsageError
+from edgekit.core.env_spec import EnvOverride, EnvSpec
+from edgekit.core.errors import BundleError, EdgekitError, UsageError
 
 USER_ENVS = '''
 import gymnasium
@@ -75,8 +75,8 @@ def test_env_class_with_kwargs_builds_and_plays_when_named(user_module, tmp_path
 
 @pytest.mark.slow
 def test_zoo_folder_env_kwargs_and_env_id_come_from_the_layout(tmp_path):
+    from edgekit.core.progress import Progress
     from edgekit.pipeline import BuildOptions, ReportOptions, build
-    from edgekit.progress import Progress
     from edgekit.stages.rollouts import RolloutRecipe
 
     run_folder = tmp_path / "ppo" / "Pendulum-v1_1"
@@ -96,7 +96,7 @@ def test_zoo_folder_env_kwargs_and_env_id_come_from_the_layout(tmp_path):
 
 
 def test_make_env_forms():
-    from edgekit.envs import make_env
+    from edgekit.host.gym_envs import make_env
 
     assert make_env(EnvSpec("Pendulum-v1", kwargs={"g": 3.0})).unwrapped.g == 3.0
     by_class = make_env(EnvSpec("gymnasium.envs.classic_control.pendulum:PendulumEnv", kwargs={"g": 4.0}))

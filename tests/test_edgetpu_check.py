@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from conftest import AGENT_CASES, REPO, run_cli
 
+from edgekit.core.errors import BundleError
 from edgekit.edgetpu.check import CheckReport, check_model, check_path, format_report
-from edgekit.errors import BundleError
 
 # -- real bundles --------------------------------------------------------------------------------
 
@@ -68,7 +68,7 @@ def test_check_of_a_bundle_verifies_the_model_hash(built_bundle, tmp_path):
 @pytest.fixture(scope="module")
 def tflite_model(tmp_path_factory) -> Callable[..., Path]:
     """``tflite_model(name, fn, shape, quantize=..., int8_io=..., per_tensor=...)`` -> .tflite path."""
-    from edgekit.tf_env import import_tensorflow
+    from edgekit.host.tensorflow_import import import_tensorflow
 
     tf = import_tensorflow()
     out = tmp_path_factory.mktemp("tflite")

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgekit.artifacts import PolicyGraph
 from edgekit.bundle.manifest import ObsNormalization
-from edgekit.postprocess import PostProcessor
+from edgekit.core.postprocess import PostProcessor
+from edgekit.stages.artifacts import PolicyGraph
 from edgekit.stages.condition import ConditioningOptions, _argmax_clamp, condition, model_inputs
 from edgekit.stages.int8sim import QuantSim, simulate, supported, weight_grid
 from edgekit.stages.score import FidelityScore
@@ -23,7 +23,7 @@ RANGES_ONLY = dict(finetune=False, input_split=0, widen=False)
 
 
 def _agent(trained_model, name, normalize=None):
-    from edgekit.loading import load_agent
+    from edgekit.host.loading import load_agent
     from edgekit.stages.extract import extract_policy
 
     agent = load_agent(trained_model(name))
@@ -31,7 +31,7 @@ def _agent(trained_model, name, normalize=None):
 
 
 def _sets(agent, graph, env_id, steps=400, seed=3):
-    from edgekit.progress import Progress
+    from edgekit.core.progress import Progress
     from edgekit.stages.rollouts import RolloutRecipe, collect_observations
 
     return collect_observations(agent, graph, env_id, RolloutRecipe(calibration_steps=steps, held_out_steps=steps,
@@ -183,8 +183,8 @@ def test_argmax_clamp_leaves_room_for_the_best_two():
 
 
 def test_decisive_states_are_judged_on_the_policy_outputs():
-    from edgekit.report.metrics import fidelity_metrics
-    from edgekit.spaces import SpaceSpec
+    from edgekit.core.metrics import fidelity_metrics
+    from edgekit.core.spaces import SpaceSpec
 
     space = SpaceSpec(kind="discrete", shape=(), dtype="int64", n=2)
     q = np.array([[100.0, 100.02], [100.0, 103.0], [97.0, 100.0], [100.0, 100.0001]] * 25)
@@ -243,7 +243,7 @@ def _synthetic_actor(sizes, activation, squash, outputs):
     import gymnasium as gym
     from stable_baselines3.common.torch_layers import FlattenExtractor
 
-    from edgekit.actor import DeterministicActor
+    from edgekit.host.actor import DeterministicActor
 
     torch.manual_seed(0)
     layers = []
@@ -328,8 +328,8 @@ def test_calibration_covers_whole_episodes_so_held_out_observations_stay_in_the_
     set the ranges too: held-out observations (whole episodes) stay inside the int8 input range."""
     from conftest import EXAMPLE_MODEL
 
-    from edgekit.loading import load_agent
-    from edgekit.progress import Progress
+    from edgekit.core.progress import Progress
+    from edgekit.host.loading import load_agent
     from edgekit.stages.extract import extract_policy
     from edgekit.stages.rollouts import RolloutRecipe, collect_observations
 
@@ -396,8 +396,8 @@ def test_the_conditioning_says_whether_the_simulation_meets_the_targets_and_what
     the verdict says so, and which rounding adds most."""
     import re
 
-    from edgekit.artifacts import ObservationSets
-    from edgekit.spaces import SpaceSpec
+    from edgekit.core.spaces import SpaceSpec
+    from edgekit.stages.artifacts import ObservationSets
 
     actor = _synthetic_actor([6, 32, 32], nn.Tanh, squash=False, outputs=2)
     with torch.no_grad():
@@ -425,7 +425,7 @@ def test_onnx_export_tolerance_follows_the_int8_output_step(tmp_path, monkeypatc
     """float32 sums over wide layers differ between torch and ONNX Runtime by more than 1e-4 (a Humanoid
     actor's 752 split inputs: 1.5e-4 on outputs in [-1, 1]); a 20th of the int8 output step is the bound."""
     import edgekit.stages.export_onnx as export
-    from edgekit.errors import ConversionError
+    from edgekit.core.errors import ConversionError
 
     actor = _synthetic_actor([4, 8], nn.Tanh, squash=False, outputs=2)
     graph = PolicyGraph(module=actor, input_size=4, output_size=2, output="actions", postprocess="clip")

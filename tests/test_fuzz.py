@@ -39,9 +39,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgekit.bundle import MANIFEST_NAME, Manifest
-from edgekit.bundle.files import sha256_file
-from edgekit.errors import EdgekitError
-from edgekit.loading import load_agent
+from edgekit.bundle.layout import sha256_file
+from edgekit.core.errors import EdgekitError
+from edgekit.host.loading import load_agent
 from edgekit.runtime import EdgePolicy
 from edgekit.runtime.bad_obs import BadObsGuard
 from edgekit.runtime.lines import TOO_LONG, LineFramer
@@ -408,7 +408,7 @@ def test_swapped_op_codes_give_one_clean_error_line_in_every_command(bundle, tmp
 _WORKER = """
 import json, sys, warnings
 warnings.simplefilter("ignore")
-from edgekit.errors import EdgekitError
+from edgekit.core.errors import EdgekitError
 from edgekit.runtime import EdgePolicy
 from edgekit.runtime.serve import handle_line
 for path in sys.argv[1:]:

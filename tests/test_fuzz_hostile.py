@@ -40,11 +40,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgekit.bundle import MANIFEST_NAME, Manifest
-from edgekit.errors import EdgekitError
-from edgekit.loading.pickle_rules import RULES
-from edgekit.loading.restricted_unpickle import restricted_loads
-from edgekit.loading.zoo_config import read_env_kwargs, read_zoo_config
-from edgekit.postprocess import PostProcessor
+from edgekit.core.errors import EdgekitError
+from edgekit.core.postprocess import PostProcessor
+from edgekit.host.loading.pickle_rules import RULES
+from edgekit.host.loading.restricted_unpickle import restricted_loads
+from edgekit.host.loading.zoo_config import read_env_kwargs, read_zoo_config
 from edgekit.runtime import EdgePolicy
 
 EXAMPLES = 200

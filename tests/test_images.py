@@ -16,7 +16,7 @@ import pytest
 from conftest import AGENT_CASES, REPO, run_cli
 
 from edgekit.bundle import Manifest
-from edgekit.errors import BundleError, InputError, ModelFileError, UnsafePickleError
+from edgekit.core.errors import BundleError, InputError, ModelFileError, UnsafePickleError
 from edgekit.runtime import EdgePolicy
 
 HWC_CASE = "ppo-image-hwc3"  # edgekit-test/DotHWC3x48-v0: (48, 48, 3) env, SB3 stores (3, 48, 48)
@@ -72,7 +72,7 @@ def test_manifest_records_the_env_layout_and_the_model_layout(built_bundle):
 @pytest.mark.parametrize("name", [HWC_CASE, CHW_CASE])
 def test_int8_model_takes_nhwc_images_with_no_transpose(built_bundle, name):
     from edgekit.edgetpu.check import check_model
-    from edgekit.tflite_inspect import inspect_int8_model
+    from edgekit.host.tflite_inspect import inspect_int8_model
 
     built = built_bundle(name)
     model = built.bundle_dir / "model_int8.tflite"
@@ -172,8 +172,8 @@ def test_report_summarises_pixels_per_channel_and_measures_conv_layers(built_bun
 
 
 def test_mlp_policy_on_images_is_refused_with_the_reason():
-    from edgekit.errors import UnsupportedModelError
-    from edgekit.support import Combination, check_supported
+    from edgekit.core.errors import UnsupportedModelError
+    from edgekit.host.support_matrix import Combination, check_supported
 
     with pytest.raises(UnsupportedModelError, match="CnnPolicy"):
         check_supported(Combination("PPO", "MlpPolicy", "image", "discrete"))
@@ -183,7 +183,7 @@ def test_nature_cnn_may_be_named_in_policy_kwargs_but_not_called(trained_model, 
     from stable_baselines3.common.torch_layers import NatureCNN
     from test_safe_load import _Calls, _pickled, _rewrite
 
-    from edgekit.loading import load_agent
+    from edgekit.host.loading import load_agent
 
     path = trained_model(HWC_CASE)
     original = load_agent(path)

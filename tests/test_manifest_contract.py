@@ -16,8 +16,8 @@ from conftest import assert_one_line_error, run_cli
 from gymnasium import spaces
 
 from edgekit.bundle import Manifest
-from edgekit.errors import BundleError, EdgekitError
-from edgekit.postprocess import PostProcessor
+from edgekit.core.errors import BundleError, EdgekitError
+from edgekit.core.postprocess import PostProcessor
 
 INF, NEG_INF = "inf", "-inf"  # how the manifest writes infinite bounds
 
@@ -154,7 +154,7 @@ def test_build_refuses_a_model_whose_bundle_would_be_refused(tmp_path, low, high
 
 
 def test_library_refuses_it_before_any_stage_runs(tmp_path):
-    from edgekit.loading import load_agent
+    from edgekit.host.loading import load_agent
     from edgekit.stages.extract import extract_policy
 
     agent = load_agent(_td3_zip(tmp_path, _box(-np.inf, np.inf)))

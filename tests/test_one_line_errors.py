@@ -19,9 +19,9 @@ import torch
 from conftest import EXAMPLE_MODEL, REPO, assert_one_line_error, run_cli
 from hostile_pickles import array, floating, text, vecnormalize
 
-from edgekit.errors import EdgekitError, ModelFileError
-from edgekit.loading import load_agent
-from edgekit.loading.vecnormalize import load_vecnormalize
+from edgekit.core.errors import EdgekitError, ModelFileError
+from edgekit.host.loading import load_agent
+from edgekit.host.loading.vecnormalize import load_vecnormalize
 
 FAST_BUILD = ("--no-finetune", "--no-widen", "--report-episodes", "0", "--calibration-steps", "400",
               "--validation-steps", "300")
@@ -160,13 +160,13 @@ def test_a_bundle_with_a_boolean_format_version(tmp_path, built_bundle):
 
 def test_a_full_disk_is_a_one_line_error_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     """ENOSPC injected where the build writes: one line naming the cause, no staging directory left."""
-    import edgekit.loading
+    import edgekit.host.loading
     from edgekit import cli
 
     def full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(edgekit.loading, "load_agent", full)
+    monkeypatch.setattr(edgekit.host.loading, "load_agent", full)
     out = tmp_path / "b"
     code = cli.main(["build", str(EXAMPLE_MODEL), "--env", "Pendulum-v1", "-o", str(out), "-q"])
     err = capsys.readouterr().err

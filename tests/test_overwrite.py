@@ -18,8 +18,8 @@ import pytest
 from conftest import EXAMPLE_MODEL, assert_one_line_error, run_cli
 
 from edgekit.bundle import staged_directory
-from edgekit.errors import BundleExistsError, UsageError
-from edgekit.overwrite import check_replaceable_directory, check_replaceable_file
+from edgekit.bundle.overwrite import check_replaceable_directory, check_replaceable_file
+from edgekit.core.errors import BundleExistsError, UsageError
 
 
 def _fingerprint(root: Path) -> dict[str, str]:

@@ -21,7 +21,7 @@ import pytest
 from conftest import REPO, run_cli
 from fake_libedgetpu import EDGETPU_STANDIN, library_env
 
-from edgekit.errors import BundleError, DeviceError
+from edgekit.core.errors import BundleError, DeviceError
 from edgekit.runtime import EdgePolicy, EdgeTPUFallbackWarning
 from edgekit.runtime.interpreters import DeviceRequest, find_backend
 from edgekit.runtime.probe import child_arguments, probe_cache_dir, probe_model

@@ -62,8 +62,8 @@ def zoo_bundles(tmp_path_factory) -> dict[str, Path]:
     loader decoded anything) and gym was never imported."""
     import cloudpickle
 
+    from edgekit.core.progress import Progress
     from edgekit.pipeline import BuildOptions, ReportOptions, build
-    from edgekit.progress import Progress
     from edgekit.stages.rollouts import RolloutRecipe
 
     assert importlib.util.find_spec("gym") is None  # the point: no gym needed
@@ -173,8 +173,8 @@ def test_vecnormalize_fast_step_equals_the_general_path(zoo_bundles):
 
 
 def test_vecnormalize_statistics_are_read_without_running_code():
-    from edgekit.loading.source import resolve_source
-    from edgekit.loading.vecnormalize import load_vecnormalize
+    from edgekit.host.loading.source import resolve_source
+    from edgekit.host.loading.vecnormalize import load_vecnormalize
 
     folder = ZOO / "a2c" / "Acrobot-v1_1"
     path = resolve_source(folder).vecnormalize
@@ -203,8 +203,8 @@ def test_normalize_in_config_without_statistics_is_refused(tmp_path):
 
 
 def test_zoo_run_folder_and_hub_snapshot_layouts(tmp_path):
-    from edgekit.errors import UsageError
-    from edgekit.loading.source import resolve_source
+    from edgekit.core.errors import UsageError
+    from edgekit.host.loading.source import resolve_source
 
     run_folder = ZOO / "a2c" / "Acrobot-v1_1"
     source = resolve_source(run_folder)
@@ -262,8 +262,8 @@ def test_hf_repository_from_the_local_hub_cache(tmp_path):
 
 @pytest.mark.parametrize("folder", sorted(AGENTS))
 def test_zoo_configs_are_read_safely(folder):
-    from edgekit.loading.source import resolve_source
-    from edgekit.loading.zoo_config import check_zoo_config, read_zoo_config
+    from edgekit.host.loading.source import resolve_source
+    from edgekit.host.loading.zoo_config import check_zoo_config, read_zoo_config
 
     path = resolve_source(ZOO / folder).config
     config = read_zoo_config(path)
@@ -272,8 +272,8 @@ def test_zoo_configs_are_read_safely(folder):
 
 
 def test_zoo_config_with_code_or_wrappers_is_refused(tmp_path):
-    from edgekit.errors import ModelFileError, UnsupportedModelError
-    from edgekit.loading.zoo_config import check_zoo_config, read_env_kwargs, read_zoo_config
+    from edgekit.core.errors import ModelFileError, UnsupportedModelError
+    from edgekit.host.loading.zoo_config import check_zoo_config, read_env_kwargs, read_zoo_config
 
     marker = tmp_path / "ran"
     hostile = tmp_path / "hostile.yml"
@@ -290,5 +290,5 @@ def test_zoo_config_with_code_or_wrappers_is_refused(tmp_path):
     assert config["env_wrapper"] == "rl_zoo3.wrappers.HistoryWrapper"
     with pytest.raises(UnsupportedModelError, match="env_wrapper 'rl_zoo3.wrappers.HistoryWrapper'"):
         check_zoo_config(config, wrapped)
-    config["env_wrapper"] = "sb3_contrib.common.wrappers.TimeFeatureWrapper"  # reproduced (edgekit.env_wrappers)
+    config["env_wrapper"] = "sb3_contrib.common.wrappers.TimeFeatureWrapper"  # reproduced (edgekit.core.env_wrappers)
     check_zoo_config(config, wrapped)

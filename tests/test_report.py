@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO, run_cli
 
 from edgekit.bundle import Manifest, verify_all
-from edgekit.errors import UsageError
+from edgekit.core.errors import UsageError
 from edgekit.report import schema
 from edgekit.report.closed_loop import normalized_score
 from edgekit.report.reference import conditioned_inputs

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 
 from edgekit.bundle import Manifest, sha256_file
-from edgekit.errors import BundleError, DeviceError, InputError, MissingDependencyError, UsageError
+from edgekit.core.errors import BundleError, DeviceError, InputError, MissingDependencyError, UsageError
 from edgekit.runtime import EdgePolicy, EdgeTPUFallbackWarning
 from edgekit.runtime.interpreters import DeviceRequest, edgetpu_library_name, find_backend
 

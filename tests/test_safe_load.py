@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import AGENT_CASES, EXAMPLE_MODEL, REPO, run_cli
 
-from edgekit.errors import ModelFileError, UnsafePickleError
-from edgekit.loading import load_agent
+from edgekit.core.errors import ModelFileError, UnsafePickleError
+from edgekit.host.loading import load_agent
 
 LEGACY = REPO / "tests" / "data" / "rl-zoo-agents"
 LEGACY_AGENTS = [
@@ -32,8 +32,8 @@ def _random_observations(space, n: int = 200):
     from gymnasium import spaces
 
     if not isinstance(space, spaces.Box):
-        from edgekit.envs import space_spec
-        from edgekit.observations import ObservationEncoder
+        from edgekit.core.observations import ObservationEncoder
+        from edgekit.host.gym_envs import space_spec
 
         return ObservationEncoder(space_spec(space, "observation")).sample(np.random.default_rng(0), n)
     low = np.clip(np.asarray(space.low, dtype=np.float64), -10, 10)
@@ -288,7 +288,7 @@ def test_policy_kwargs_larger_than_the_weights_are_refused_before_allocating(tmp
 
 
 def test_build_passes_trust_pickle_to_the_loader(tmp_path, monkeypatch):
-    import edgekit.loading
+    import edgekit.host.loading
     from edgekit.pipeline import BuildOptions, build
 
     seen = []
@@ -297,7 +297,7 @@ def test_build_passes_trust_pickle_to_the_loader(tmp_path, monkeypatch):
         seen.append(trust_pickle)
         raise ModelFileError("stop here")
 
-    monkeypatch.setattr(edgekit.loading, "load_agent", fake_load_agent)
+    monkeypatch.setattr(edgekit.host.loading, "load_agent", fake_load_agent)
     for trust in (False, True):
         with pytest.raises(ModelFileError, match="stop here"):
             build(BuildOptions(model=EXAMPLE_MODEL, env_id="Pendulum-v1", output=tmp_path / "b", trust_pickle=trust))

@@ -66,8 +66,8 @@ def test_restricted_loader_rebuilds_the_policy_that_release_saved(version, name,
     import cloudpickle
     from stable_baselines3.common import save_util
 
-    from edgekit.loading import load_agent
-    from edgekit.loading.vecnormalize import load_vecnormalize
+    from edgekit.host.loading import load_agent
+    from edgekit.host.loading.vecnormalize import load_vecnormalize
 
     assert importlib.util.find_spec("gym") is None  # zips pickled under gym load without it
     for module, attr in ((pickle, "loads"), (pickle, "load"), (cloudpickle, "loads"), (cloudpickle, "load"),
@@ -91,7 +91,7 @@ def test_restricted_loader_rebuilds_the_policy_that_release_saved(version, name,
 
 def test_shared_layers_of_sb3_before_1_8_become_separate_networks():
     """``[32, dict(pi=[16], vf=[8])]`` (one shared layer) is rebuilt as pi [32, 16] and vf [32, 8]."""
-    from edgekit.loading import load_agent
+    from edgekit.host.loading import load_agent
 
     policy = load_agent(DATA / "1.6.2" / "a2c-CartPole-v1.zip").model.policy
     assert policy.net_arch == {"pi": [32, 16], "vf": [32, 8]}
@@ -105,8 +105,8 @@ def test_shared_layers_of_sb3_before_1_8_become_separate_networks():
 def test_shared_layers_that_net_arch_does_not_describe_are_refused():
     import torch
 
-    from edgekit.errors import ModelFileError
-    from edgekit.loading.shared_layers import unshare_layers
+    from edgekit.core.errors import ModelFileError
+    from edgekit.host.loading.shared_layers import unshare_layers
 
     params = {"mlp_extractor.shared_net.0.weight": torch.zeros(32, 3),
               "mlp_extractor.shared_net.0.bias": torch.zeros(32),
@@ -126,8 +126,8 @@ def test_shared_layers_that_net_arch_does_not_describe_are_refused():
 
 
 def _build(version: str, name: str, out: Path) -> Any:
+    from edgekit.core.progress import Progress
     from edgekit.pipeline import BuildOptions, ReportOptions, build
-    from edgekit.progress import Progress
     from edgekit.stages.rollouts import RolloutRecipe
 
     agent = _agent(version, name)

@@ -129,7 +129,7 @@ def test_a_non_finite_action_is_an_error_reply_or_the_substitute_never_an_exit(b
     on."""
     from test_verify import huge_bounds_bundle
 
-    from edgekit.errors import BundleError
+    from edgekit.core.errors import BundleError
     from edgekit.runtime.bad_obs import BadObsGuard
     from edgekit.runtime.serve import handle_line
 

@@ -22,9 +22,9 @@ import pytest
 from conftest import EXAMPLE_MODEL, REPO
 from fuzz_tally import record
 
-from edgekit import cleanup
 from edgekit.bundle import staged_directory
-from edgekit.bundle.files import sha256_file
+from edgekit.bundle.layout import sha256_file
+from edgekit.core import cleanup
 
 SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143), "SIGHUP": (signal.SIGHUP, 129)}
 # after which stage's progress line the signal is sent ("0": as soon as the process starts importing)

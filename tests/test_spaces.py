@@ -18,11 +18,11 @@ import pytest
 from gymnasium import spaces
 
 from edgekit.bundle import Manifest
-from edgekit.envs import space_spec
-from edgekit.errors import BundleError, InputError, UnsafePickleError, UnsupportedModelError
-from edgekit.observations import ObservationEncoder
-from edgekit.postprocess import MULTI_ARGMAX, THRESHOLD, PostProcessor
-from edgekit.spaces import SpaceSpec, observation_kind
+from edgekit.core.errors import BundleError, InputError, UnsafePickleError, UnsupportedModelError
+from edgekit.core.observations import ObservationEncoder
+from edgekit.core.postprocess import MULTI_ARGMAX, THRESHOLD, PostProcessor
+from edgekit.core.spaces import SpaceSpec, observation_kind
+from edgekit.host.gym_envs import space_spec
 
 OBSERVATION_SPACES = {
     "discrete": spaces.Discrete(5),
@@ -252,7 +252,7 @@ def test_bundles_without_an_encoding_still_read(built_bundle):
 def test_combined_extractor_may_be_named_not_called():
     from stable_baselines3.common.torch_layers import CombinedExtractor
 
-    from edgekit.loading.restricted_unpickle import restricted_loads
+    from edgekit.host.loading.restricted_unpickle import restricted_loads
 
     kwargs = {"features_extractor_class": CombinedExtractor, "net_arch": [8]}
     assert restricted_loads(pickle.dumps(kwargs), "policy_kwargs") == kwargs
@@ -269,7 +269,7 @@ def test_a_model_naming_combined_extractor_loads_without_trusting_pickles(traine
     import base64
     import zipfile
 
-    from edgekit.loading import load_agent
+    from edgekit.host.loading import load_agent
 
     path = trained_model("sac-dict-box")
     with zipfile.ZipFile(path) as archive:
@@ -291,8 +291,8 @@ def test_spaces_sb3_cannot_take_are_refused_with_the_reason(space, needle):
 
 
 def test_observation_kinds_and_refusals():
-    from edgekit.loading.sb3_zip import _check_supported
-    from edgekit.support import Combination, check_supported
+    from edgekit.host.loading.sb3_zip import _check_supported
+    from edgekit.host.support_matrix import Combination, check_supported
 
     image = spaces.Box(0, 255, (3, 16, 16), np.uint8)
     assert observation_kind(space_spec(spaces.Box(0, 255, (16,), np.uint8), "observation")) == "box"
@@ -306,7 +306,7 @@ def test_observation_kinds_and_refusals():
         check_supported(Combination("SAC", "MlpPolicy", "discrete", "multi_binary"))
 
     class _Info:
-        from edgekit.algorithms import ALGORITHMS
+        from edgekit.host.algorithms import ALGORITHMS
         algorithm = ALGORITHMS["PPO"]
 
     shifted = space_spec(spaces.Discrete(3, start=1), "observation")
@@ -321,8 +321,8 @@ def _graph(postprocess, output, width, branches=()):
     import torch
     from torch import nn
 
-    from edgekit.actor import DeterministicActor
-    from edgekit.artifacts import PolicyGraph
+    from edgekit.host.actor import DeterministicActor
+    from edgekit.stages.artifacts import PolicyGraph
 
     torch.manual_seed(0)
     actor = DeterministicActor(nn.Flatten(), nn.Sequential(nn.Linear(7, 16), nn.Tanh()), nn.Linear(16, width),
@@ -334,7 +334,7 @@ def _graph(postprocess, output, width, branches=()):
 
 
 def _sets():
-    from edgekit.artifacts import ObservationSets
+    from edgekit.stages.artifacts import ObservationSets
 
     rng = np.random.default_rng(0)
 
@@ -424,7 +424,7 @@ def test_discrete_observation_bundle_takes_plain_numbers(built_bundle):
 def test_episodes_verify_and_bench_run_on_a_dict_bundle(built_bundle, dict_policy):
     from coverage_envs import HORIZON
 
-    from edgekit.envs import make_env
+    from edgekit.host.gym_envs import make_env
     from edgekit.runtime.bench import bench_policy
     from edgekit.runtime.episodes import run_episodes
     from edgekit.runtime.verify import verify_bundle
@@ -442,7 +442,7 @@ def test_episodes_verify_and_bench_run_on_a_dict_bundle(built_bundle, dict_polic
 
 
 def test_calibration_data_as_observations_or_features(tmp_path, built_bundle):
-    from edgekit.errors import UsageError
+    from edgekit.core.errors import UsageError
     from edgekit.stages.rollouts import load_observations
 
     dict_space = space_spec(OBSERVATION_SPACES["dict"], "observation")
@@ -494,8 +494,8 @@ def test_bundle_reports_of_new_spaces_follow_the_schema(built_bundle):
 
 
 def test_vecnormalize_with_non_box_observations_is_refused(trained_model, tmp_path):
-    from edgekit.loading import load_agent
-    from edgekit.loading.source import resolve_source
+    from edgekit.host.loading import load_agent
+    from edgekit.host.loading.source import resolve_source
     from edgekit.pipeline import BuildOptions, _vecnormalize
 
     stats = tmp_path / "vecnormalize.pkl"
@@ -530,7 +530,7 @@ def test_the_direct_int8_step_equals_the_general_path(built_bundle, name, monkey
 
 
 def test_multi_branch_metrics_count_decisions_and_whole_actions():
-    from edgekit.report.metrics import describe, fidelity_metrics
+    from edgekit.core.metrics import describe, fidelity_metrics
 
     space = space_spec(spaces.MultiDiscrete([3, 1, 2]), "action")  # a one-class branch always agrees
     rng = np.random.default_rng(4)
@@ -581,7 +581,7 @@ print("HEAVY", heavy)
 
 def test_coverage_names_one_hot_classes_the_calibration_never_saw():
     from edgekit.bundle.manifest import Preprocess
-    from edgekit.quant import QuantParams
+    from edgekit.core.quant import QuantParams
     from edgekit.report.coverage import discrete_inputs
     from edgekit.stages.condition import BINARY_LEVEL
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from edgekit.errors import BundleError
+from edgekit.core.errors import BundleError
 from edgekit.runtime import EdgePolicy, EdgeTPUFallbackWarning
 
 STANDINS = Path(__file__).parent / "standins"

@@ -16,11 +16,11 @@ from conftest import EXAMPLE_MODEL, REPO
 from gymnasium import spaces
 from hostile_pickles import BYTEARRAY, GENERATOR_CTOR, PRELU, call, gadgets, number, whole, with_field
 
-from edgekit.errors import EdgekitError, UnsafePickleError
-from edgekit.loading import load_agent
-from edgekit.loading.pickle_rules import RULES, Call, Reference, Restore
-from edgekit.loading.restricted_unpickle import restricted_loads
-from edgekit.loading.vecnormalize import load_vecnormalize
+from edgekit.core.errors import EdgekitError, UnsafePickleError
+from edgekit.host.loading import load_agent
+from edgekit.host.loading.pickle_rules import RULES, Call, Reference, Restore
+from edgekit.host.loading.restricted_unpickle import restricted_loads
+from edgekit.host.loading.vecnormalize import load_vecnormalize
 
 IMPOSSIBLE = 2**42  # bytes no machine here has: a gadget that tried would fail with MemoryError, not a refusal
 GADGETS = gadgets(IMPOSSIBLE)

@@ -14,7 +14,7 @@ from coverage_envs import env_id
 
 from edgekit.bundle import Manifest
 from edgekit.bundle.manifest import ObsNormalization
-from edgekit.errors import BundleError
+from edgekit.core.errors import BundleError
 
 ENV = env_id("dict", "discrete")
 
@@ -39,8 +39,8 @@ def trained(tmp_path_factory):
 
 
 def test_dict_statistics_cover_only_the_normalized_keys(trained):
-    from edgekit.loading import load_agent
-    from edgekit.loading.vecnormalize import load_vecnormalize
+    from edgekit.host.loading import load_agent
+    from edgekit.host.loading.vecnormalize import load_vecnormalize
 
     folder, _model, venv = trained
     space = load_agent(folder / "ENV.zip").observation_space
@@ -55,8 +55,8 @@ def test_dict_statistics_cover_only_the_normalized_keys(trained):
 
 @pytest.mark.slow
 def test_bundle_applies_vecnormalize_to_the_normalized_keys_only(trained, tmp_path):
+    from edgekit.core.progress import Progress
     from edgekit.pipeline import BuildOptions, ReportOptions, build
-    from edgekit.progress import Progress
     from edgekit.runtime import EdgePolicy
     from edgekit.stages.rollouts import RolloutRecipe
 

@@ -82,9 +82,9 @@ def test_verify_fails_when_the_actions_are_not_finite(built_bundle, tmp_path):
 
 def test_verify_fails_on_action_differences_the_tolerance_does_not_explain(built_bundle):
     """Outputs within tolerance but an argmax that no output within the tolerance would pick: a failure."""
-    from edgekit.postprocess import PostProcessor
+    from edgekit.core.postprocess import PostProcessor
+    from edgekit.core.spaces import SpaceSpec
     from edgekit.runtime.verify import explained_by_tolerance
-    from edgekit.spaces import SpaceSpec
 
     discrete = PostProcessor("argmax", SpaceSpec(kind="discrete", shape=(), dtype="int64", n=3))
     host = np.array([[0.0, 1.0, 0.95], [0.0, 1.0, 0.2]])

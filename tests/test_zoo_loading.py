@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from conftest import EXAMPLE_MODEL, REPO, run_cli
 
-from edgekit.env_spec import EnvSpec
-from edgekit.errors import ModelFileError
+from edgekit.core.env_spec import EnvSpec
+from edgekit.core.errors import ModelFileError
 
 ZOO = REPO / "tests" / "data" / "zoo-agents"
 ARS_SWIMMER = ZOO / "ars" / "Swimmer-v3_1" / "Swimmer-v3.zip"
@@ -43,7 +43,7 @@ def _rewrite_policy(source, target, params):
 def test_ars_linear_policy_of_sb3_contrib_1_3_loads_under_todays_names():
     """sb3-contrib 1.3 saved ARSLinearPolicy's layer as a bare Linear (action_net.weight); today it is
     action_net.0 of a Sequential, and a strict load refused the file."""
-    from edgekit.loading import load_agent
+    from edgekit.host.loading import load_agent
 
     saved = _state_dict(ARS_SWIMMER)
     assert set(saved) == {"action_net.weight"}  # the published file's layout
@@ -60,7 +60,7 @@ def test_a_rename_never_makes_a_wrong_file_load(tmp_path):
     """The renamed tensors must fit the rebuilt policy exactly: a wrong shape stays refused."""
     import torch
 
-    from edgekit.loading import load_agent
+    from edgekit.host.loading import load_agent
 
     wrong = _rewrite_policy(ARS_SWIMMER, tmp_path / "wrong.zip", {"action_net.weight": torch.zeros(2, 5)})
     with pytest.raises(ModelFileError, match="does not fit its ARSLinearPolicy"):
@@ -75,7 +75,7 @@ def test_a_rename_never_makes_a_wrong_file_load(tmp_path):
 
 
 def _box(low, high, dtype="float32"):
-    from edgekit.spaces import SpaceSpec
+    from edgekit.core.spaces import SpaceSpec
 
     low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
     return SpaceSpec(kind="box", shape=low.shape, dtype=dtype, low=tuple(low.reshape(-1).tolist()),
@@ -85,7 +85,7 @@ def _box(low, high, dtype="float32"):
 def test_observation_bounds_and_dtype_do_not_matter_to_an_mlp_policy():
     """gym's LunarLander-v2 had infinite observation bounds, gymnasium's -v3 finite ones: the network never
     reads them (SB3 casts the Box to float and flattens it), so the env fits."""
-    from edgekit.envs import space_difference
+    from edgekit.host.gym_envs import space_difference
 
     old = _box([-np.inf] * 8, [np.inf] * 8)
     new = _box([-2.5, -2.5, -10, -10, -6.28, -10, 0, 0], [2.5, 2.5, 10, 10, 6.28, 10, 1, 1], "float64")
@@ -98,8 +98,8 @@ def test_action_bounds_matter_and_the_message_shows_which_differ():
     which bounds differ instead of printing two identical descriptions."""
     import gymnasium as gym
 
-    from edgekit.envs import check_env_fits, space_difference
-    from edgekit.errors import EnvironmentMismatchError
+    from edgekit.core.errors import EnvironmentMismatchError
+    from edgekit.host.gym_envs import check_env_fits, space_difference
 
     assert space_difference(_box([-1, -1], [1, 1]), _box([-1, -1], [1, 1], "float64"), "action") is None
     differ = space_difference(_box([-1, -1], [1, 1]), _box([-1, -2], [1, 2]), "action")
@@ -116,7 +116,7 @@ def test_action_bounds_matter_and_the_message_shows_which_differ():
 
 def test_image_bounds_still_matter():
     """A uint8 0..255 Box is SB3's image space (divided by 255): a Box of another range is not."""
-    from edgekit.envs import space_difference
+    from edgekit.host.gym_envs import space_difference
 
     image = _box(np.zeros((3, 8, 8)), np.full((3, 8, 8), 255), "uint8")
     other = _box(np.zeros((3, 8, 8)), np.ones((3, 8, 8)), "float32")
@@ -130,7 +130,7 @@ def test_image_bounds_still_matter():
 def _spaces_of(env_id, **kwargs):
     import gymnasium as gym
 
-    from edgekit.envs import space_spec
+    from edgekit.host.gym_envs import space_spec
 
     env = gym.make(env_id, **kwargs)
     try:
@@ -163,7 +163,7 @@ def test_a_renamed_id_whose_versions_do_not_fit_names_what_each_returns(tmp_path
 def test_retired_mujoco_ids_map_to_the_nearest_version_that_fits():
     """MuJoCo -v3 ids need the retired mujoco-py; -v4 runs on today's bindings with the same layout."""
     pytest.importorskip("mujoco")
-    from edgekit.env_versions import resolve_env
+    from edgekit.host.env_versions import resolve_env
 
     obs, act = _spaces_of("Hopper-v4")
     resolved = resolve_env(EnvSpec("Hopper-v3"), obs, act)
@@ -179,7 +179,7 @@ def test_ant_v3_layout_names_the_options_that_restore_it():
     the build stops and names Ant-v4's use_contact_forces, which returns the 111. mujoco-py 2.x returned the
     contact forces as zeros, today's MuJoCo computes them: the agent's VecNormalize statistics choose."""
     pytest.importorskip("mujoco")
-    from edgekit.env_versions import EnvironmentLayoutError, resolve_env
+    from edgekit.host.env_versions import EnvironmentLayoutError, resolve_env
 
     obs, act = _spaces_of("Ant-v4", use_contact_forces=True)
     assert obs.shape == (111,)
@@ -203,13 +203,13 @@ def test_ids_of_env_packages_are_registered_by_importing_them_and_a_missing_one_
     import sys
 
     pytest.importorskip("panda_gym")
-    code = ("from edgekit.envs import make_env; import sys; env = make_env('PandaReach-v3'); "
+    code = ("from edgekit.host.gym_envs import make_env; import sys; env = make_env('PandaReach-v3'); "
             "print(sorted(env.observation_space.spaces)); assert 'panda_gym' in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert "['achieved_goal', 'desired_goal', 'observation']" in proc.stdout
-    import edgekit.envs as envs
-    from edgekit.errors import MissingDependencyError
+    import edgekit.host.gym_envs as envs
+    from edgekit.core.errors import MissingDependencyError
 
     monkeypatch.setattr(envs, "ENV_PACKAGES", (("edgekit_no_such_package", "edgekit-no-such", ("NoSuchBot",)),))
     with pytest.raises(MissingDependencyError, match="NoSuchBotReach-v1 is an environment of edgekit-no-such") as e:
@@ -227,8 +227,8 @@ def test_an_env_whose_own_code_fails_is_one_line_naming_where():
     user gets one line saying where, not a traceback."""
     import gymnasium as gym
 
-    from edgekit.envs import make_env
-    from edgekit.errors import EnvironmentUnavailableError
+    from edgekit.core.errors import EnvironmentUnavailableError
+    from edgekit.host.gym_envs import make_env
 
     gym.register("edgekit-test/Broken-v0", entry_point=_BrokenEnv)
     with pytest.raises(EnvironmentUnavailableError) as caught:
@@ -245,9 +245,9 @@ def test_time_feature_wrapper_of_the_config_is_reproduced_and_recorded(tmp_path)
     its 'observation' key has a 7th feature, the remaining time. The env spec reproduces it, the manifest
     form records it, and a wrapper edgekit does not reproduce is refused by name."""
     pytest.importorskip("panda_gym")
-    from edgekit.env_wrappers import WrapperSpec, from_zoo_config
-    from edgekit.envs import make_env
-    from edgekit.errors import BundleError, UnsupportedModelError
+    from edgekit.core.env_wrappers import WrapperSpec, from_zoo_config
+    from edgekit.core.errors import BundleError, UnsupportedModelError
+    from edgekit.host.gym_envs import make_env
     from edgekit.pipeline import BuildOptions, load_model
 
     loaded = load_model(BuildOptions(model=ZOO / "tqc" / "PandaReach-v1_1", env_id=None, output=tmp_path / "b"))
@@ -290,8 +290,8 @@ def _legacy_her_zip(target):
 def test_sb3_1_0_her_layout_is_refused_with_its_reason(tmp_path):
     """SB3 < 1.1's HER class saved model_class and goal_selection_strategy beside the algorithm's fields and
     flattened the goal Dict into one Box: refused with that reason before anything is unpickled."""
-    from edgekit.errors import UnsupportedModelError
-    from edgekit.loading import load_agent
+    from edgekit.core.errors import UnsupportedModelError
+    from edgekit.host.loading import load_agent
 
     legacy = _legacy_her_zip(tmp_path / "her.zip")
     with pytest.raises(UnsupportedModelError, match="HER class.*ObsDictWrapper.*neither today's SB3 nor edgekit"):
@@ -303,7 +303,7 @@ def test_input_coverage_measures_vecnormalized_features_as_the_runtime_feeds_the
     every VecNormalize'd agent (most of the RL Zoo's) showed features clipped by hundreds of int8 steps that
     the int8 model never clips. Levels, int8 ranges and steps now follow the runtime (normalize, then scale)."""
     from edgekit.bundle.manifest import ObsNormalization, Preprocess
-    from edgekit.quant import QuantParams
+    from edgekit.core.quant import QuantParams
     from edgekit.report.coverage import input_coverage
 
     rng = np.random.default_rng(0)
@@ -334,8 +334,8 @@ def test_a_known_breakage_between_env_package_and_simulator_names_the_requiremen
     mujoco = tuple(int(p) for p in metadata.version("mujoco").split(".")[:2])
     if mujoco < (3, 12):
         pytest.skip(f"mujoco {mujoco} runs FetchReach-v4")
-    from edgekit.envs import make_env
-    from edgekit.errors import EnvironmentUnavailableError
+    from edgekit.core.errors import EnvironmentUnavailableError
+    from edgekit.host.gym_envs import make_env
 
     with pytest.raises(EnvironmentUnavailableError) as caught:
         make_env("FetchReach-v4")
@@ -344,8 +344,8 @@ def test_a_known_breakage_between_env_package_and_simulator_names_the_requiremen
     # a retired id whose only newer version fails that way: the env's packages are the problem, not a layout
     import gymnasium as gym
 
-    from edgekit.env_versions import resolve_env
-    from edgekit.envs import space_spec
+    from edgekit.host.env_versions import resolve_env
+    from edgekit.host.gym_envs import space_spec
 
     box = gym.spaces.Box(-np.inf, np.inf, (3,))
     obs = space_spec(gym.spaces.Dict({"achieved_goal": box, "desired_goal": box,

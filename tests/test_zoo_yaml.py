@@ -11,8 +11,8 @@ import pytest
 from conftest import REPO, assert_one_line_error, run_cli
 from fuzz_tally import time_limit
 
-from edgekit.errors import ModelFileError
-from edgekit.loading.zoo_config import MAX_NODES, read_env_kwargs, read_zoo_config
+from edgekit.core.errors import ModelFileError
+from edgekit.host.loading.zoo_config import MAX_NODES, read_env_kwargs, read_zoo_config
 
 ZOO_AGENT = REPO / "tests" / "data" / "rl-zoo-agents" / "ppo" / "CartPole-v1_1"
 

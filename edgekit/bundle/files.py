@@ -1,4 +1,4 @@
-"""Bundle files on disk: hashing, integrity checks, and atomic writing.
+"""Bundle files on disk: integrity checks, and atomic writing of a whole bundle.
 
 A bundle is written into a hidden staging directory beside its destination and
 renamed into place only when complete, so a failed or interrupted build never
@@ -8,7 +8,6 @@ leaves a half-written bundle, and an existing bundle is replaced only with
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import uuid
@@ -16,29 +15,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgekit.bundle.manifest import MANIFEST_NAME, Manifest
-from edgekit.cleanup import held
-from edgekit.errors import BundleError, BundleExistsError
-
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def hash_tree(root: Path) -> dict[str, str]:
-    """sha256 of every file below ``root`` except the manifest, by relative path."""
-    out = {}
-    for path in sorted(Path(root).rglob("*")):
-        if path.is_file() and path.name != MANIFEST_NAME:
-            out[path.relative_to(root).as_posix()] = sha256_file(path)
-    return out
+from edgekit.bundle.layout import sha256_file
+from edgekit.bundle.manifest import Manifest
+from edgekit.core.cleanup import held
+from edgekit.core.errors import BundleError, BundleExistsError
 
 
 def verify_file(bundle_dir: Path, manifest: Manifest, name: str) -> Path:
@@ -72,10 +52,10 @@ def staged_directory(destination: Path, force: bool = False,
 
     On any exception (KeyboardInterrupt included) the staging directory is
     removed and ``destination`` is left as it was. An existing ``destination``
-    is replaced only with ``force``, and only when ``edgekit.overwrite`` says it
+    is replaced only with ``force``, and only when ``edgekit.bundle.overwrite`` says it
     is a bundle that holds neither the working directory nor ``inputs``.
     """
-    from edgekit.overwrite import check_replaceable_directory  # it reads manifests: imported when used
+    from edgekit.bundle.overwrite import check_replaceable_directory  # it reads manifests: imported when used
 
     destination = Path(destination).resolve()
     inputs = tuple(inputs)

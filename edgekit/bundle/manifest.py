@@ -13,8 +13,8 @@ Schema (format version 1)::
     versions          {package: version} of the build host's stack
     source            {file, sha256, algorithm, policy_class, sb3_version}
     env_id            Gymnasium id the policy was calibrated in (or module:Class)
-    env               {id, module, kwargs}: how to make that env (see edgekit.env_spec); optional
-    observation_space SpaceSpec (see edgekit.spaces): box | discrete | multi_discrete | multi_binary | dict;
+    env               {id, module, kwargs}: how to make that env (see edgekit.core.env_spec); optional
+    observation_space SpaceSpec (see edgekit.core.spaces): box | discrete | multi_discrete | multi_binary | dict;
                       images: (C, H, W) as SB3 stores it, the env's own layout and shape in preprocess.image
     action_space      SpaceSpec: box | discrete | multi_discrete | multi_binary
     output            what the network emits: actions | squashed_actions | logits | q_values | multi_logits |
@@ -23,12 +23,12 @@ Schema (format version 1)::
     preprocess        {encoding, normalize, offset, scale, split}: the observation becomes F flat float
                       features as SB3's preprocess_obs makes them (encoding: one part per space or Dict key,
                       in order, {key, kind: float | one_hot | binary, features, classes}; see
-                      edgekit.observations), then VecNormalize's clip((x - mean) / std) if any, then
+                      edgekit.core.observations), then VecNormalize's clip((x - mean) / std) if any, then
                       x' = (x - offset) / scale per feature, before quantizing (split: see Preprocess).
                       Bundles without encoding (older edgekit) have a Box observation: features = the
                       flattened Box. Image observations: {image: ImageInput (env layout, NHWC model,
                       divisor)} instead of per-feature offset and scale (both empty lists), see
-                      edgekit.bundle.image
+                      edgekit.bundle.image_spec
     models            {"cpu": ModelEntry, "edgetpu": ModelEntry (optional)}
     files             {relative path: sha256} of every file in the bundle but the manifest
     calibration       facts about the calibration and held-out sets
@@ -46,17 +46,18 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bundle.image import ImageInput
-from edgekit.env_spec import EnvSpec
-from edgekit.errors import BundleError
-from edgekit.observations import check_encoding, encoding_of, encoding_to_list
-from edgekit.postprocess import POSTPROCESS_KINDS, postprocess_problem
-from edgekit.quant import INT8_MAX, INT8_MIN, QuantParams
-from edgekit.spaces import DICT, MAX_FEATURES, SpaceSpec
+from edgekit.bundle.image_spec import ImageInput
+from edgekit.bundle.layout import BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, MANIFEST
+from edgekit.core.env_spec import EnvSpec
+from edgekit.core.errors import BundleError
+from edgekit.core.observations import check_encoding, encoding_of, encoding_to_list
+from edgekit.core.postprocess import POSTPROCESS_KINDS, postprocess_problem
+from edgekit.core.quant import INT8_MAX, INT8_MIN, QuantParams
+from edgekit.core.spaces import DICT, MAX_FEATURES, SpaceSpec
 
-FORMAT = "edgekit-bundle"
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
+FORMAT = BUNDLE_FORMAT
+FORMAT_VERSION = BUNDLE_FORMAT_VERSION
+MANIFEST_NAME = MANIFEST
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_OBS_CLIP = 1e6  # VecNormalize's clip_obs (SB3's default: 10)
 MIN_POSITIVE = 1e-30  # smallest scale or std: with int8 scales (>= float32's tiny) their product stays normal

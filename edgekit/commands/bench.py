@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgekit.errors import DeviceError, UsageError
+from edgekit.core.errors import DeviceError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from edgekit.commands.arg_types import seed
 from edgekit.commands.env_options import add_env_arguments
-from edgekit.errors import UsageError
+from edgekit.core.errors import UsageError
 from edgekit.report.thresholds import add_arguments as add_threshold_arguments
 
 if TYPE_CHECKING:
@@ -83,9 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgekit.env_spec import parse_env_kwargs
+    from edgekit.core.env_spec import parse_env_kwargs
+    from edgekit.core.progress import Progress
     from edgekit.pipeline import STAGES, BuildOptions, CompileOptions, ReportOptions, build
-    from edgekit.progress import Progress
     from edgekit.report.summary import summary_lines
     from edgekit.report.thresholds import from_args
     from edgekit.stages.rollouts import recipe_for
@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _layout_env_id(model: str) -> str | None:
     """The env id a local zoo folder or hub snapshot names (for the recipe's choice; the build checks it)."""
-    from edgekit.errors import EdgekitError
-    from edgekit.loading.source import HUB_PREFIX, resolve_source
+    from edgekit.core.errors import EdgekitError
+    from edgekit.host.loading.source import HUB_PREFIX, resolve_source
 
     if model.startswith(HUB_PREFIX):
         return None
@@ -144,7 +144,7 @@ def _layout_env_id(model: str) -> str | None:
 
 def _default_output(model: str) -> Path:
     """``MODEL.bundle`` beside a zip; ``NAME.bundle`` here for a folder or a hub repository."""
-    from edgekit.loading.source import HUB_PREFIX
+    from edgekit.host.loading.source import HUB_PREFIX
 
     if model.startswith(HUB_PREFIX):
         return Path(model[len(HUB_PREFIX):].partition("@")[0].rsplit("/", 1)[-1] + ".bundle")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgekit.commands.arg_types import seed
 from edgekit.commands.env_options import add_env_arguments
-from edgekit.errors import EdgekitError, UsageError
+from edgekit.core.errors import EdgekitError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edgekit import __version__
-    from edgekit.env_spec import parse_env_kwargs
-    from edgekit.overwrite import staged_file
+    from edgekit.bundle.overwrite import staged_file
+    from edgekit.core.env_spec import parse_env_kwargs
+    from edgekit.core.progress import Progress
     from edgekit.pipeline import BuildOptions, extract_float_policy, load_model
-    from edgekit.progress import Progress
     from edgekit.stages.rollouts import collect_calibration, describe_observations, recipe_for, save_calibration_set
 
     options = BuildOptions(model=args.model, env_id=args.env_id, output=args.output, env_module=args.env_module,
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_output(args: argparse.Namespace) -> None:
     """An existing -o is replaced only with --force, and only when it is a calibration set and no input."""
-    from edgekit.overwrite import check_replaceable_file
+    from edgekit.bundle.overwrite import check_replaceable_file
 
     output = args.output
     if output.is_dir():

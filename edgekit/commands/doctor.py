@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgekit.errors import EdgekitError
+from edgekit.core.errors import EdgekitError
 
 if TYPE_CHECKING:
     from edgekit.bundle.manifest import Manifest
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 def edgetpu_device(text: str) -> str:
     """``--device`` checked: an Edge TPU (auto, usb[:N], pci[:N]); cpu is not one."""
-    from edgekit.errors import UsageError
+    from edgekit.core.errors import UsageError
     from edgekit.runtime.interpreters import DeviceRequest
 
     request = DeviceRequest.parse(text)

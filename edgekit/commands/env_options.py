@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgekit.env_spec import EnvOverride, parse_env_kwargs
+from edgekit.core.env_spec import EnvOverride, parse_env_kwargs
 
 
 def add_env_arguments(p: argparse.ArgumentParser, env_help: str, optional_value: bool = False) -> None:

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 from edgekit.commands.arg_types import seed
 from edgekit.commands.env_options import add_env_arguments, given_env
-from edgekit.errors import UsageError
+from edgekit.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from edgekit.env_spec import EnvSpec
+    from edgekit.core.env_spec import EnvSpec
     from edgekit.runtime import EdgePolicy
 
 
@@ -104,7 +104,7 @@ def _fallback_note(policy: EdgePolicy, what: str) -> str:
 
 
 def _episodes(policy: EdgePolicy, spec: EnvSpec, args: argparse.Namespace) -> int:
-    from edgekit.envs import check_env_fits, make_env
+    from edgekit.host.gym_envs import check_env_fits, make_env
     from edgekit.runtime.episodes import EpisodeResult, run_episodes, summarize
 
     env_id = spec.id

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgekit.errors import UsageError
+from edgekit.core.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,27 +11,23 @@ it was.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import stat
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgekit.bundle.files import sha256_file, verify_file
-from edgekit.bundle.manifest import MANIFEST_NAME, Manifest, ModelEntry, TensorSpec
-from edgekit.cleanup import scratch_directory
+from edgekit.bundle.files import verify_file
+from edgekit.bundle.layout import EDGETPU_COMPILE_LOG as COMPILE_LOG
+from edgekit.bundle.layout import EDGETPU_MODEL, record_files
+from edgekit.bundle.manifest import Manifest, ModelEntry, TensorSpec
+from edgekit.core.cleanup import scratch_directory
+from edgekit.core.errors import CompilerError, EdgekitError, UsageError
 from edgekit.edgetpu import EdgeTPUMappingWarning
 from edgekit.edgetpu.compiler import CompilerRun, compile_model, compiler_version, failure_detail, find_compiler
 from edgekit.edgetpu.log import CompileLog, parse_compile_log
-from edgekit.errors import CompilerError, EdgekitError, UsageError
 
-EDGETPU_MODEL = "model_int8_edgetpu.tflite"  # the name edgekit.stages.package and the runtime use
-COMPILE_LOG = "edgetpu_compile.log"
 MIN_RUNTIME_RANGE = range(10, 100)  # Edge TPU runtime versions the compiler's -m accepts are two-digit
 
 
@@ -93,14 +89,9 @@ def compile_bundle(bundle_dir: Path, compiler: str | None = None, timeout: float
         entry = ModelEntry(file=EDGETPU_MODEL, **_interface(produced, cpu))
         os.replace(produced, bundle_dir / EDGETPU_MODEL)
         os.replace(log_path, bundle_dir / COMPILE_LOG)
-    updated = replace(
-        manifest,
-        models={**manifest.models, "edgetpu": entry},
-        versions={**manifest.versions, "edgetpu_compiler": version},
-        files={**manifest.files, EDGETPU_MODEL: sha256_file(bundle_dir / EDGETPU_MODEL),
-               COMPILE_LOG: sha256_file(bundle_dir / COMPILE_LOG)},
-    )
-    write_manifest_atomic(bundle_dir, updated)
+    updated = record_files(bundle_dir, replace(manifest, models={**manifest.models, "edgetpu": entry},
+                                               versions={**manifest.versions, "edgetpu_compiler": version}),
+                           (EDGETPU_MODEL, COMPILE_LOG))
     if not log.fully_mapped:
         warnings.warn(f"the Edge TPU model is not fully mapped, some ops run on the CPU: {'; '.join(log.reasons)}",
                       EdgeTPUMappingWarning, stacklevel=2)
@@ -108,29 +99,9 @@ def compile_bundle(bundle_dir: Path, compiler: str | None = None, timeout: float
                          compiler_version=version, log=log, manifest=updated, seconds=time.monotonic() - start)
 
 
-def write_manifest_atomic(bundle_dir: Path, manifest: Manifest) -> None:
-    """Replace ``manifest.json`` in one rename, after checking the new text parses back."""
-    text = manifest.to_json()
-    Manifest.from_dict(json.loads(text))
-    target = Path(bundle_dir) / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=bundle_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if target.exists():
-            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _interface(compiled: Path, cpu: ModelEntry) -> dict[str, TensorSpec]:
     """The compiled model's int8 input/output; the CPU model's when it needs the delegate to load."""
-    from edgekit.tflite_inspect import inspect_int8_model
+    from edgekit.host.tflite_inspect import inspect_int8_model
 
     try:
         info = inspect_int8_model(compiled)

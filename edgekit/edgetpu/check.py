@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import BundleError, MissingDependencyError
+from edgekit.core.errors import BundleError, MissingDependencyError
 
 CACHE_BYTES = 8 * 1024 * 1024  # the Edge TPU's on-chip parameter memory ("about 8 MB")
 MAX_FILE_BYTES = 2 * 1024**3

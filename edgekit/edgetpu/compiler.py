@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgekit.core.errors import CompilerError
 from edgekit.edgetpu.log import parse_compile_log
-from edgekit.errors import CompilerError
 
 COMPILER_NAME = "edgetpu_compiler"
 INSTALL_HINT = (

@@ -13,39 +13,27 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.bundle.files import sha256_file, verify_file
+from edgekit.bundle.files import verify_file
+from edgekit.bundle.layout import BUILD_REPORT_SCHEMA, CALIBRATION, REPORT_HTML, REPORT_JSON, record_files, sha256_file
 from edgekit.bundle.manifest import Manifest
-from edgekit.env_spec import EnvOverride, EnvSpec
-from edgekit.errors import BundleError, UsageError
-from edgekit.postprocess import PostProcessor
+from edgekit.core.env_spec import EnvOverride, EnvSpec
+from edgekit.core.errors import BundleError, UsageError
+from edgekit.core.metrics import fidelity_metrics
+from edgekit.core.postprocess import PostProcessor
 from edgekit.report import closed_loop, coverage, layers
-from edgekit.report.metrics import fidelity_metrics
+from edgekit.report.plot_data import PlotData
 from edgekit.report.reference import load_sb3_agent, onnx_outputs, policy_raw_outputs
-from edgekit.report.schema import BUILD_REPORT_SCHEMA, SCHEMA_NAME, SCHEMA_VERSION
+from edgekit.report.schema import SCHEMA_NAME, SCHEMA_VERSION
 from edgekit.report.thresholds import ADVISORY, EXIT_THRESHOLD_FAILED, Check, Thresholds, evaluate
 
-REPORT_JSON = "report.json"
-REPORT_HTML = "report.html"
-CALIBRATION = "calibration.npz"
-
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class PlotData:
-    """Per-observation arrays the HTML plots draw (not stored in report.json)."""
-
-    float_actions: np.ndarray
-    int8_actions: np.ndarray
-    float_outputs: np.ndarray
-    int8_outputs: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -101,8 +89,8 @@ def build_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOv
 
     ``env``: the env of the closed loop (the build's own), or a command line's override of the bundle's.
     """
+    from edgekit.host.stack_versions import stack_versions
     from edgekit.runtime import EdgePolicy
-    from edgekit.stages.package import stack_versions
 
     say = log or (lambda _msg: None)
     thresholds.check()
@@ -251,7 +239,7 @@ def _as_trained(policy: Any, obs: Any) -> Any:
 
 def _closed_loop(spec: EnvSpec, manifest: Manifest, policy: Any, model: Any, episodes: int, seed: int,
                  say: Log) -> dict[str, Any]:
-    from edgekit.envs import check_env_fits, make_env
+    from edgekit.host.gym_envs import check_env_fits, make_env
 
     env_id = spec.id
     say(f"closed loop: {episodes} episodes of {spec.describe()} per policy")
@@ -310,7 +298,7 @@ def _json_object(path: Path) -> dict[str, Any]:
 
 def _check_replaceable_reports(out_dir: Path, inputs: tuple[Path | None, ...]) -> None:
     """Outside the bundle, replace a report.json or report.html only when edgekit wrote it."""
-    from edgekit.overwrite import check_replaceable_file
+    from edgekit.bundle.overwrite import check_replaceable_file
     from edgekit.report.html import GENERATOR_META
 
     def json_is_ours(path: Path) -> bool:
@@ -342,8 +330,4 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _record_in_manifest(bundle_dir: Path, names: tuple[str, ...]) -> None:
     """Update the sha256 of the files just written, and only those, in the bundle's manifest."""
-    from edgekit.edgetpu.bundle_compile import write_manifest_atomic
-
-    manifest = Manifest.read(bundle_dir)
-    files = {**manifest.files, **{name: sha256_file(bundle_dir / name) for name in names}}
-    write_manifest_atomic(bundle_dir, replace(manifest, files=files))
+    record_files(bundle_dir, Manifest.read(bundle_dir), names)

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bundle.image import ImageInput
+from edgekit.bundle.image_spec import ImageInput
 from edgekit.bundle.manifest import Preprocess
-from edgekit.observations import ObservationEncoder
-from edgekit.quant import INT8_MAX, INT8_MIN, LEVEL_TOLERANCE, QuantParams
+from edgekit.core.observations import ObservationEncoder
+from edgekit.core.quant import INT8_MAX, INT8_MIN, LEVEL_TOLERANCE, QuantParams
 
 FLAG_STEPS = 1.0  # flag a feature when some held-out value is clipped by more than this many input steps
 

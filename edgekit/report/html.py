@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edgekit.report import plots
+from edgekit.report.plot_data import PlotData
 from edgekit.report.svg import fmt
-
-if TYPE_CHECKING:
-    from edgekit.report.build_report import PlotData
 
 Cell = Any  # str | float | int | None | tuple[str, css class]
 

@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from edgekit.bundle.files import verify_file
+from edgekit.bundle.layout import ONNX_MODEL
 from edgekit.bundle.manifest import Manifest
-from edgekit.native_io import quiet_native_stderr
-from edgekit.quant import INT8_MAX, INT8_MIN
-from edgekit.report.reference import ONNX_MODEL, conditioned_inputs, ort_session, run_rows
+from edgekit.core.native_stderr import quiet_native_stderr
+from edgekit.core.quant import INT8_MAX, INT8_MIN
+from edgekit.report.reference import conditioned_inputs, ort_session, run_rows
 
 MAX_SAMPLES = 1000  # evenly spaced held-out observations: plenty for RMSE, quick to run
 ROUNDING_ONLY_RMSE = 12 ** -0.5  # RMSE in steps of a tensor whose only error is rounding

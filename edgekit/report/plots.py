@@ -3,14 +3,12 @@ report dict and the per-observation arrays (``PlotData``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from edgekit.report.plot_data import PlotData
 from edgekit.report.svg import BAD, FLOAT, INT8, RANDOM, Chart, fmt, hbars, nice_ticks, padded, ranges, thin
-
-if TYPE_CHECKING:
-    from edgekit.report.build_report import PlotData
 
 MAX_PANELS = 6  # scatter panels (action dimensions or discrete outputs)
 MAX_POINTS = 1500  # points per scatter panel

@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 
 from edgekit.bundle.files import verify_file
+from edgekit.bundle.layout import ONNX_MODEL
 from edgekit.bundle.manifest import Manifest, Preprocess
-from edgekit.errors import MissingDependencyError, UsageError
-
-ONNX_MODEL = "policy.onnx"
+from edgekit.core.errors import MissingDependencyError, UsageError
 
 
 def conditioned_inputs(obs: np.ndarray, preprocess: Preprocess, step: float | None = None) -> np.ndarray:
@@ -58,7 +57,7 @@ def onnx_outputs(bundle_dir: Path, manifest: Manifest, obs: np.ndarray) -> np.nd
 
 def load_sb3_agent(model_path: Path, manifest: Manifest) -> Any:
     """Load the SB3 model the bundle was built from (checked by sha256 and spaces)."""
-    from edgekit.loading import load_agent
+    from edgekit.host.loading import load_agent
 
     agent = load_agent(Path(model_path))
     built_from = manifest.source.get("sha256")

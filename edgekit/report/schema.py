@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekit.errors import BundleError
-
-SCHEMA_NAME = "edgekit-quantization-report"
-BUILD_REPORT_SCHEMA = "edgekit-build-report"  # the build's own section, kept under "build" in report.json
-SCHEMA_VERSION = 1
+from edgekit.bundle.layout import REPORT_SCHEMA as SCHEMA_NAME
+from edgekit.bundle.layout import REPORT_SCHEMA_VERSION as SCHEMA_VERSION
+from edgekit.core.errors import BundleError
 
 _NUM, _INT, _STR, _BOOL = "number", "integer", "string", "boolean"
 
@@ -160,7 +158,7 @@ SCHEMA: dict[str, Any] = {
             "model": _f([_STR, "null"], "absolute path of --model, or null"),
             "model_sha256": _f([_STR, "null"], "sha256 of --model, or null"),
         }),
-        "validation": _obj("numeric error on the held-out observations (edgekit.report.metrics)", {
+        "validation": _obj("numeric error on the held-out observations (edgekit.core.metrics)", {
             "samples": _f(_INT, "held-out observations compared", minimum=1),
             "observation_set": _f(_STR, "always held_out: never the calibration set", const="held_out"),
             "raw_output": _obj("raw network outputs (Q-values, logits, actions before post-processing)", {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekit.report.metrics import describe
+from edgekit.core.metrics import describe
 
 _MARK = {"pass": "✓", "fail": "✗", "n/a": "–", "undefined": "?"}
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit.errors import UsageError
+from edgekit.core.errors import UsageError
 
 EXIT_THRESHOLD_FAILED = 3  # distinct from errors (1) and bad usage (2)
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import UsageError
-from edgekit.spaces import DISCRETE, MULTI_BINARY, MULTI_DISCRETE, SpaceSpec
+from edgekit.core.errors import UsageError
+from edgekit.core.spaces import DISCRETE, MULTI_BINARY, MULTI_DISCRETE, SpaceSpec
 
 MODES = ("error", "hold", "zero")
 

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.bundle.files import verify_file
-from edgekit.errors import EdgekitError
+from edgekit.bundle.layout import CALIBRATION
+from edgekit.core.errors import EdgekitError
 from edgekit.runtime.latency import latency_summary
 from edgekit.runtime.policy import EdgePolicy, EdgeTPUFallbackWarning
 
@@ -30,7 +31,7 @@ class DeviceBench:
 def bench_observations(policy: EdgePolicy, count: int) -> list[Any]:
     """Held-out observations from the bundle (checked), or zeros if it has none, one per call, as the
     env returns them."""
-    name = "calibration.npz"
+    name = CALIBRATION
     if name in policy.manifest.files:
         path = verify_file(policy.bundle_dir, policy.manifest, name)
         with np.load(path, allow_pickle=False) as data:

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.observations import ObservationEncoder
-from edgekit.quant import INT8_MAX, INT8_MIN
+from edgekit.core.observations import ObservationEncoder
+from edgekit.core.quant import INT8_MAX, INT8_MIN
+from edgekit.core.spaces import BOX, DISCRETE, MULTI_BINARY, MULTI_DISCRETE
 from edgekit.runtime.held_tensors import HeldTensors
-from edgekit.spaces import BOX, DISCRETE, MULTI_BINARY, MULTI_DISCRETE
 
 EncodedStepFn = Callable[[Any], "np.ndarray | None"]
 _DICTS = (dict, OrderedDict)

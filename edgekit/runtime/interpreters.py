@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edgekit.errors import DeviceError, MissingDependencyError, UsageError
+from edgekit.core.errors import DeviceError, MissingDependencyError, UsageError
 from edgekit.runtime.libedgetpu import EDGETPU_LIBRARY, LibraryFile, edgetpu_library_name
 
 __all__ = ["BACKENDS", "EDGETPU_LIBRARY", "Backend", "DeviceRequest", "edgetpu_library_name", "find_backend",

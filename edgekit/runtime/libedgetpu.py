@@ -19,7 +19,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.errors import DeviceError
+from edgekit.core.errors import DeviceError
 
 LIBRARY_ENV = "EDGEKIT_LIBEDGETPU"  # a path that overrides the search
 # libedgetpu's file name per OS (Coral's packages).

@@ -17,8 +17,8 @@ from typing import Any
 
 from edgekit.bundle.files import verify_file
 from edgekit.bundle.manifest import Manifest
-from edgekit.errors import BundleError, DeviceError
-from edgekit.native_io import quiet_native_stderr
+from edgekit.core.errors import BundleError, DeviceError
+from edgekit.core.native_stderr import quiet_native_stderr
 from edgekit.runtime.interpreters import Backend, DeviceRequest
 from edgekit.runtime.libedgetpu import LibraryFile
 from edgekit.runtime.probe import run_probe

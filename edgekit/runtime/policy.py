@@ -2,7 +2,7 @@
 
 ``predict`` does what SB3's ``model.predict(obs, deterministic=True)[0]``
 does, on the int8 model: encode the observation as SB3's preprocessing does
-(one-hot, concatenated Dict keys: ``edgekit.observations``), preprocess and
+(one-hot, concatenated Dict keys: ``edgekit.core.observations``), preprocess and
 quantize it, invoke, dequantize, post-process (clip / unscale / argmax /
 per-branch argmax / threshold). Every constant comes from the manifest.
 Image bundles take uint8 images in the env's own layout (``runtime.image_input``).
@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 
 from edgekit.bundle.manifest import Manifest, ModelEntry
-from edgekit.errors import BundleError, DeviceError, EdgekitError
-from edgekit.observations import ObservationEncoder
-from edgekit.postprocess import PostProcessor
-from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
+from edgekit.core.errors import BundleError, DeviceError, EdgekitError
+from edgekit.core.observations import ObservationEncoder
+from edgekit.core.postprocess import PostProcessor
+from edgekit.core.quant import INT8_MAX, INT8_MIN, split_quantize
 from edgekit.runtime.encoded_step import make_encoded_step
 from edgekit.runtime.held_tensors import HeldTensors, PrivateInvokeMissing, hold_tensors
-from edgekit.runtime.image_input import ImageObservations, make_image_step
+from edgekit.runtime.image_step import ImageObservations, make_image_step
 from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend, load_edgetpu_delegate
 from edgekit.runtime.libedgetpu import find_libedgetpu
 from edgekit.runtime.model_files import open_cpu_model, open_interpreter, probe_or_raise, read_model

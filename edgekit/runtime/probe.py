@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import BundleError, DeviceError, EdgekitError, UsageError
+from edgekit.core.errors import BundleError, DeviceError, EdgekitError, UsageError
 from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend
 from edgekit.runtime.libedgetpu import FIX_PAIR, LibraryFile, find_libedgetpu, library_file
 

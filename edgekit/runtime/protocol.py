@@ -36,7 +36,7 @@ import json
 import math
 from typing import Any
 
-from edgekit.errors import BundleError, EdgekitError, UsageError
+from edgekit.core.errors import BundleError, EdgekitError, UsageError
 from edgekit.runtime.bad_obs import BadObsGuard
 from edgekit.runtime.lines import TOO_LONG
 from edgekit.runtime.policy import EdgePolicy

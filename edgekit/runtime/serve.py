@@ -31,7 +31,7 @@ import time
 import warnings
 from typing import Any
 
-from edgekit.errors import OutputError, UsageError
+from edgekit.core.errors import OutputError, UsageError
 from edgekit.runtime.bad_obs import BadObsGuard
 from edgekit.runtime.lines import LineFramer
 from edgekit.runtime.policy import EdgePolicy

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit.errors import InputError
-from edgekit.postprocess import MULTI_ARGMAX, PostProcessor
-from edgekit.quant import INT8_MAX, INT8_MIN, split_quantize
+from edgekit.core.errors import InputError
+from edgekit.core.postprocess import MULTI_ARGMAX, PostProcessor
+from edgekit.core.quant import INT8_MAX, INT8_MIN, split_quantize
 from edgekit.runtime.held_tensors import HeldTensors
 
 SCALAR_LIMIT = 32  # features (and outputs) up to which Python scalars beat numpy

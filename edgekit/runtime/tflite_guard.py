@@ -23,7 +23,7 @@ import math
 import struct
 from pathlib import Path
 
-from edgekit.errors import BundleError
+from edgekit.core.errors import BundleError
 
 MAX_ELEMENTS = 1 << 28
 # TensorType -> bytes per element; other types (string, resource, variant, int4) never occur in a bundle.

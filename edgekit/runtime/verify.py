@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from edgekit.bundle.files import verify_all, verify_file
-from edgekit.errors import BundleError
-from edgekit.postprocess import ARGMAX, MULTI_ARGMAX, PostProcessor
+from edgekit.bundle.layout import VERIFY as VERIFY_FILE
+from edgekit.core.errors import BundleError
+from edgekit.core.postprocess import ARGMAX, MULTI_ARGMAX, PostProcessor
 from edgekit.runtime.policy import EdgePolicy
 
-VERIFY_FILE = "verify.npz"
 DEFAULT_TOLERANCE_STEPS = 3  # at least; a bundle records its own kernels' spread, which may be larger
 SPREAD_FACTOR = 2  # allow twice the spread between the build host's two kernel sets
 

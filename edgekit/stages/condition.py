@@ -38,7 +38,7 @@ s = 2/255 with zero point 0 (see ``_fold_input_scaling``): 0 and 1 become
 such features (only 0/1 ones) the input spans [0, 1]: 0 and 1 stay as they are,
 levels -128 and 127. ``stages/quantize.py`` checks the levels after conversion.
 Image observations (CnnPolicy) skip the per-feature input map: the int8 input is
-the pixel itself (``edgekit.bundle.image``).
+the pixel itself (``edgekit.bundle.image_spec``).
 
 Then, for MLP actors the int8 simulation covers (``int8sim.supported``; others,
 e.g. CNN feature extractors, skip these steps), three measured steps, each kept
@@ -60,11 +60,11 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.actor import replace_first_linear, split_input_linear
-from edgekit.artifacts import ObservationSets, PolicyGraph
 from edgekit.bundle.manifest import Preprocess
-from edgekit.postprocess import ARGMAX, CLIP, MULTI_ARGMAX, THRESHOLD, UNSCALE
-from edgekit.spaces import SpaceSpec
+from edgekit.core.postprocess import ARGMAX, CLIP, MULTI_ARGMAX, THRESHOLD, UNSCALE
+from edgekit.core.spaces import SpaceSpec
+from edgekit.host.actor import replace_first_linear, split_input_linear
+from edgekit.stages.artifacts import ObservationSets, PolicyGraph
 from edgekit.stages.finetune import finetune
 from edgekit.stages.int8sim import ACTIVATIONS, INPUT, WEIGHTS, QuantSim
 from edgekit.stages.int8sim import supported as simulation_supported

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import OnnxModel, TFModel
-from edgekit.errors import ConversionError, MissingDependencyError
-from edgekit.native_io import quiet_native_stderr
-from edgekit.tf_env import import_tensorflow
+from edgekit.core.errors import ConversionError, MissingDependencyError
+from edgekit.core.native_stderr import quiet_native_stderr
+from edgekit.host.tensorflow_import import import_tensorflow
+from edgekit.stages.artifacts import OnnxModel, TFModel
 
 ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # onnx2tf looks for it in cwd
 

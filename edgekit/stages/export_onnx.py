@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import OnnxModel, PolicyGraph
-from edgekit.errors import ConversionError, MissingDependencyError
+from edgekit.core.errors import ConversionError, MissingDependencyError
+from edgekit.stages.artifacts import OnnxModel, PolicyGraph
 
 OPSET = 17
 INPUT_NAME = "obs"

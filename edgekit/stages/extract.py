@@ -1,11 +1,11 @@
 """Stage: SB3 policy -> the deterministic actor as a plain torch module.
 
-The table in ``edgekit.algorithms`` says how, per algorithm. This stage checks
+The table in ``edgekit.host.algorithms`` says how, per algorithm. This stage checks
 the parts edgekit can deploy (an MLP after SB3's flatten extractor, or
 ``CombinedExtractor`` with one ``nn.Flatten`` per Dict key) and that the module
 reproduces SB3's own ``predict`` on sample observations.
 
-The module takes flat float features (``edgekit.observations``): SB3's
+The module takes flat float features (``edgekit.core.observations``): SB3's
 ``preprocess_obs`` (one-hot, float cast) and the extractor's concatenation
 happen before it, on the host side of the int8 input, so the extractor itself
 becomes a flatten.
@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekit.algorithms import POSTPROCESS_OF_OUTPUT
-from edgekit.artifacts import LoadedAgent, PolicyGraph
-from edgekit.bundle.image import ImageInput
+from edgekit.bundle.image_spec import ImageInput
 from edgekit.bundle.manifest import ObsNormalization
-from edgekit.errors import ConversionError, UnsupportedModelError
-from edgekit.observations import ObservationEncoder
-from edgekit.postprocess import MULTI_ARGMAX, PostProcessor, branches, postprocess_problem
-from edgekit.spaces import DICT
+from edgekit.core.errors import ConversionError, UnsupportedModelError
+from edgekit.core.observations import ObservationEncoder
+from edgekit.core.postprocess import MULTI_ARGMAX, PostProcessor, branches, postprocess_problem
+from edgekit.core.spaces import DICT
+from edgekit.host.algorithms import POSTPROCESS_OF_OUTPUT
+from edgekit.host.loading.loaded_agent import LoadedAgent
+from edgekit.stages.artifacts import PolicyGraph
 
 
 def extract_policy(agent: LoadedAgent, normalize: ObsNormalization | None = None,
@@ -36,7 +37,7 @@ def extract_policy(agent: LoadedAgent, normalize: ObsNormalization | None = None
     """
     import torch
 
-    from edgekit.activations import prepare_activations
+    from edgekit.host.activations import prepare_activations
 
     torch.set_num_threads(1)  # tiny MLPs: threads only add overhead
     policy = agent.model.policy
@@ -74,11 +75,11 @@ def extract_policy(agent: LoadedAgent, normalize: ObsNormalization | None = None
 
 
 def _use_channels_last_cnn(agent: LoadedAgent, module: object, image: ImageInput) -> None:
-    """A copy of the policy's NatureCNN with its flatten in NHWC order (``edgekit.cnn``); the model's own
+    """A copy of the policy's NatureCNN with its flatten in NHWC order (``edgekit.host.cnn``); the model's own
     extractor is left as it is."""
     import copy
 
-    from edgekit.cnn import flatten_channels_last, is_nature_cnn
+    from edgekit.host.cnn import flatten_channels_last, is_nature_cnn
 
     extractor = getattr(module, "features_extractor", None)
     if not is_nature_cnn(extractor):

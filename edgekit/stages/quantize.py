@@ -22,15 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifacts import Int8Model, TFModel
-from edgekit.bundle.image import ZERO_POINT, ImageInput
+from edgekit.bundle.image_spec import ZERO_POINT, ImageInput
 from edgekit.bundle.manifest import Preprocess, TensorSpec
-from edgekit.errors import ConversionError, QuantizationError
-from edgekit.native_io import quiet_native_stderr
-from edgekit.quant import LEVEL_TOLERANCE, QuantParams
+from edgekit.core.errors import ConversionError, QuantizationError
+from edgekit.core.native_stderr import quiet_native_stderr
+from edgekit.core.quant import LEVEL_TOLERANCE, QuantParams
+from edgekit.host.tensorflow_import import import_tensorflow
+from edgekit.host.tflite_inspect import inspect_int8_model
+from edgekit.stages.artifacts import Int8Model, TFModel
 from edgekit.stages.convert import nhwc
-from edgekit.tf_env import import_tensorflow
-from edgekit.tflite_inspect import inspect_int8_model
 
 
 def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Preprocess, path: Path,

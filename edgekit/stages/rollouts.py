@@ -6,7 +6,7 @@ policy is rolled out in the env, with a small share of random actions so that
 states next to the policy's usual path are covered too. The held-out set comes
 from separate episodes (another seed) and is never used for calibration.
 
-Both sets hold the flat float features the network reads (``edgekit.observations``:
+Both sets hold the flat float features the network reads (``edgekit.core.observations``:
 a flattened Box, one-hots for Discrete / MultiDiscrete, Dict keys concatenated),
 one row per observation; ``ObservationEncoder.decode`` gives the observations back.
 """
@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.artifacts import LoadedAgent, ObservationSets, PolicyGraph
-from edgekit.env_spec import EnvSpec
-from edgekit.envs import check_env_fits, make_env
-from edgekit.errors import InputError, UsageError
-from edgekit.observations import ObservationEncoder
-from edgekit.postprocess import PostProcessor
-from edgekit.progress import Progress
+from edgekit.core.env_spec import EnvSpec
+from edgekit.core.errors import InputError, UsageError
+from edgekit.core.observations import ObservationEncoder
+from edgekit.core.postprocess import PostProcessor
+from edgekit.core.progress import Progress
+from edgekit.host.gym_envs import check_env_fits, make_env
+from edgekit.host.loading.loaded_agent import LoadedAgent
+from edgekit.stages.artifacts import ObservationSets, PolicyGraph
 
 DEFAULT_STEPS = 2000
 IMAGE_DEFAULT_STEPS = 500  # image observations: kilobytes each, and every set is run through a CNN several times

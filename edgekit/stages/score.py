@@ -7,7 +7,7 @@ what the report measures:
 
 * continuous actions: max(mean error / 0.5 %, p99 error / 2 %) of the action range;
 * discrete actions: disagreement with the float argmax on decisive states / 0.5 %
-  (decisive as in ``edgekit.report.metrics``: the policy's own best two outputs
+  (decisive as in ``edgekit.core.metrics``: the policy's own best two outputs
   differ by at least 1 % of their robust spread), plus a tenth of the overall
   disagreement so that ties between candidates go to the one that flips fewer
   indifferent states.
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.report.metrics import decisive_mask
+from edgekit.core.metrics import decisive_mask
 
 MEAN_TARGET = 0.005  # share of the action range
 P99_TARGET = 0.02

@@ -8,10 +8,10 @@ does, so every rewrite of the conditioning stage is inside the measured error.
 
 from __future__ import annotations
 
-from edgekit.artifacts import ObservationSets, PolicyGraph, Validation
-from edgekit.postprocess import PostProcessor
-from edgekit.report.metrics import describe, fidelity_metrics
+from edgekit.core.metrics import describe, fidelity_metrics
+from edgekit.core.postprocess import PostProcessor
 from edgekit.runtime.policy import EdgePolicy
+from edgekit.stages.artifacts import ObservationSets, PolicyGraph, Validation
 from edgekit.stages.condition import Conditioned, model_inputs
 
 

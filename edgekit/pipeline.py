@@ -353,7 +353,8 @@ def _report(options: BuildOptions, prepared: _Prepared, stage: Path, progress: P
 
     with progress.stage(STAGES[11]) as note:
         result = write_report(stage, prepared.source.model, prepared.env, options.report.episodes,
-                              options.recipe.seed, options.report.thresholds, out_dir=None)
+                              options.recipe.seed, options.report.thresholds, out_dir=None,
+                              bundle_path=options.output)
         loop = result.report.get("closed_loop") or {}
         score = loop.get("normalized_score") if isinstance(loop, dict) else None
         note.detail = (f"normalized score {score:.3f} over {options.report.episodes} episodes"

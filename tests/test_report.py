@@ -265,3 +265,12 @@ def test_the_summary_says_how_close_the_simulation_came_and_why_it_misses(report
     assert ("(met, in simulation)" in verdict) != ("NOT met, most from rounding" in verdict)
     line = f"int8 conditioning: simulated error {verdict}"
     assert line in summary_lines(report) and line in proc.stdout + proc.stderr
+
+
+def test_the_build_report_names_the_bundle_not_its_staging_directory(built_bundle):
+    """A build writes its report while the bundle is still a hidden staging directory; the report must
+    name the directory the user gets (it named `.NAME.partial-XXXXXXXX` before)."""
+    built = built_bundle("ppo-pendulum")
+    report = json.loads((built.bundle_dir / "report.json").read_text())
+    assert report["bundle"]["path"] == str(built.bundle_dir.resolve())
+    assert ".partial-" not in json.dumps(report)

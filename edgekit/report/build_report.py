@@ -56,15 +56,20 @@ class ReportResult:
 
 
 def write_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOverride | None, episodes: int,
-                 seed: int, thresholds: Thresholds, out_dir: Path | None, log: Log | None = None) -> ReportResult:
+                 seed: int, thresholds: Thresholds, out_dir: Path | None, log: Log | None = None,
+                 bundle_path: Path | None = None) -> ReportResult:
     """Measure, then write ``report.json`` and ``report.html`` into ``out_dir`` (default: the bundle).
 
     Writing into the bundle keeps it verifiable: the manifest's sha256 of the
     two files is updated, and a build report already there is kept under ``build``.
+    ``bundle_path``: where the bundle lives for its user, when ``bundle_dir`` is the build's
+    staging directory that is renamed into place afterwards (the report names that path).
     """
     bundle_dir = Path(bundle_dir)
     out_dir = Path(out_dir) if out_dir is not None else bundle_dir
     report, plots = build_report(bundle_dir, model_path, env, episodes, seed, thresholds, log)
+    if bundle_path is not None:
+        report["bundle"]["path"] = str(Path(bundle_path).resolve())
     out_dir.mkdir(parents=True, exist_ok=True)
     in_bundle = out_dir.resolve() == bundle_dir.resolve()
     if not in_bundle:

@@ -15,7 +15,7 @@ or the sweep's build options change, so an interrupted sweep resumes where it st
 ``OUT/zoo-sweep.md`` (table, summary, build-time distribution, measured causes of fidelity misses),
 ``OUT/zoo-sweep.json`` and ``OUT/zoo-sweep-summary.md``; ``--docs DIR`` copies them there.
 
-    nice -n 10 python scripts/sweep_agents.py /work/shared/zoo-agents -o sweep-out/ [--docs docs]
+    nice -n 10 python scripts/sweep_agents.py ZOO_DIR -o sweep-out/ [--docs docs]
                                              [--only PATTERN ...] [--rebuild] [--timeout S] [--max-rss-gib G]
                                              [--build-args "--report-episodes 5"]
 """
@@ -654,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"[{index}/{len(agents)}] {progress_line(row)}", flush=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "edgekit": fingerprint, "build_args": build_args,
-            "roots": [str(r) for r in args.roots], "targets": TARGETS,
+            "roots": [r.resolve().name for r in args.roots],  # names only: no machine paths in docs "targets": TARGETS,
             "notes": args.notes.read_text() if args.notes is not None else ""}
     write_outputs(rows, meta, out, args.docs)
     print("\n" + summary(rows), flush=True)

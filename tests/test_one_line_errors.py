@@ -1,6 +1,6 @@
 """Broken inputs a user meets, each a one-line error that says what is wrong and how to fix it, never
-"unexpected ... this is an edgekit bug" (issue 17, item 9; the server's own belong to
-docs/security-runtime.md)."""
+"unexpected ... this is an edgekit bug" (issue 17, item 9; the server's own are in
+docs/security.md, "Observations and the server at run time")."""
 
 from __future__ import annotations
 

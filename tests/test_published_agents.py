@@ -29,7 +29,7 @@ AGENTS = {  # run folder -> (env id, trained behind VecNormalize)
     "sac/MountainCarContinuous-v0_1": ("MountainCarContinuous-v0", False),
 }
 # The fidelity these agents reach with edgekit's defaults on 1,000 calibration observations, with a
-# margin (the full-size figures: README "Measured").
+# margin (the full-size figures: docs/fidelity.md).
 MEAN_SHARE_MAX, P99_SHARE_MAX, DECISIVE_MIN = 0.015, 0.08, 0.97
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ def test_ci_runs_the_readme_test_command():
     assert tests in (REPO / ".ci" / "run").read_text()
 
 
-def test_layout_from_the_design_card():
+def test_requested_top_level_layout():
     for name in ("pyproject.toml", "README.md", "edgekit", "calibration", "tests", "device", "scripts", "LICENSE"):
         assert (REPO / name).exists(), name
     assert (REPO / "examples" / "ppo-Pendulum-v1.zip").is_file()

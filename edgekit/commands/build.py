@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="never feed features as coarse + fine int8 parts (one int8 value per feature)")
     p.add_argument("--no-finetune", action="store_true", help="skip the int8-aware distillation")
     p.add_argument("--no-widen", action="store_true",
-                   help="do not widen hidden layers (smaller, faster on the CPU; less precise, see README)")
+                   help="do not widen hidden layers (smaller, faster on the CPU; less precise, see docs/fidelity.md)")
     p.add_argument("--compiler", default=None, metavar="PATH",
                    help="edgetpu_compiler to run (default: the one on PATH; none installed -> CPU-only bundle)")
     p.add_argument("--no-compile", action="store_true", help="do not run the Edge TPU compiler")

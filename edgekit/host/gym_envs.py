@@ -315,7 +315,7 @@ def space_spec(space: Any, what: str, nested: bool = False) -> SpaceSpec:
 
 
 def _unsupported(message: str) -> UnsupportedModelError:
-    return UnsupportedModelError(message, hint="see the README's support table")
+    return UnsupportedModelError(message, hint="see docs/supported.md")
 
 
 def check_env_fits(env_id: str, env: Any, observation_space: SpaceSpec, action_space: SpaceSpec) -> None:

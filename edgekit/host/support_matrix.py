@@ -80,4 +80,4 @@ def check_supported(combination: Combination) -> None:
     else:
         reason = NOT_SUPPORTED.get(combination.action,
                                    f"{spec.name} with {combination.action} actions is not supported")
-    raise UnsupportedModelError(f"{combination.describe()}: {reason}", hint="see the README's support table")
+    raise UnsupportedModelError(f"{combination.describe()}: {reason}", hint="see docs/supported.md")

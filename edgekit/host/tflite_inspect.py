@@ -58,7 +58,7 @@ class ModelInfo:
         if problems:
             raise QuantizationError(
                 f"the TFLite model is not fully int8: {'; '.join(problems[:5])}",
-                hint="this policy has an op the int8 converter cannot quantize; see the README's support table",
+                hint="this policy has an op the int8 converter cannot quantize; see docs/supported.md",
             )
 
 

@@ -86,7 +86,7 @@ def _use_channels_last_cnn(agent: LoadedAgent, module: object, image: ImageInput
         raise UnsupportedModelError(
             f"{agent.policy_class} with {type(extractor).__name__} on images is not supported "
             "(CnnPolicy with SB3's NatureCNN is)",
-            hint="see the README's support table",
+            hint="see docs/supported.md",
         )
     if agent.observation_space.shape != image.chw:
         raise UnsupportedModelError(f"the CnnPolicy takes {agent.observation_space.shape}, the env gives "
@@ -117,7 +117,7 @@ def _unsupported(agent: LoadedAgent, what: str) -> UnsupportedModelError:
     return UnsupportedModelError(
         f"{agent.policy_class} with {what} is not supported yet (MlpPolicy, MultiInputPolicy with vector "
         "keys, and CnnPolicy with SB3's NatureCNN on images are)",
-        hint="see the README's support table",
+        hint="see docs/supported.md",
     )
 
 

@@ -123,28 +123,10 @@ def build_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOv
 
     say("per-layer error")
     start = time.perf_counter()
-    try:
-        layer_section = layers.layer_errors(bundle_dir, manifest, held_out)
-    except Exception as exc:  # best effort: a graph it cannot match must not cost the whole report
-        layer_section = layers.unavailable(f"{type(exc).__name__}: {exc}")
-        notes.append(f"per-layer error unavailable: {layer_section['note']}")
+    layer_section = _layer_section(bundle_dir, manifest, held_out, notes)
     timings["per-layer error"] = time.perf_counter() - start
 
-    quant = manifest.models["cpu"].input.quant
-    image = manifest.preprocess.image
-    cover = coverage.image_coverage(calibration, held_out, image, quant) if image is not None else \
-        coverage.input_coverage(calibration, held_out, manifest.preprocess, quant,
-                                manifest.observation_space.shape, policy.encoder.feature_names())
-    if image is None and policy.encoder.groups():
-        cover["discrete_inputs"] = coverage.discrete_inputs(calibration, held_out, policy.encoder,
-                                                            manifest.preprocess, quant)
-        unseen = cover["discrete_inputs"]["unseen_in_calibration"]
-        if unseen:
-            notes.append(f"{len(unseen)} one-hot class(es) or bit(s) occur in the held-out observations but never "
-                         f"in the calibration set: {', '.join(unseen[:10])}")
-    if cover["flagged"]:
-        notes.append(f"{len(cover['flagged'])} observation feature(s) clip held-out values by more than one "
-                     f"int8 input step: {', '.join(cover['flagged'])}")
+    cover = _coverage_section(manifest, policy, calibration, held_out, notes)
     if model is None:
         notes.append("no --model: actions are compared with the bundle's policy.onnx (the conditioned float "
                      "actor, post-processed), not with the SB3 model itself")
@@ -256,6 +238,37 @@ def _closed_loop(spec: EnvSpec, manifest: Manifest, policy: Any, model: Any, epi
         return closed_loop.closed_loop(env, env_id, episodes, seed, policy.predict, float_actor)
     finally:
         env.close()
+
+
+def _layer_section(bundle_dir: Path, manifest: Manifest, held_out: np.ndarray, notes: list[str]) -> dict[str, Any]:
+    """Per-layer error, best effort: a graph it cannot match must not cost the whole report."""
+    try:
+        return layers.layer_errors(bundle_dir, manifest, held_out)
+    except Exception as exc:
+        section = layers.unavailable(f"{type(exc).__name__}: {exc}")
+        notes.append(f"per-layer error unavailable: {section['note']}")
+        return section
+
+
+def _coverage_section(manifest: Manifest, policy: Any, calibration: np.ndarray, held_out: np.ndarray,
+                      notes: list[str]) -> dict[str, Any]:
+    """How well the calibration range covers the held-out observations, and what clips (noted)."""
+    quant = manifest.models["cpu"].input.quant
+    image = manifest.preprocess.image
+    cover = coverage.image_coverage(calibration, held_out, image, quant) if image is not None else \
+        coverage.input_coverage(calibration, held_out, manifest.preprocess, quant,
+                                manifest.observation_space.shape, policy.encoder.feature_names())
+    if image is None and policy.encoder.groups():
+        cover["discrete_inputs"] = coverage.discrete_inputs(calibration, held_out, policy.encoder,
+                                                            manifest.preprocess, quant)
+        unseen = cover["discrete_inputs"]["unseen_in_calibration"]
+        if unseen:
+            notes.append(f"{len(unseen)} one-hot class(es) or bit(s) occur in the held-out observations but never "
+                         f"in the calibration set: {', '.join(unseen[:10])}")
+    if cover["flagged"]:
+        notes.append(f"{len(cover['flagged'])} observation feature(s) clip held-out values by more than one "
+                     f"int8 input step: {', '.join(cover['flagged'])}")
+    return cover
 
 
 def _bundle_section(bundle_dir: Path, manifest: Manifest) -> dict[str, Any]:

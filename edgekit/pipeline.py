@@ -322,7 +322,7 @@ def _package(options: BuildOptions, prepared: _Prepared, int8: Int8Model, stage:
             "schema_version": layout.REPORT_SCHEMA_VERSION,
             "validation": validation.metrics,
             "conditioning": conditioned.applied,
-            "edgetpu_check": check.to_dict(),
+            "edgetpu_check": {**check.to_dict(), "model": layout.CPU_MODEL},  # in the bundle, not the staging dir
             "edgetpu_compile": compiled,
             "timings_s": dict(progress.timings),
         }

@@ -41,12 +41,15 @@ Image observations (CnnPolicy) skip the per-feature input map: the int8 input is
 the pixel itself (``edgekit.bundle.image``).
 
 Then, for MLP actors the int8 simulation covers (``int8sim.supported``; others,
-e.g. CNN feature extractors, skip these steps), three measured steps, each kept
+e.g. CNN feature extractors, skip these steps), four measured steps, each kept
 only if it lowers the simulated error (``score.FidelityScore``) on calibration
 rows it was not fitted on:
 
 * **split input** (``Preprocess.split``): each feature as a coarse int8 value and
   its rounding residual x16, through one FULLY_CONNECTED (``split_input_linear``);
+* **per-channel weights** (``channels``): every Linear layer as a 1x1 CONV_2D,
+  whose int8 weights get one scale per output row, where that lowers the error
+  of the weights' rounding (heavy-tailed weight tensors: off-policy MuJoCo actors);
 * **int8-aware distillation** (``finetune``);
 * **widening** (``widen``): pieces / dithered copies for more levels per hidden
   activation and per squashed action.
@@ -65,8 +68,9 @@ from edgekit.artifacts import ObservationSets, PolicyGraph
 from edgekit.bundle.manifest import Preprocess
 from edgekit.postprocess import ARGMAX, CLIP, MULTI_ARGMAX, THRESHOLD, UNSCALE
 from edgekit.spaces import SpaceSpec
+from edgekit.stages.channels import to_channels, uses_channels
 from edgekit.stages.finetune import finetune
-from edgekit.stages.int8sim import ACTIVATIONS, INPUT, WEIGHTS, QuantSim
+from edgekit.stages.int8sim import ACTIVATIONS, INPUT, WEIGHTS, QuantSim, layer_step
 from edgekit.stages.int8sim import supported as simulation_supported
 from edgekit.stages.score import FidelityScore
 from edgekit.stages.widen import choose as choose_widening
@@ -74,6 +78,11 @@ from edgekit.stages.widen import choose as choose_widening
 SQUASH_LIMIT = 4.0  # tanh(4) = 0.99933
 # Split the input only when the simulation says it lowers the int8 error by at least 10 %.
 SPLIT_WHEN_BETTER_BY = 0.9
+# Per-channel weights (1x1 convolutions) only when the weights' rounding alone costs at least this share of the
+# targets and per-channel scales lower it by at least 10 %: below, the per-tensor FULLY_CONNECTED model (the
+# layout the Edge TPU is known to compile for MLPs) is kept.
+PER_CHANNEL_FROM = 0.25
+PER_CHANNEL_WHEN_BETTER_BY = 0.9
 WEIGHTS_LR = 1e-3  # the weights-only distillation's learning rate (Adam, cosine-decayed)
 # Distillation after widening: full steps up to 150 k weights, proportionally fewer above (build time).
 FULL_STEPS_UP_TO = 150_000
@@ -98,6 +107,7 @@ class ConditioningOptions:
     finetune_steps: int = 2000
     input_split: int = 16  # 0: one int8 part per feature; m: coarse + residual x m (about 4 more bits)
     force_split: bool = False  # split even where the simulation sees no gain (tests, comparisons)
+    per_channel: bool = True  # 1x1 convolutions with per-channel weights where the simulation says they pay
     widen: bool = True
 
 
@@ -143,7 +153,7 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
         if options.output_range:
             postprocess = _fold_output_range(actor, graph, model_inputs(sets.calibration, preprocess),
                                              action_space, applied)
-    measured = options.input_split or options.finetune or options.widen
+    measured = options.input_split or options.finetune or options.widen or options.per_channel
     if simulation_supported(actor):
         with torch.no_grad():  # the float actor the measured steps imitate in int8
             teacher = actor(torch.as_tensor(model_inputs(sets.calibration, preprocess))).numpy()
@@ -182,6 +192,10 @@ def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, prepr
         actor, preprocess, inputs, now = _split_step(actor, sets, preprocess, inputs, score, now, options, applied)
     if _met(now, "the input split", applied):
         return actor, preprocess
+    if options.per_channel:
+        actor, now = _channels_step(actor, inputs, score, now, applied)
+        if _met(now, "per-channel weights", applied):
+            return actor, preprocess
     if options.finetune:  # first the weights alone, freely: widening cannot remove their rounding
         actor = _distil(actor, inputs, targets, score, options.finetune_steps, "finetune_weights", applied,
                         weights_only=True, max_steps_moved=None, lr=WEIGHTS_LR, relative_lr=False, patience=None)
@@ -223,21 +237,24 @@ def _verdict(actor: Any, teacher: np.ndarray, graph: PolicyGraph, sets: Observat
     worst = max(added, key=added.get)
     why = f"most from rounding {worst}"
     if worst == "the weights":
-        why += f" (per-tensor int8 weights; {_weight_spread(actor)})"
+        kind = "per-channel" if uses_channels(actor) else "per-tensor"
+        why += f" ({kind} int8 weights; {_weight_spread(actor)})"
     return (f"{total:.3g} of the targets {where}: NOT met, {why}; the int8 weights alone {weights:.3g}, "
             f"with the activations rounded too {with_activations:.3g}, with the input too {total:.3g}")
 
 
 def _weight_spread(actor: Any) -> str:
     """The layer whose weights are spread widest: the median magnitude of its non-zero weights, in int8 steps
-    of its per-tensor scale (the output-copy average, a fixed 0 / 1/m matrix, is not a learned layer)."""
+    of its scale (per tensor, or per row for a per-channel layer; the output-copy average, a fixed 0 / 1/m
+    matrix, is not a learned layer)."""
     spreads = []
     layers = [m for m in QuantSim(actor).linears if m is not actor.tail]
     for i, layer in enumerate(layers):
         w = layer.weight.detach().abs()
-        nonzero = w[w > 0]
+        steps = w / layer_step(layer)
+        nonzero = steps[w > 0]
         if nonzero.numel():
-            spreads.append((float(nonzero.median()) / float(w.max()) * 127.0, i))
+            spreads.append((float(nonzero.median()), i))
     steps, i = min(spreads)
     return f"layer {i + 1}'s median weight is {steps:.1f} int8 steps"
 
@@ -274,6 +291,26 @@ def _split_step(actor: Any, sets: ObservationSets, preprocess: Preprocess, input
     applied["input_split"] = (f"each feature as coarse + residual x{options.input_split} int8 parts "
                               "through one layer (about 4 more bits of input)")
     return split_actor, split_pre, split_inputs, score.of(split_actor, split_inputs)
+
+
+def _channels_step(actor: Any, inputs: np.ndarray, score: FidelityScore, now: float,
+                   applied: dict[str, Any]) -> tuple[Any, float]:
+    """Every Linear layer as a per-channel 1x1 convolution, where that lowers the error of the weights'
+    rounding alone, the one error it changes (the others are the later steps' to remove), and that error
+    matters (``PER_CHANNEL_FROM``). Scored on every calibration row: nothing is fitted to them."""
+    channels = to_channels(actor)
+    weights = frozenset((WEIGHTS,))
+    plain = score.of(actor, inputs, all_rows=True, parts=weights)
+    per_channel = score.of(channels, inputs, all_rows=True, parts=weights)
+    take = plain >= PER_CHANNEL_FROM and per_channel < PER_CHANNEL_WHEN_BETTER_BY * plain
+    applied["per_channel_decision"] = (f"simulated int8 error of the weights' rounding alone {plain:.3g} per-tensor "
+                                       f"vs {per_channel:.3g} per-channel (1.0 = at the targets): "
+                                       f"{'per-channel' if take else 'per-tensor'}")
+    if not take:
+        return actor, now
+    applied["per_channel_weights"] = ("every Linear layer as a 1x1 CONV_2D with one int8 weight scale per output "
+                                      "channel (not verified on a real Edge TPU)")
+    return channels, score.of(channels, inputs)
 
 
 def _bounded_steps(steps: int, params: int) -> int:

@@ -10,6 +10,8 @@ scripts/bench_fidelity.py). It models what the converter does to an MLP actor:
 * FULLY_CONNECTED: per-tensor symmetric int8 weights (largest weight = 127
   steps), exact int32 accumulation, the output rounded once onto its own
   per-tensor asymmetric grid; a fused RELU / RELU6 / RELU_N1_TO_1 clamps first;
+* the 1x1 CONV_2D of a ``ChannelLinear`` (``stages/channels.py``): the same,
+  with one weight scale per output row (each row's largest weight = 127 steps);
 * TANH: int8 in, output on the fixed grid 1/128;
 * the squash head's MUL (``squash_gain``) and the averaging layer after it
   (``tail``): each output rounded onto its own grid.
@@ -75,9 +77,10 @@ class QuantSim:
         self._forward(x, record=True)
 
     def snap_weights(self) -> None:
-        """Replace each Linear's weights by their per-tensor int8 grid values (the converter then keeps them)."""
+        """Replace each Linear's weights by their int8 grid values, per tensor or per channel as the layer will
+        be converted (the converter then keeps them)."""
         for linear in self.linears:
-            linear.weight.copy_(weight_grid(linear.weight))
+            linear.weight.copy_(layer_grid(linear))
 
     def __call__(self, x: Any) -> Any:
         return self._forward(x, record=False)
@@ -103,7 +106,7 @@ class QuantSim:
             return tanh_q(t) if acts else torch.tanh(t)
 
         def linear(t: Any, layer: Any) -> Any:
-            w = ste(layer.weight, weight_grid(layer.weight)) if weights else layer.weight
+            w = ste(layer.weight, layer_grid(layer)) if weights else layer.weight
             return torch.nn.functional.linear(t, w, layer.bias)
 
         h = observe(x)
@@ -150,11 +153,32 @@ def ste(x: Any, q: Any) -> Any:
     return x + (q - x).detach()
 
 
-def weight_grid(w: Any) -> Any:
+def weight_grid(w: Any, per_channel: bool = False) -> Any:
+    """``w`` on its symmetric int8 grid: one scale for the tensor, or one per output row."""
     import torch
 
-    scale = w.detach().abs().max().clamp_min(1e-12) / 127.0
+    scale = weight_step(w, per_channel)
     return torch.clamp(torch.round(w / scale), -127, 127) * scale
+
+
+def weight_step(w: Any, per_channel: bool = False) -> Any:
+    """The int8 step of ``w``'s weights: a scalar, or a column of one step per output row."""
+    top = w.detach().abs().amax(dim=1, keepdim=True) if per_channel else w.detach().abs().max()
+    return top.clamp_min(1e-12) / 127.0
+
+
+def layer_grid(layer: Any) -> Any:
+    """``layer``'s weights on the grid its conversion gives them (per channel for a ``ChannelLinear``)."""
+    from edgekit.stages.channels import is_per_channel
+
+    return weight_grid(layer.weight, is_per_channel(layer))
+
+
+def layer_step(layer: Any) -> Any:
+    """``layer``'s int8 weight step as its conversion gives it (see ``weight_step``)."""
+    from edgekit.stages.channels import is_per_channel
+
+    return weight_step(layer.weight, is_per_channel(layer))
 
 
 def fake_quant(t: Any, lo: float, hi: float) -> Any:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from edgekit.artifacts import PolicyGraph
-from edgekit.stages.channels import ChannelLinear, to_channels
+from edgekit.stages.channels import ChannelLinear, to_channels, with_fine_layers
 from edgekit.stages.condition import ConditioningOptions, condition, model_inputs
 from edgekit.stages.int8sim import simulate
 from edgekit.stages.widen import WidenPlan, widen
@@ -136,9 +136,12 @@ def test_a_heavy_tailed_hidden_layer_gets_per_channel_scales_on_the_edge_tpu_and
     assert per_channel.mean() < 0.5 * per_tensor.mean()
 
 
-def test_the_per_channel_simulation_matches_tflite_widened_with_output_copies(trained_model, tmp_path):
-    """The simulation the stages decide on, per channel, against the converter and the interpreter: ReLU pieces
-    (RELU6), the squash gain and the output-copy average, all as 1x1 convolutions."""
+@pytest.mark.parametrize("fine", [(), (0, 1, 2)], ids=["per-channel", "coarse+fine"])
+def test_the_per_channel_simulation_matches_tflite(trained_model, tmp_path, fine):
+    """The simulation the stages decide on, per channel, against the converter and the interpreter: widened
+    (ReLU pieces as RELU6, the squash gain and the output-copy average, all as 1x1 convolutions), or with
+    every learned layer's weights as coarse + fine parts (two convolutions and an ADD, the coarse part behind
+    a ReLU with its offset)."""
     from edgekit.loading import load_agent
     from edgekit.progress import Progress
     from edgekit.stages.extract import extract_policy
@@ -151,13 +154,19 @@ def test_the_per_channel_simulation_matches_tflite_widened_with_output_copies(tr
     conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**PER_TENSOR))
     pre = conditioned.preprocess
     x = model_inputs(sets.calibration, pre)
-    actor = widen(to_channels(conditioned.graph.module), WidenPlan((2, 2), output_copies=4), x)
+    actor = to_channels(conditioned.graph.module)
+    if fine:
+        actor = with_fine_layers(actor, list(fine))
+        simulate(actor, x, x[:1])  # calibration sets the fine layers' offsets
+    else:
+        actor = widen(actor, WidenPlan((2, 2), output_copies=4), x)
     assert all(isinstance(m, ChannelLinear) for m in actor.modules() if isinstance(m, nn.Linear))
     wide = PolicyGraph(module=actor, input_size=x.shape[1], output_size=graph.output_size, output=graph.output,
                        postprocess=conditioned.graph.postprocess)
     int8 = _build_int8(wide, type(conditioned)(graph=wide, preprocess=pre, applied={}), sets, tmp_path / "wide",
                        per_channel=True)
-    assert set(int8.ops) <= {"CONV_2D", "RESHAPE", "TANH"}, int8.ops
+    assert set(int8.ops) <= {"CONV_2D", "RESHAPE", "TANH"} | ({"ADD"} if fine else set()), int8.ops
+    assert int8.ops.count("ADD") == len(fine)
     real = _run_tflite(int8.path, pre, sets.held_out)
     from ai_edge_litert.interpreter import Interpreter
 

@@ -48,6 +48,52 @@ class ChannelLinear(nn.Linear):
         return nn.functional.conv2d(x4, self.weight[:, :, None, None], self.bias)
 
 
+class FineChannelLinear(ChannelLinear):
+    """A per-channel layer whose weights are split into a coarse int8 part (the weights on their per-channel grid)
+    and a fine one (the rounding residual, on its own per-channel grid, about 8 bits finer): two 1x1 CONV_2D on
+    the same input, summed by an ADD (which takes the activation after it, fused). The weights then round
+    about 250 times finer; the price is one more int8 rounding, of the coarse part's output on its own range.
+
+    Before a ReLU the coarse output is kept on the ReLU's range: relu(z_c + d) + (z_f - d) then goes through
+    the ReLU, with d per channel at least the largest |z_f| (``offset``, set by the int8 simulation's
+    calibration), which is exactly relu(z_c + z_f): below -d the coarse part is 0 and z_f - d <= 0. Without
+    that, the coarse output would span the pre-activation's whole range (``int8sim`` models both)."""
+
+    coarse_relu: bool = False
+    offset: torch.Tensor | None = None  # d per output channel; None: 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.onnx.is_in_onnx_export():
+            return nn.functional.linear(x, self.weight, self.bias)
+        coarse, fine = (torch.as_tensor(part.detach().numpy().copy())[:, :, None, None]  # constants in the graph
+                        for part in split_weights(self.weight))
+        offset = self.offset_or_zero()
+        x4 = x if x.dim() == 4 else x.reshape(-1, int(self.in_features), 1, 1)
+        z = nn.functional.conv2d(x4, coarse, self.bias.detach() + offset)
+        if self.coarse_relu:
+            z = torch.relu(z)
+        return z + nn.functional.conv2d(x4, fine, -offset)
+
+    def offset_or_zero(self) -> torch.Tensor:
+        return torch.as_tensor((self.offset if self.offset is not None else torch.zeros(self.out_features))
+                               .detach().numpy().copy())
+
+
+def split_weights(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``w`` as (coarse, fine): coarse on ``w``'s per-channel int8 grid, fine the residual on its own one (a row
+    already on the coarse grid gets a zero fine row)."""
+    from edgekit.stages.int8sim import weight_grid
+
+    w = w.detach()
+    coarse = weight_grid(w, per_channel=True)
+    return coarse, weight_grid(w - coarse, per_channel=True)
+
+
+def is_fine(layer: Any) -> bool:
+    """Whether ``layer`` is split into coarse and fine int8 weights (``FineChannelLinear``)."""
+    return isinstance(layer, FineChannelLinear)
+
+
 def is_per_channel(layer: Any) -> bool:
     """Whether ``layer``'s int8 weights get one scale per output row."""
     return isinstance(layer, ChannelLinear)
@@ -58,9 +104,9 @@ def uses_channels(actor: Any) -> bool:
     return any(isinstance(m, ChannelLinear) for m in actor.modules())
 
 
-def as_channel_linear(layer: nn.Linear) -> ChannelLinear:
-    """The same weights and biases as a ``ChannelLinear``."""
-    out = ChannelLinear(layer.in_features, layer.out_features, bias=True)
+def as_channel_linear(layer: nn.Linear, kind: type = ChannelLinear) -> ChannelLinear:
+    """The same weights and biases as a ``ChannelLinear`` (or ``kind``)."""
+    out = kind(layer.in_features, layer.out_features, bias=True)
     with torch.no_grad():
         out.weight.copy_(layer.weight)
         out.bias.copy_(layer.bias if layer.bias is not None else torch.zeros(layer.out_features))
@@ -68,9 +114,9 @@ def as_channel_linear(layer: nn.Linear) -> ChannelLinear:
 
 
 def like(layer: Any, weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
-    """A new Linear of ``layer``'s kind (per-tensor or per-channel) with ``weight`` and ``bias``."""
-    kind = ChannelLinear if is_per_channel(layer) else nn.Linear
-    out = kind(weight.shape[1], weight.shape[0])
+    """A new Linear of ``layer``'s kind (per-tensor, per-channel, coarse + fine) with ``weight`` and ``bias`` (a
+    fine layer's coarse activation is the caller's to fit: ``fit_coarse_activations``)."""
+    out = type(layer)(weight.shape[1], weight.shape[0])
     with torch.no_grad():
         out.weight.copy_(weight.float())
         out.bias.copy_(bias.float())
@@ -88,3 +134,34 @@ def to_channels(actor: Any) -> Any:
             if type(child) is nn.Linear:
                 setattr(parent, name, as_channel_linear(child))
     return out
+
+
+def with_fine_layers(actor: Any, indices: list[int]) -> Any:
+    """A copy of a per-channel ``actor`` whose learned layers at ``indices`` (in the order of the body's Linear
+    layers, then the head) are ``FineChannelLinear``: the same function in float."""
+    import copy
+
+    out = copy.deepcopy(actor)
+    learned = learned_layers(out)
+    targets = {id(learned[i]) for i in indices}
+    for parent in list(out.modules()):
+        for name, child in list(parent.named_children()):
+            if id(child) in targets:
+                setattr(parent, name, as_channel_linear(child, FineChannelLinear))
+    fit_coarse_activations(out)
+    return out
+
+
+def fit_coarse_activations(actor: Any) -> None:
+    """Each fine layer's coarse part takes a ReLU when a ReLU follows the layer (see ``FineChannelLinear``)."""
+    layers = [m for m in actor.body.modules() if not isinstance(m, (nn.Sequential, nn.Identity, nn.Flatten))]
+    for layer, nxt in zip(layers, layers[1:] + [None]):
+        if isinstance(layer, FineChannelLinear):
+            layer.coarse_relu = type(nxt) is nn.ReLU
+    if isinstance(actor.head, FineChannelLinear):
+        actor.head.coarse_relu = False
+
+
+def learned_layers(actor: Any) -> list[nn.Linear]:
+    """The body's Linear layers and the head, in order (not the fixed output-copy average)."""
+    return [m for m in actor.body.modules() if isinstance(m, nn.Linear)] + [actor.head]

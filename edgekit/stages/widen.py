@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.stages.channels import like
+from edgekit.stages.channels import ChannelLinear, fit_coarse_activations, is_per_channel, like
 from edgekit.stages.int8sim import body_layers, supported
 from edgekit.stages.score import FidelityScore
 
@@ -189,6 +189,7 @@ def _widen(actor: Any, plan: WidenPlan, inputs: np.ndarray) -> Any:
         w, b, _ = _copies(w, b, z, plan.output_copies, relu=False)
         out.tail = _average(actor.head, plan.output_copies)
     out.head = like(actor.head, w, b)
+    fit_coarse_activations(out)
     return out.eval()
 
 
@@ -236,8 +237,11 @@ def _copies(w: Any, b: Any, z: Any, m: int, relu: bool) -> tuple[Any, Any, tuple
 
 
 def _average(head: Any, m: int) -> Any:
-    """The tail averaging m copies of each of ``head``'s outputs, of the head's kind."""
+    """The tail averaging m copies of each of ``head``'s outputs, per-channel if the head is (its weights,
+    0 and 1/m, are exact either way)."""
     import torch
+    from torch import nn
 
     size = head.out_features
-    return like(head, torch.repeat_interleave(torch.eye(size), m, dim=1) / m, torch.zeros(size))
+    kind = ChannelLinear if is_per_channel(head) else nn.Linear
+    return like(kind(1, 1), torch.repeat_interleave(torch.eye(size), m, dim=1) / m, torch.zeros(size))

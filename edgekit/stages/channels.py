@@ -63,20 +63,23 @@ class FineChannelLinear(ChannelLinear):
     offset: torch.Tensor | None = None  # d per output channel; None: 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.onnx.is_in_onnx_export():
-            return nn.functional.linear(x, self.weight, self.bias)
-        coarse, fine = (torch.as_tensor(part.detach().numpy().copy())[:, :, None, None]  # constants in the graph
-                        for part in split_weights(self.weight))
+        """What the int8 model computes before its rounding, in float too (the export is checked against it):
+        the weights as coarse + fine, the coarse part behind its ReLU and offset."""
+        coarse, fine = (torch.as_tensor(part.detach().numpy().copy()) for part in split_weights(self.weight))
         offset = self.offset_or_zero()
-        x4 = x if x.dim() == 4 else x.reshape(-1, int(self.in_features), 1, 1)
-        z = nn.functional.conv2d(x4, coarse, self.bias.detach() + offset)
-        if self.coarse_relu:
-            z = torch.relu(z)
-        return z + nn.functional.conv2d(x4, fine, -offset)
+        bias = self.bias.detach() + offset
+        if torch.onnx.is_in_onnx_export():
+            x4 = x if x.dim() == 4 else x.reshape(-1, int(self.in_features), 1, 1)
+            z = nn.functional.conv2d(x4, coarse[:, :, None, None], bias)
+            z = torch.relu(z) if self.coarse_relu else z
+            return z + nn.functional.conv2d(x4, fine[:, :, None, None], -offset)
+        z = nn.functional.linear(x, coarse, bias)
+        z = torch.relu(z) if self.coarse_relu else z
+        return z + nn.functional.linear(x, fine, -offset)
 
     def offset_or_zero(self) -> torch.Tensor:
-        return torch.as_tensor((self.offset if self.offset is not None else torch.zeros(self.out_features))
-                               .detach().numpy().copy())
+        offset = self.offset if self.offset is not None and self.coarse_relu else torch.zeros(self.out_features)
+        return torch.as_tensor(offset.detach().numpy().copy())
 
 
 def split_weights(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -162,6 +162,8 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
             teacher = actor(torch.as_tensor(model_inputs(sets.calibration, preprocess))).numpy()
         if measured:
             actor, preprocess = _measured_steps(actor, graph, sets, preprocess, postprocess, options, applied)
+            with torch.no_grad():  # the fine layers' offsets from every calibration row (``FineChannelLinear``)
+                QuantSim(actor).calibrate(torch.as_tensor(model_inputs(sets.calibration, preprocess)))
         applied["simulated_fidelity"] = _verdict(actor, teacher, graph, sets, preprocess, postprocess)
     elif measured:
         applied["measured_steps"] = "skipped: the int8 simulation covers MLP actors only"

@@ -124,9 +124,9 @@ class QuantSim:
             coarse, fine = split_weights(layer.weight) if weights else (layer.weight.detach(),
                                                                         torch.zeros_like(layer.weight))
             z_fine = torch.nn.functional.linear(t, fine).detach()
-            if record and layer.coarse_relu:
+            if record and layer.coarse_relu and weights:  # the offset the int8 model will carry
                 layer.offset = FINE_OFFSET_MARGIN * z_fine.abs().amax(dim=0) + 1e-9
-            offset = layer.offset_or_zero() if layer.coarse_relu else 0.0
+            offset = layer.offset_or_zero()
             z = torch.nn.functional.linear(t, coarse, layer.bias) + offset
             z = observe(torch.relu(z), floor_zero=True) if layer.coarse_relu else observe(z)
             summed = z + observe(z_fine - offset)

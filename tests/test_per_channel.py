@@ -167,6 +167,10 @@ def test_the_per_channel_simulation_matches_tflite(trained_model, tmp_path, fine
                        per_channel=True)
     assert set(int8.ops) <= {"CONV_2D", "RESHAPE", "TANH"} | ({"ADD"} if fine else set()), int8.ops
     assert int8.ops.count("ADD") == len(fine)
+    from edgekit.edgetpu.check import check_model
+
+    report = check_model(int8.path)
+    assert report.fully_mappable and not report.risks, (report.reasons, report.risks)
     real = _run_tflite(int8.path, pre, sets.held_out)
     from ai_edge_litert.interpreter import Interpreter
 

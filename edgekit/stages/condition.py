@@ -326,26 +326,27 @@ def _channels_step(actor: Any, inputs: np.ndarray, score: FidelityScore, now: fl
 
 def _fine_step(actor: Any, inputs: np.ndarray, score: FidelityScore, now: float,
                applied: dict[str, Any]) -> tuple[Any, float]:
-    """Per-channel layers whose weights still round too coarsely as coarse + fine int8 parts, one layer at a
-    time in order, each kept where it lowers the simulated error (everything rounded, every calibration row:
-    nothing is fitted) by ``FINE_WHEN_BETTER_BY``."""
-    best = score.of(actor, inputs, all_rows=True)
+    """Per-channel layers whose weights still round too coarsely as coarse + fine int8 parts: each round tries
+    every remaining layer and keeps the best if it lowers the simulated error (everything rounded, every
+    calibration row: nothing is fitted) by ``FINE_WHEN_BETTER_BY``; rounds until none does."""
+    start = best = score.of(actor, inputs, all_rows=True)
     chosen: list[int] = []
-    tried = []
-    for index in range(len(learned_layers(actor))):
-        trial = with_fine_layers(actor, chosen + [index])
-        value = score.of(trial, inputs, all_rows=True)
-        tried.append(f"layer {index + 1} {value:.3g}")
-        if value < FINE_WHEN_BETTER_BY * best:
-            chosen.append(index)
-            best = value
-    applied["fine_weights_decision"] = (f"simulated int8 error {score.of(actor, inputs, all_rows=True):.3g} "
-                                        f"per-channel; with coarse + fine weights: {', '.join(tried)}")
+    remaining = list(range(len(learned_layers(actor))))
+    while remaining:
+        value, index = min((score.of(with_fine_layers(actor, chosen + [i]), inputs, all_rows=True), i)
+                           for i in remaining)
+        if not value < FINE_WHEN_BETTER_BY * best:
+            break
+        chosen.append(index)
+        remaining.remove(index)
+        best = value
+    applied["fine_weights_decision"] = (f"simulated int8 error {start:.3g} per-channel, {best:.3g} with coarse + "
+                                        f"fine weights in {len(chosen)} of {len(learned_layers(actor))} layers")
     if not chosen:
         return actor, now
     actor = with_fine_layers(actor, chosen)
-    applied["fine_weights"] = (f"layer{'s' if len(chosen) > 1 else ''} {', '.join(str(i + 1) for i in chosen)}: "
-                               "int8 weights as coarse + fine parts (two 1x1 CONV_2D and an ADD; not verified on a "
+    applied["fine_weights"] = (f"layer{'s' if len(chosen) > 1 else ''} {', '.join(str(i + 1) for i in sorted(chosen))}"
+                               ": int8 weights as coarse + fine parts (two 1x1 CONV_2D and an ADD; not verified on a "
                                "real Edge TPU)")
     return actor, score.of(actor, inputs)
 

@@ -271,6 +271,7 @@ def _vecnormalize(options: BuildOptions, source: ModelSource, config: dict[str, 
 def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress) -> Int8Model:
     """export ONNX -> onnx2tf -> int8 TFLite, each checked against the previous."""
     from edgekit.bundle import layout
+    from edgekit.stages.channels import uses_channels
     from edgekit.stages.condition import model_inputs
     from edgekit.stages.convert import convert_to_tensorflow
     from edgekit.stages.export_onnx import export_onnx
@@ -287,7 +288,8 @@ def _convert(prepared: _Prepared, stage: Path, scratch: Path, progress: Progress
     with progress.stage(STAGES[6]) as note:
         calibration_inputs = model_inputs(sets.calibration, conditioned.preprocess)
         int8 = quantize_int8(tf_model, calibration_inputs, conditioned.preprocess, stage / layout.CPU_MODEL,
-                             binary=conditioned.graph.binary_inputs if "binary_inputs" in conditioned.applied else ())
+                             binary=conditioned.graph.binary_inputs if "binary_inputs" in conditioned.applied else (),
+                             per_channel=uses_channels(conditioned.graph.module))
         note.detail = f"ops {_op_summary(int8.ops)}; int8 in/out, no float tensors"
     return int8
 

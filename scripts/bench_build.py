@@ -6,7 +6,7 @@ What is measured:
     repeated --repeat times, alternating with the same build without the measured
     conditioning steps ("plain", the baseline of the ratio):
         edgekit build examples/ppo-Pendulum-v1.zip --env Pendulum-v1 -o TMP --force -q
-        edgekit build ... --no-split-input --no-finetune --no-widen
+        edgekit build ... --no-split-input --no-finetune --no-widen --no-per-channel
     each run printed, then the medians, the minimum and the ratio default / plain;
   - one more run without -q, whose progress lines are shown, and the per-stage timings
     the build recorded in the bundle's report.json (key "timings_s").
@@ -40,7 +40,7 @@ DEFAULT_MODEL = REPO / "examples" / "ppo-Pendulum-v1.zip"
 DEFAULT_ENV = "Pendulum-v1"
 TARGET_S = 30.0
 TARGET_RATIO = 2.0
-PLAIN_FLAGS = ("--no-split-input", "--no-finetune", "--no-widen")
+PLAIN_FLAGS = ("--no-split-input", "--no-finetune", "--no-widen", "--no-per-channel")
 _PROGRESS_LINE = re.compile(r"^\s*\[\d+/\d+\]\s+(.+?)\s{2,}([0-9.]+) s\b")
 
 

@@ -80,7 +80,8 @@ def agents(agents_dir: Path, split: str = "benchmark", zoo: Path | None = None) 
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "naive": dict(input_scaling=False, output_range=False, finetune=False, input_split=0, widen=False),
+    "naive": dict(input_scaling=False, output_range=False, finetune=False, input_split=0, widen=False,
+                  per_channel=False),
     "edgekit": dict(),
 }
 

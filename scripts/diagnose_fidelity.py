@@ -75,9 +75,9 @@ class Rounding:
         k, self.slot = self.slot, self.slot + 1
         return self.fake_quant(t, lo, hi) if self.slots is None or k in self.slots else t
 
-    def _weight_grid(self, w: Any) -> Any:
+    def _weight_grid(self, w: Any, per_channel: bool = False) -> Any:
         k, self.weight = self.weight, self.weight + 1
-        return self.weight_grid(w) if self.weights is None or k in self.weights else w
+        return self.weight_grid(w, per_channel) if self.weights is None or k in self.weights else w
 
     def _tanh_q(self, h: Any) -> Any:
         import torch
@@ -135,7 +135,7 @@ def main() -> int:
         cut_sets = prepare(args.model, args.env_id, args.env_module, cut=args.cut)[2]
         print(f"coverage, episodes cut at {args.cut} steps: {coverage(cut_sets)}")
     options = ConditioningOptions() if args.defaults else ConditioningOptions(finetune=False, input_split=0,
-                                                                              widen=False)
+                                                                              widen=False, per_channel=False)
     conditioned = condition(graph, sets, loaded.agent.action_space, options)
     for key, value in conditioned.applied.items():
         print(f"  {key}: {value}")
@@ -161,7 +161,8 @@ def main() -> int:
         alone = rounding.run(actor, calibration, held, slots=set(), weights={k}, tanh=False)[0]
         print(f"held-out, layer {k + 1} weights alone:  {error(graph, conditioned, space, sets.held_out, alone)}"
               f"  ({tuple(w.shape)}, largest {float(w.max()):.3g}, median {float(w.median()):.3g} = "
-              f"{127 * float(w.median()) / max(float(w.max()), 1e-12):.1f} int8 steps)")
+              f"{127 * float(w.median()) / max(float(w.max()), 1e-12):.1f} int8 steps per tensor, "
+              f"{float((w / w.amax(dim=1, keepdim=True).clamp_min(1e-12)).median()) * 127:.1f} per channel)")
     for slot in range(1, len(ranges)):
         alone = rounding.run(actor, calibration, held, slots={slot}, weights=set(), tanh=False)[0]
         lo, hi = ranges[slot]

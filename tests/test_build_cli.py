@@ -117,4 +117,6 @@ def test_no_flags_switch_off_the_measured_conditioning_steps():
     options = build.conditioning_options(args)
     assert not options.widen and options.input_split == 0 and options.finetune and options.input_scaling
     default = build.conditioning_options(parser.parse_args(["build", "m.zip", "--env", "Pendulum-v1"]))
-    assert default.widen and default.input_split == 16 and default.finetune
+    assert default.widen and default.input_split == 16 and default.finetune and default.per_channel
+    args = parser.parse_args(["build", "m.zip", "--env", "Pendulum-v1", "--no-per-channel"])
+    assert not build.conditioning_options(args).per_channel and build.conditioning_options(args).widen

@@ -18,8 +18,8 @@ from edgekit.stages.int8sim import QuantSim, simulate, supported, weight_grid
 from edgekit.stages.score import FidelityScore
 from edgekit.stages.widen import WidenPlan, parameter_count, widen
 
-OFF = dict(input_scaling=False, output_range=False, finetune=False, input_split=0, widen=False)
-RANGES_ONLY = dict(finetune=False, input_split=0, widen=False)
+OFF = dict(input_scaling=False, output_range=False, finetune=False, input_split=0, widen=False, per_channel=False)
+RANGES_ONLY = dict(finetune=False, input_split=0, widen=False, per_channel=False)
 
 
 def _agent(trained_model, name, normalize=None):
@@ -209,7 +209,7 @@ def test_the_int8_simulation_matches_tflite(trained_model, tmp_path):
         agent, graph = _agent(trained_model, name)
         sets = _sets(agent, graph, env_id, steps=300)
         conditioned = condition(graph, sets, agent.action_space,
-                                ConditioningOptions(finetune=False, widen=False, force_split=True))
+                                ConditioningOptions(finetune=False, widen=False, force_split=True, per_channel=False))
         pre = conditioned.preprocess
         x, held = model_inputs(sets.calibration, pre), model_inputs(sets.held_out, pre)
         actor = widen(conditioned.graph.module, plan, x)

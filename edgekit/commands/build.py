@@ -63,6 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-split-input", action="store_true",
                    help="never feed features as coarse + fine int8 parts (one int8 value per feature)")
     p.add_argument("--no-finetune", action="store_true", help="skip the int8-aware distillation")
+    p.add_argument("--no-per-channel", action="store_true",
+                   help="keep every layer a per-tensor FULLY_CONNECTED (no 1x1 convolutions with per-channel "
+                   "weights, which are not verified on a real Edge TPU; see docs/fidelity.md)")
     p.add_argument("--no-widen", action="store_true",
                    help="do not widen hidden layers (smaller, faster on the CPU; less precise, see docs/fidelity.md)")
     p.add_argument("--compiler", default=None, metavar="PATH",
@@ -158,4 +161,5 @@ def conditioning_options(args: argparse.Namespace) -> ConditioningOptions:
 
     return ConditioningOptions(input_scaling=not args.no_input_scaling, output_range=not args.no_output_range,
                                input_split=0 if args.no_split_input else ConditioningOptions.input_split,
-                               finetune=not args.no_finetune, widen=not args.no_widen)
+                               finetune=not args.no_finetune, widen=not args.no_widen,
+                               per_channel=not args.no_per_channel)

@@ -46,14 +46,20 @@ class DeterministicActor(nn.Module):
             z = torch.tanh(self.gain(z) if self.squash_gain != 1.0 else z)
         if self.tail is not None:
             z = self.tail(z)
+        if z.dim() == 4:  # exported as 1x1 convolutions (``stages/channels.py``): back to [B, M]
+            z = z.reshape(-1, int(self.tail.out_features if self.tail is not None else self.head.out_features))
         return z
 
     def gain(self, z: torch.Tensor) -> torch.Tensor:
-        """``squash_gain * z`` as a diagonal linear map: it exports as a FULLY_CONNECTED, whose input keeps
-        its own int8 range (the clamp's [-1, 1]); as a MUL by a constant, the converter gave the clamp's
-        output the MUL's range (k times wider) and so k times fewer levels (measured)."""
+        """``squash_gain * z`` as a diagonal linear map: it exports as a FULLY_CONNECTED (a 1x1 CONV_2D behind
+        per-channel layers), whose input keeps its own int8 range (the clamp's [-1, 1]); as a MUL by a
+        constant, the converter gave the clamp's output the MUL's range (k times wider) and so k times fewer
+        levels (measured)."""
         size = int(self.head.out_features)  # a Python int, so the export sees a constant weight
-        return torch.nn.functional.linear(z, torch.eye(size, dtype=z.dtype) * self.squash_gain)
+        weight = torch.eye(size, dtype=z.dtype) * self.squash_gain
+        if z.dim() == 4:
+            return torch.nn.functional.conv2d(z, weight[:, :, None, None])
+        return torch.nn.functional.linear(z, weight)
 
     def pre_squash(self, obs: torch.Tensor) -> torch.Tensor:
         """The head's output before clamp and tanh (what the output range must hold)."""

@@ -41,12 +41,18 @@ Image observations (CnnPolicy) skip the per-feature input map: the int8 input is
 the pixel itself (``edgekit.bundle.image_spec``).
 
 Then, for MLP actors the int8 simulation covers (``int8sim.supported``; others,
-e.g. CNN feature extractors, skip these steps), three measured steps, each kept
+e.g. CNN feature extractors, skip these steps), four measured steps, each kept
 only if it lowers the simulated error (``score.FidelityScore``) on calibration
 rows it was not fitted on:
 
 * **split input** (``Preprocess.split``): each feature as a coarse int8 value and
   its rounding residual x16, through one FULLY_CONNECTED (``split_input_linear``);
+* **per-channel weights** (``channels``): every Linear layer as a 1x1 CONV_2D,
+  whose int8 weights get one scale per output row, tried where that lowers the
+  error of the weights' rounding (heavy-tailed weight tensors: off-policy MuJoCo
+  actors), and, for the layers that still round too coarsely, coarse + fine
+  weights (two convolutions and an ADD); the next steps run on each layout in
+  turn and the best is kept (``_best_layout``);
 * **int8-aware distillation** (``finetune``);
 * **widening** (``widen``): pieces / dithered copies for more levels per hidden
   activation and per squashed action.
@@ -65,8 +71,9 @@ from edgekit.core.postprocess import ARGMAX, CLIP, MULTI_ARGMAX, THRESHOLD, UNSC
 from edgekit.core.spaces import SpaceSpec
 from edgekit.host.actor import replace_first_linear, split_input_linear
 from edgekit.stages.artifacts import ObservationSets, PolicyGraph
+from edgekit.stages.channels import is_fine, learned_layers, to_channels, uses_channels, with_fine_layers
 from edgekit.stages.finetune import finetune
-from edgekit.stages.int8sim import ACTIVATIONS, INPUT, WEIGHTS, QuantSim
+from edgekit.stages.int8sim import ACTIVATIONS, INPUT, WEIGHTS, QuantSim, layer_step
 from edgekit.stages.int8sim import supported as simulation_supported
 from edgekit.stages.score import FidelityScore
 from edgekit.stages.widen import choose as choose_widening
@@ -74,6 +81,14 @@ from edgekit.stages.widen import choose as choose_widening
 SQUASH_LIMIT = 4.0  # tanh(4) = 0.99933
 # Split the input only when the simulation says it lowers the int8 error by at least 10 %.
 SPLIT_WHEN_BETTER_BY = 0.9
+# Per-channel weights (1x1 convolutions) only when the weights' rounding alone costs at least this share of the
+# targets and per-channel scales lower it by at least 10 %: below, the per-tensor FULLY_CONNECTED model (the
+# layout the Edge TPU is known to compile for MLPs) is kept.
+PER_CHANNEL_FROM = 0.25
+PER_CHANNEL_WHEN_BETTER_BY = 0.9
+# A layer's weights as coarse + fine int8 parts (two convolutions and an ADD) when that lowers the simulated error
+# by at least 10 %: it adds an int8 rounding of the coarse part's output.
+FINE_WHEN_BETTER_BY = 0.9
 WEIGHTS_LR = 1e-3  # the weights-only distillation's learning rate (Adam, cosine-decayed)
 # Distillation after widening: full steps up to 150 k weights, proportionally fewer above (build time).
 FULL_STEPS_UP_TO = 150_000
@@ -98,6 +113,7 @@ class ConditioningOptions:
     finetune_steps: int = 2000
     input_split: int = 16  # 0: one int8 part per feature; m: coarse + residual x m (about 4 more bits)
     force_split: bool = False  # split even where the simulation sees no gain (tests, comparisons)
+    per_channel: bool = True  # 1x1 convolutions with per-channel weights where the simulation says they pay
     widen: bool = True
 
 
@@ -143,12 +159,14 @@ def condition(graph: PolicyGraph, sets: ObservationSets, action_space: SpaceSpec
         if options.output_range:
             postprocess = _fold_output_range(actor, graph, model_inputs(sets.calibration, preprocess),
                                              action_space, applied)
-    measured = options.input_split or options.finetune or options.widen
+    measured = options.input_split or options.finetune or options.widen or options.per_channel
     if simulation_supported(actor):
         with torch.no_grad():  # the float actor the measured steps imitate in int8
             teacher = actor(torch.as_tensor(model_inputs(sets.calibration, preprocess))).numpy()
         if measured:
             actor, preprocess = _measured_steps(actor, graph, sets, preprocess, postprocess, options, applied)
+            with torch.no_grad():  # the fine layers' offsets from every calibration row (``FineChannelLinear``)
+                QuantSim(actor).calibrate(torch.as_tensor(model_inputs(sets.calibration, preprocess)))
         applied["simulated_fidelity"] = _verdict(actor, teacher, graph, sets, preprocess, postprocess)
     elif measured:
         applied["measured_steps"] = "skipped: the int8 simulation covers MLP actors only"
@@ -182,12 +200,22 @@ def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, prepr
         actor, preprocess, inputs, now = _split_step(actor, sets, preprocess, inputs, score, now, options, applied)
     if _met(now, "the input split", applied):
         return actor, preprocess
+    candidates = _weight_layouts(actor, inputs, score, applied) if options.per_channel else []
+    if not candidates:
+        return _distil_and_widen(actor, inputs, targets, score, options, applied), preprocess
+    return _best_layout([("per-tensor", actor, {}), *candidates], inputs, targets, score, options, applied), \
+        preprocess
+
+
+def _distil_and_widen(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: FidelityScore,
+                      options: ConditioningOptions, applied: dict[str, Any]) -> Any:
+    """The weights-only distillation, widening and the bounded distillation, each skipped once the simulated
+    error is at ``EARLY_STOP_AT`` of the targets."""
     if options.finetune:  # first the weights alone, freely: widening cannot remove their rounding
         actor = _distil(actor, inputs, targets, score, options.finetune_steps, "finetune_weights", applied,
                         weights_only=True, max_steps_moved=None, lr=WEIGHTS_LR, relative_lr=False, patience=None)
-        now = score.of(actor, inputs)
-        if _met(now, "the weights-only distillation", applied):
-            return actor, preprocess
+        if _met(score.of(actor, inputs), "the weights-only distillation", applied):
+            return actor
     widened_params = None
     if options.widen:
         widened = choose_widening(actor, inputs, score)
@@ -196,11 +224,35 @@ def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, prepr
         applied["widen"] = widened.describe() if widened.kept else \
             f"not widened (simulated error {widened.score_before:.3g} of the target)"
         if _met(widened.score_after, "widening", applied):
-            return actor, preprocess
+            return actor
     if options.finetune:  # then everything, each weight within one int8 step of where it is
         steps = _bounded_steps(options.finetune_steps, widened_params or 0)
         actor = _distil(actor, inputs, targets, score, steps, "finetune", applied)
-    return actor, preprocess
+    return actor
+
+
+def _best_layout(candidates: list[tuple[str, Any, dict[str, Any]]], inputs: np.ndarray, targets: np.ndarray,
+                 score: FidelityScore, options: ConditioningOptions, applied: dict[str, Any]) -> Any:
+    """The remaining steps on each weight layout in turn (per-tensor first: the layout the Edge TPU is known to
+    compile); the first whose simulated error ends at ``EARLY_STOP_AT`` of the targets is kept, else the one
+    with the lowest. Which layout pays is only known at the end: per-channel and fine weights bound the
+    distillations' moves to their finer steps and fine parts leave widening's ReLU pieces less to gain (the
+    example PPO Pendulum: 0.46 of the targets per-tensor, 0.53 per-channel; an RL Zoo TQC
+    MountainCarContinuous agent: 0.40 per-channel, 1.37 with fine weights; a SAC HalfCheetah one: 1.25 with
+    fine weights, more without)."""
+    results: list[tuple[float, str, Any, dict[str, Any]]] = []
+    for name, actor, record in candidates:
+        record = dict(record)
+        if not _met(score.of(actor, inputs), name + " weights", record):
+            actor = _distil_and_widen(actor, inputs, targets, score, options, record)
+        results.append((score.of(actor, inputs), name, actor, record))
+        if results[-1][0] <= EARLY_STOP_AT:
+            break
+    error, name, actor, record = min(results, key=lambda r: r[0]) if results[-1][0] > EARLY_STOP_AT else results[-1]
+    tried = ", ".join(f"{n} {e:.3g}" for e, n, _, _ in results)
+    applied["weight_layout"] = f"simulated int8 error after the remaining steps: {tried}; kept {name}"
+    applied.update(record)
+    return actor
 
 
 def _verdict(actor: Any, teacher: np.ndarray, graph: PolicyGraph, sets: ObservationSets, preprocess: Preprocess,
@@ -223,21 +275,28 @@ def _verdict(actor: Any, teacher: np.ndarray, graph: PolicyGraph, sets: Observat
     worst = max(added, key=added.get)
     why = f"most from rounding {worst}"
     if worst == "the weights":
-        why += f" (per-tensor int8 weights; {_weight_spread(actor)})"
+        kind = "per-channel" if uses_channels(actor) else "per-tensor"
+        why += f" ({kind} int8 weights; {_weight_spread(actor)})"
     return (f"{total:.3g} of the targets {where}: NOT met, {why}; the int8 weights alone {weights:.3g}, "
             f"with the activations rounded too {with_activations:.3g}, with the input too {total:.3g}")
 
 
 def _weight_spread(actor: Any) -> str:
     """The layer whose weights are spread widest: the median magnitude of its non-zero weights, in int8 steps
-    of its per-tensor scale (the output-copy average, a fixed 0 / 1/m matrix, is not a learned layer)."""
+    of its scale (per tensor, or per row for a per-channel layer; the output-copy average, a fixed 0 / 1/m
+    matrix, is not a learned layer)."""
     spreads = []
     layers = [m for m in QuantSim(actor).linears if m is not actor.tail]
     for i, layer in enumerate(layers):
+        if is_fine(layer):  # about 8 bits finer than its coarse grid: not the spread that limits
+            continue
         w = layer.weight.detach().abs()
-        nonzero = w[w > 0]
+        steps = w / layer_step(layer)
+        nonzero = steps[w > 0]
         if nonzero.numel():
-            spreads.append((float(nonzero.median()) / float(w.max()) * 127.0, i))
+            spreads.append((float(nonzero.median()), i))
+    if not spreads:
+        return "every layer's weights as coarse + fine int8 parts"
     steps, i = min(spreads)
     return f"layer {i + 1}'s median weight is {steps:.1f} int8 steps"
 
@@ -274,6 +333,58 @@ def _split_step(actor: Any, sets: ObservationSets, preprocess: Preprocess, input
     applied["input_split"] = (f"each feature as coarse + residual x{options.input_split} int8 parts "
                               "through one layer (about 4 more bits of input)")
     return split_actor, split_pre, split_inputs, score.of(split_actor, split_inputs)
+
+
+def _weight_layouts(actor: Any, inputs: np.ndarray, score: FidelityScore,
+                    applied: dict[str, Any]) -> list[tuple[str, Any, dict[str, Any]]]:
+    """The per-channel layouts worth trying besides per-tensor weights: every Linear layer as a per-channel 1x1
+    convolution, where that lowers the error of the weights' rounding alone (the one error it changes; the
+    others are the later steps' to remove) and that error matters (``PER_CHANNEL_FROM``); then, if some layers
+    still round too coarsely, those with coarse + fine weights (``_fine_step``). Scored on every calibration
+    row: nothing is fitted to them."""
+    channels = to_channels(actor)
+    weights = frozenset((WEIGHTS,))
+    plain = score.of(actor, inputs, all_rows=True, parts=weights)
+    per_channel = score.of(channels, inputs, all_rows=True, parts=weights)
+    take = plain >= PER_CHANNEL_FROM and per_channel < PER_CHANNEL_WHEN_BETTER_BY * plain
+    applied["per_channel_decision"] = (f"simulated int8 error of the weights' rounding alone {plain:.3g} per-tensor "
+                                       f"vs {per_channel:.3g} per-channel (1.0 = at the targets): "
+                                       f"{'try per-channel' if take else 'per-tensor'}")
+    if not take:
+        return []
+    record = {"per_channel_weights": "every Linear layer as a 1x1 CONV_2D with one int8 weight scale per output "
+                                     "channel (not verified on a real Edge TPU)"}
+    layouts = [("per-channel", channels, record)]
+    fine = _fine_step(channels, inputs, score, applied)
+    if fine is not None:
+        layouts.append(("coarse + fine", fine[0], {**record, "fine_weights": fine[1]}))
+    return layouts
+
+
+def _fine_step(actor: Any, inputs: np.ndarray, score: FidelityScore,
+               applied: dict[str, Any]) -> tuple[Any, str] | None:
+    """A variant of the per-channel ``actor`` whose layers that still round too coarsely take coarse + fine
+    int8 weights, or None: each round tries every remaining layer and keeps the best if it lowers the
+    simulated error (everything rounded, every calibration row: nothing is fitted) by
+    ``FINE_WHEN_BETTER_BY``; rounds until none does."""
+    start = best = score.of(actor, inputs, all_rows=True)
+    chosen: list[int] = []
+    remaining = list(range(len(learned_layers(actor))))
+    while remaining:
+        value, index = min((score.of(with_fine_layers(actor, chosen + [i]), inputs, all_rows=True), i)
+                           for i in remaining)
+        if not value < FINE_WHEN_BETTER_BY * best:
+            break
+        chosen.append(index)
+        remaining.remove(index)
+        best = value
+    applied["fine_weights_decision"] = (f"simulated int8 error {start:.3g} per-channel, {best:.3g} with coarse + "
+                                        f"fine weights in {len(chosen)} of {len(learned_layers(actor))} layers")
+    if not chosen:
+        return None
+    return with_fine_layers(actor, chosen), (
+        f"layer{'s' if len(chosen) > 1 else ''} {', '.join(str(i + 1) for i in sorted(chosen))}: int8 weights as "
+        "coarse + fine parts (two 1x1 CONV_2D and an ADD; not verified on a real Edge TPU)")
 
 
 def _bounded_steps(steps: int, params: int) -> int:

@@ -2,14 +2,15 @@
 
 After range conditioning, most of the remaining int8 error comes from rounding
 the layers' weights and activations. This stage fine-tunes a copy of the
-conditioned actor through the int8 simulation (``int8sim``: per-tensor weights,
+conditioned actor through the int8 simulation (``int8sim``: per-tensor weights, or
+per-channel ones for the layers ``stages/channels.py`` exports as 1x1 convolutions,
 per-tensor activation ranges from the calibration set, TANH on its fixed grid,
 the straight-through estimator for rounding) so that its quantized outputs
 match the float actor's on the calibration observations. No rewards, no
 environment: only the teacher's outputs.
 
 The weights it returns lie on their int8 grid (each Linear's largest weight is
-exactly ±127 steps), so the converter's own per-tensor rounding keeps them.
+exactly ±127 steps; each row's, per channel), so the converter's own rounding keeps them.
 It trains on 80 % of the calibration set and keeps the result only if the
 simulated error (``FidelityScore``) is lower on the other 20 %, which it did
 not train on; the held-out set stays untouched for validation.
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.stages.int8sim import QuantSim, supported  # noqa: F401  (supported: re-exported for callers)
+from edgekit.stages.int8sim import QuantSim, layer_step, supported  # noqa: F401  (supported: re-exported)
 from edgekit.stages.score import FidelityScore
 
 BATCH = 256
@@ -91,7 +92,7 @@ def finetune(actor: Any, inputs: np.ndarray, targets: np.ndarray, score: Fidelit
         groups.append({"params": list(m.parameters()), "lr": rate, "base_lr": rate})
     optimizer = torch.optim.Adam(groups)
     batch = min(BATCH, len(train_idx))
-    anchors = [(m.weight, m.weight.detach().clone(), float(m.weight.detach().abs().max()) / 127.0)
+    anchors = [(m.weight, m.weight.detach().clone(), layer_step(m))  # per tensor, or per row (per-channel)
                for m in sim.linears] if max_steps_moved is not None else []
     tracker = _Tracker(before, student, stop_at, weights_only, patience)
     for step in range(steps):

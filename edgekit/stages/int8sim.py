@@ -10,6 +10,11 @@ scripts/bench_fidelity.py). It models what the converter does to an MLP actor:
 * FULLY_CONNECTED: per-tensor symmetric int8 weights (largest weight = 127
   steps), exact int32 accumulation, the output rounded once onto its own
   per-tensor asymmetric grid; a fused RELU / RELU6 / RELU_N1_TO_1 clamps first;
+* the 1x1 CONV_2D of a ``ChannelLinear`` (``stages/channels.py``): the same,
+  with one weight scale per output row (each row's largest weight = 127 steps);
+* a ``FineChannelLinear``: two such convolutions, the coarse weights and their
+  rounding residual, each output rounded onto its own per-tensor grid, then
+  summed (ADD, which takes the activation after it);
 * TANH: int8 in, output on the fixed grid 1/128;
 * the squash head's MUL (``squash_gain``) and the averaging layer after it
   (``tail``): each output rounded onto its own grid.
@@ -24,7 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.stages.channels import is_fine, is_per_channel, split_weights, weight_grid, weight_step
+
 TANH_STEP = 1.0 / 128.0  # TFLite's int8 TANH output: scale 1/128, zero point 0
+FINE_OFFSET_MARGIN = 1.5  # a fine layer's offset: this times the largest |fine part| seen in calibration
 # What the simulation rounds: the int8 input, the weights, the other activations (hidden, TANH, output).
 INPUT, WEIGHTS, ACTIVATIONS = "input", "weights", "activations"
 ALL_PARTS = frozenset((INPUT, WEIGHTS, ACTIVATIONS))
@@ -75,9 +83,10 @@ class QuantSim:
         self._forward(x, record=True)
 
     def snap_weights(self) -> None:
-        """Replace each Linear's weights by their per-tensor int8 grid values (the converter then keeps them)."""
+        """Replace each Linear's weights by their int8 grid values, per tensor or per channel as the layer will
+        be converted (the converter then keeps them)."""
         for linear in self.linears:
-            linear.weight.copy_(weight_grid(linear.weight))
+            linear.weight.copy_(layer_grid(linear))
 
     def __call__(self, x: Any) -> Any:
         return self._forward(x, record=False)
@@ -103,8 +112,25 @@ class QuantSim:
             return tanh_q(t) if acts else torch.tanh(t)
 
         def linear(t: Any, layer: Any) -> Any:
-            w = ste(layer.weight, weight_grid(layer.weight)) if weights else layer.weight
+            if is_fine(layer):
+                return fine_linear(t, layer)
+            w = ste(layer.weight, layer_grid(layer)) if weights else layer.weight
             return torch.nn.functional.linear(t, w, layer.bias)
+
+        def fine_linear(t: Any, layer: Any) -> Any:
+            """Coarse and fine parts, each output on its own int8 grid (two slots, whatever is rounded),
+            summed; the gradient is the float layer's (straight through). Calibration sets the layer's offset
+            (see ``FineChannelLinear``) from the fine part's largest magnitude, with a margin."""
+            coarse, fine = split_weights(layer.weight) if weights else (layer.weight.detach(),
+                                                                        torch.zeros_like(layer.weight))
+            z_fine = torch.nn.functional.linear(t, fine).detach()
+            if record and layer.coarse_relu and weights:  # the offset the int8 model will carry
+                layer.offset = FINE_OFFSET_MARGIN * z_fine.abs().amax(dim=0) + 1e-9
+            offset = layer.offset_or_zero()
+            z = torch.nn.functional.linear(t, coarse, layer.bias) + offset
+            z = observe(torch.relu(z), floor_zero=True) if layer.coarse_relu else observe(z)
+            summed = z + observe(z_fine - offset)
+            return ste(torch.nn.functional.linear(t, layer.weight, layer.bias), summed)
 
         h = observe(x)
         actor = self.actor
@@ -150,11 +176,18 @@ def ste(x: Any, q: Any) -> Any:
     return x + (q - x).detach()
 
 
-def weight_grid(w: Any) -> Any:
-    import torch
+def layer_grid(layer: Any) -> Any:
+    """``layer``'s weights on the grid its conversion gives them (per channel for a ``ChannelLinear``; coarse +
+    fine for a ``FineChannelLinear``)."""
+    if is_fine(layer):
+        coarse, fine = split_weights(layer.weight)
+        return coarse + fine
+    return weight_grid(layer.weight, is_per_channel(layer))
 
-    scale = w.detach().abs().max().clamp_min(1e-12) / 127.0
-    return torch.clamp(torch.round(w / scale), -127, 127) * scale
+
+def layer_step(layer: Any) -> Any:
+    """``layer``'s int8 weight step as its conversion gives it (see ``weight_step``)."""
+    return weight_step(layer.weight, is_per_channel(layer))
 
 
 def fake_quant(t: Any, lo: float, hi: float) -> Any:

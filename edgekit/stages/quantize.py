@@ -4,7 +4,10 @@ Full-integer post-training quantization with int8 input and output tensors
 (no QUANTIZE/DEQUANTIZE at the edges: they would stay on the CPU of an Edge
 TPU host) and per-tensor weights: the Edge TPU compiler expects per-tensor
 FULLY_CONNECTED weights, and a current converter quantizes per channel unless
-told otherwise. The result is inspected and refused unless every tensor is
+told otherwise. ``per_channel``: the conditioning made every Linear layer a 1x1
+CONV_2D (``stages/channels.py``), whose filters are quantized per output
+channel; the model must then hold no FULLY_CONNECTED (TensorFlow 2.21 would give
+it per-channel weights too), which is checked. The result is inspected and refused unless every tensor is
 int8 (int32 biases excepted), and one-hot / binary input features must find 0
 and 1 on exact int8 levels (see ``stages/condition.py``).
 
@@ -34,7 +37,7 @@ from edgekit.stages.convert import nhwc
 
 
 def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Preprocess, path: Path,
-                  binary: tuple[int, ...] = ()) -> Int8Model:
+                  binary: tuple[int, ...] = (), per_channel: bool = False) -> Int8Model:
     """Convert with the ``calibration`` inputs (in model-input space) and check the result.
 
     ``binary``: the observation features that only take 0 and 1 (one-hot, MultiBinary) and that the
@@ -54,7 +57,7 @@ def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Prepro
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    converter._experimental_disable_per_channel = True  # per-tensor weights for the Edge TPU
+    converter._experimental_disable_per_channel = not per_channel  # per-tensor FULLY_CONNECTED for the Edge TPU
     try:
         with quiet_native_stderr():
             flatbuffer = converter.convert()
@@ -63,6 +66,11 @@ def quantize_int8(tf_model: TFModel, calibration: np.ndarray, preprocess: Prepro
     path.write_bytes(flatbuffer)
     info = inspect_int8_model(path)
     info.require_fully_int8()
+    if per_channel and "FULLY_CONNECTED" in info.op_names:
+        raise ConversionError("the per-channel int8 model holds a FULLY_CONNECTED layer (its weights would be "
+                              "per-channel, which the Edge TPU is not known to accept)",
+                              hint="this is an edgekit bug; please report it with the model (--no-per-channel "
+                              "avoids it)")
     if preprocess.image is not None:
         _check_image_input(info.input, preprocess.image)
     check_binary_levels(preprocess, binary, info.input.quant)

@@ -27,7 +27,8 @@ budget (the Edge TPU's 8 MiB cache holds about 8 M int8 weights; CPU latency
 grows with the size), stops once the simulated error is well inside the
 targets, and takes the cheapest plan within 5 % of the best it saw. Weights that lie on
 their int8 grid (after ``finetune``) stay on it: every column or row of a
-layer is scaled by the same factor.
+layer is scaled by the same factor (per-tensor and per-channel grids alike), and
+every new layer is of its original's kind (``stages/channels.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.stages.channels import ChannelLinear, fit_coarse_activations, is_per_channel, like
 from edgekit.stages.int8sim import body_layers, supported
 from edgekit.stages.score import FidelityScore
 
@@ -176,7 +178,7 @@ def _widen(actor: Any, plan: WidenPlan, inputs: np.ndarray) -> Any:
             out_act = type(act)()
         else:
             columns, out_act = None, type(act)()
-        lin = _linear(w, b)
+        lin = like(layer, w, b)
         new_layers += [lin, out_act]
         h = out_act(lin(h.float())).double()
     out = copy.deepcopy(actor)
@@ -185,8 +187,9 @@ def _widen(actor: Any, plan: WidenPlan, inputs: np.ndarray) -> Any:
     if plan.output_copies > 1:
         z = torch.clamp(h @ w.T + b, -1.0, 1.0) if actor.clamp else h @ w.T + b
         w, b, _ = _copies(w, b, z, plan.output_copies, relu=False)
-        out.tail = _average(actor.head.out_features, plan.output_copies)
-    out.head = _linear(w, b)
+        out.tail = _average(actor.head, plan.output_copies)
+    out.head = like(actor.head, w, b)
+    fit_coarse_activations(out)
     return out.eval()
 
 
@@ -233,23 +236,12 @@ def _copies(w: Any, b: Any, z: Any, m: int, relu: bool) -> tuple[Any, Any, tuple
     return rows, biases, (units, np.full(len(units), 1.0 / m))
 
 
-def _average(size: int, m: int) -> Any:
+def _average(head: Any, m: int) -> Any:
+    """The tail averaging m copies of each of ``head``'s outputs, per-channel if the head is (its weights,
+    0 and 1/m, are exact either way)."""
     import torch
     from torch import nn
 
-    tail = nn.Linear(size * m, size)
-    with torch.no_grad():
-        tail.weight.copy_(torch.repeat_interleave(torch.eye(size), m, dim=1) / m)
-        tail.bias.zero_()
-    return tail
-
-
-def _linear(w: Any, b: Any) -> Any:
-    import torch
-    from torch import nn
-
-    lin = nn.Linear(w.shape[1], w.shape[0])
-    with torch.no_grad():
-        lin.weight.copy_(w.float())
-        lin.bias.copy_(b.float())
-    return lin
+    size = head.out_features
+    kind = ChannelLinear if is_per_channel(head) else nn.Linear
+    return like(kind(1, 1), torch.repeat_interleave(torch.eye(size), m, dim=1) / m, torch.zeros(size))

@@ -3,6 +3,10 @@
 Training and building happen once per session (session-scoped, lazily per
 case), so the suite trains each agent once and runs onnx2tf/TensorFlow once
 per case.
+
+Light at import: the unit lane (``pytest tests/unit``: numpy, a TFLite interpreter and pytest only) loads
+this file too, so Gymnasium, torch and SB3 are imported only where a test outside ``tests/unit`` needs
+them (the tests' envs are registered before the first such module is collected).
 """
 
 from __future__ import annotations
@@ -18,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import coverage_envs  # noqa: F401  (registers the edgekit-test/ envs)
-import coverage_envs_images  # noqa: F401  (registers the edgekit-test/ image envs)
 import pytest
 
 pytest_plugins = ["fake_libedgetpu"]  # stand-in libedgetpu libraries and Edge TPU bundle entries
@@ -33,6 +35,19 @@ if "EDGEKIT_PROBE_CACHE" not in os.environ:
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_MODEL = REPO / "examples" / "ppo-Pendulum-v1.zip"
+UNIT_TESTS = Path(__file__).resolve().parent / "unit"
+
+
+def register_test_envs() -> None:
+    """Register the edgekit-test/ envs (tests/coverage_envs.py, tests/coverage_envs_images.py) with Gymnasium."""
+    import coverage_envs  # noqa: F401
+    import coverage_envs_images  # noqa: F401
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    """Register the tests' envs before the first test module outside the unit lane is imported."""
+    if isinstance(collector, pytest.Module) and UNIT_TESTS not in Path(collector.path).resolve().parents:
+        register_test_envs()
 
 
 @dataclass(frozen=True)
@@ -88,7 +103,7 @@ IMAGE_CASES = (
 def _space_cases() -> list[AgentCase]:
     """Every algorithm with every non-Box observation kind, and PPO/A2C with every action kind, on the tiny
     envs of tests/coverage_envs.py (a few hundred steps, 16-step episodes). MultiInputPolicy for Dict."""
-    from coverage_envs import env_id
+    from coverage_env_ids import env_id
 
     on_policy = {"PPO": {"n_steps": 64, "batch_size": 32}, "A2C": {"n_steps": 8}}
     off_policy = {"learning_starts": 64, "policy_kwargs": {"net_arch": [32, 32]}}
@@ -221,6 +236,8 @@ def algorithm_class(name: str) -> type:
 
 def _train(case: AgentCase, path: Path) -> Path:
     import torch
+
+    register_test_envs()
 
     torch.set_num_threads(1)
     kwargs = dict(case.kwargs)

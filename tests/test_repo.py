@@ -18,6 +18,12 @@ def test_ci_runs_the_readme_test_command():
     assert tests in (REPO / ".ci" / "run").read_text()
 
 
+def test_ci_runs_the_unit_lane_before_the_whole_suite():
+    ci = (REPO / ".ci" / "run").read_text()
+    unit, whole = ci.index("-m pytest tests/unit &&"), ci.rindex("-m pytest\n")
+    assert unit < whole
+
+
 def test_layout_from_the_design_card():
     for name in ("pyproject.toml", "README.md", "edgekit", "calibration", "tests", "device", "scripts", "LICENSE"):
         assert (REPO / name).exists(), name

@@ -50,6 +50,32 @@ def pytest_collectstart(collector: pytest.Collector) -> None:
         register_test_envs()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The emulated Raspberry Pi OS tests run last: their check runs in the background meanwhile
+    (``_pi_emulated_in_background``)."""
+    emulated = [item for item in items if item.get_closest_marker("pi_emulated")]
+    if emulated:
+        items[:] = [item for item in items if not item.get_closest_marker("pi_emulated")] + emulated
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pi_emulated_in_background(request: pytest.FixtureRequest,
+                               tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """When the session holds the emulated Raspberry Pi OS tests, build their two bundles at its first test and
+    start their check (minutes of qemu) in the background; tests/test_pi_emulated.py waits for it at the end."""
+    import pi_emulated_run
+
+    if any(item.get_closest_marker("pi_emulated") for item in request.session.items) \
+            and pi_emulated_run.missing_tools() is None:
+        built_bundle = request.getfixturevalue("built_bundle")
+        pi_emulated_run.start([built_bundle(name).bundle_dir for name in pi_emulated_run.STRICT_BUNDLES],
+                              tmp_path_factory.mktemp("pi-emulated"))
+    yield
+    run = pi_emulated_run.started()
+    if run is not None:
+        run.stop()  # a session that ended early (-x, Ctrl-C) leaves no qemu behind
+
+
 @dataclass(frozen=True)
 class AgentCase:
     """One agent to train: algorithm, env, and the kwargs that shape its policy."""

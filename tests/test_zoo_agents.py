@@ -33,7 +33,7 @@ AGENTS = {
 # full-size figures, misses and their measured causes: docs/zoo-sweep.md.
 MEAN_SHARE_MAX, DECISIVE_MIN = 0.02, 0.90
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the module fixture builds every agent (900 s each at most)
 
 
 @pytest.fixture(scope="module")

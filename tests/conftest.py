@@ -59,8 +59,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _pi_emulated_in_background(request: pytest.FixtureRequest,
-                               tmp_path_factory: pytest.TempPathFactory) -> Any:
+def _pi_emulated_in_background(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                               _build_helper: None) -> Any:
     """When the session holds the emulated Raspberry Pi OS tests, build their two bundles at its first test and
     start their check (minutes of qemu) in the background; tests/test_pi_emulated.py waits for it at the end."""
     import pi_emulated_run
@@ -286,20 +286,14 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("edgekit")
 
 
-@pytest.fixture(scope="session")
-def trained_model(work_dir: Path) -> Callable[[str], Path]:
-    """``trained_model(name)`` -> path of that case's model.zip, trained once per session."""
-    cache: dict[str, Path] = {}
+def model_for(work_dir: Path, name: str) -> Path:
+    """The case's model.zip, trained once per session (by this process or the helper: tests/shared_builds.py)."""
+    import shared_builds
 
-    def get(name: str) -> Path:
-        case = AGENT_CASES[name]
-        if case.trained_as:
-            return get(case.trained_as)
-        if name not in cache:
-            cache[name] = _train(case, work_dir / f"{name}.zip")
-        return cache[name]
-
-    return get
+    case = AGENT_CASES[name]
+    if case.trained_as:
+        return model_for(work_dir, case.trained_as)
+    return shared_builds.obtain(work_dir, f"train-{name}", lambda: _train(case, work_dir / f"{name}.zip"))
 
 
 @dataclass(frozen=True)
@@ -310,33 +304,76 @@ class BuiltBundle:
     result: Any  # edgekit.pipeline.BuildResult
 
 
-@pytest.fixture(scope="session")
-def built_bundle(work_dir: Path, trained_model: Callable[[str], Path]) -> Callable[[str], BuiltBundle]:
-    """``built_bundle(name)`` -> a bundle built in-process from that case, once per session."""
-    from edgekit.pipeline import BuildOptions, ReportOptions, build
-    from edgekit.progress import Progress
-    from edgekit.stages.condition import ConditioningOptions
-    from edgekit.stages.rollouts import RolloutRecipe
+def bundle_for(work_dir: Path, name: str) -> BuiltBundle:
+    """The case's bundle, built in-process once per session (by this process or the helper)."""
+    import shared_builds
 
+    case = AGENT_CASES[name]
+    output = work_dir / f"{name}.bundle"
+
+    def make() -> dict[str, Any]:
+        from edgekit.pipeline import BuildOptions, ReportOptions, build
+        from edgekit.progress import Progress
+        from edgekit.stages.condition import ConditioningOptions
+        from edgekit.stages.rollouts import RolloutRecipe
+
+        register_test_envs()
+        model = model_for(work_dir, name)
+        options = BuildOptions(
+            model=model,
+            env_id=case.env_id,
+            output=output,
+            recipe=RolloutRecipe(calibration_steps=600, held_out_steps=600, seed=1),
+            report=ReportOptions(episodes=2),
+            conditioning=ConditioningOptions(**case.conditioning),
+        )
+        return {"model": model, "result": build(options, Progress(quiet=True))}
+
+    made = shared_builds.obtain(work_dir, f"bundle-{name}", make)
+    return BuiltBundle(case, made["model"], output, made["result"])
+
+
+@pytest.fixture(scope="session")
+def trained_model(work_dir: Path) -> Callable[[str], Path]:
+    """``trained_model(name)`` -> path of that case's model.zip, trained once per session."""
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            cache[name] = model_for(work_dir, name)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def built_bundle(work_dir: Path) -> Callable[[str], BuiltBundle]:
+    """``built_bundle(name)`` -> a bundle built in-process from that case, once per session."""
     cache: dict[str, BuiltBundle] = {}
 
     def get(name: str) -> BuiltBundle:
         if name not in cache:
-            case = AGENT_CASES[name]
-            model = trained_model(name)
-            options = BuildOptions(
-                model=model,
-                env_id=case.env_id,
-                output=work_dir / f"{name}.bundle",
-                recipe=RolloutRecipe(calibration_steps=600, held_out_steps=600, seed=1),
-                report=ReportOptions(episodes=2),
-                conditioning=ConditioningOptions(**case.conditioning),
-            )
-            result = build(options, Progress(quiet=True))
-            cache[name] = BuiltBundle(case, model, options.output, result)
+            cache[name] = bundle_for(work_dir, name)
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _build_helper(request: pytest.FixtureRequest, work_dir: Path) -> Any:
+    """When the session builds every case (tests/test_build_e2e.py), a helper process builds them from the far
+    end of that module's order on the other core (tests/shared_builds.py); ``EDGEKIT_TEST_BUILD_HELPER=0``: no
+    helper."""
+    import shared_builds
+
+    names = [item.callspec.params["name"] for item in request.session.items
+             if item.name.startswith("test_bundle_is_complete_and_fully_int8[") and hasattr(item, "callspec")]
+    wanted = len(names) > 1 and os.environ.get("EDGEKIT_TEST_BUILD_HELPER", "1") != "0"
+    helper = shared_builds.start_helper(work_dir, names[::-1]) if wanted else None
+    yield
+    if helper is not None and helper.poll() is None:
+        helper.kill()
+        helper.wait()
 
 
 def run_cli(*args: str, stdin: str | None = None, timeout: float = 300, env: dict | None = None,

@@ -389,6 +389,16 @@ def run_cli(*args: str, stdin: str | None = None, timeout: float = 300, env: dic
     )
 
 
+def run_cli_each(commands: list[tuple[str, ...]], jobs: int = 2,
+                 **kwargs: Any) -> list[subprocess.CompletedProcess[str]]:
+    """``run_cli(*command, **kwargs)`` for each command, ``jobs`` at a time (independent builds on both cores);
+    the results in the commands' order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(lambda command: run_cli(*command, **kwargs), commands))
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
     """A failed command that printed exactly one ``error:`` line and a ``fix:`` line, no traceback, and
     every needle."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,13 @@ MAX_BUNDLE_BYTES = 100_000  # a bundle of a tiny agent, mostly its report
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_unit_bundles", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """scripts/make_unit_bundles.py as a module (registered first: its dataclasses look themselves up)."""
+    if "make_unit_bundles" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("make_unit_bundles", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["make_unit_bundles"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["make_unit_bundles"]
 
 
 def _schema(value: Any) -> Any:

@@ -389,6 +389,26 @@ def run_cli(*args: str, stdin: str | None = None, timeout: float = 300, env: dic
     )
 
 
+def run_cli_batch(commands: list[tuple[str, ...]], timeout: float = 300, env: dict | None = None,
+                  cwd: Path | None = None) -> list[subprocess.CompletedProcess[str]]:
+    """``run_cli(*command)`` for each command, all in one fresh interpreter (tests/cli_batch.py): for error
+    cases that would each pay the host stack's start-up; every command gets its own fds, env and exit code."""
+    import json
+
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("EDGEKIT_DEBUG", None) if env is None or "EDGEKIT_DEBUG" not in env else None
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), full_env.get("PYTHONPATH"))))
+    with tempfile.TemporaryDirectory(prefix="edgekit-cli-batch-") as scratch:
+        cases, results = Path(scratch) / "cases.json", Path(scratch) / "results.json"
+        cases.write_text(json.dumps([{"args": list(c), "env": full_env, "cwd": str(cwd or REPO)} for c in commands]))
+        proc = subprocess.run([sys.executable, str(Path(__file__).with_name("cli_batch.py")), str(cases), str(results)],
+                              capture_output=True, text=True, timeout=timeout * len(commands), env=full_env,
+                              cwd=cwd or REPO)
+        assert proc.returncode == 0 and results.is_file(), proc.stderr[-3000:]
+        return [subprocess.CompletedProcess([sys.executable, "-m", "edgekit", *c], r["returncode"], r["stdout"],
+                                            r["stderr"]) for c, r in zip(commands, json.loads(results.read_text()))]
+
+
 def run_cli_each(commands: list[tuple[str, ...]], jobs: int = 2,
                  **kwargs: Any) -> list[subprocess.CompletedProcess[str]]:
     """``run_cli(*command, **kwargs)`` for each command, ``jobs`` at a time (independent builds on both cores);

@@ -69,17 +69,34 @@ def test_absurd_weights_through_the_cli(tmp_path):
     assert_one_line_error(proc, "'action_net.weight'", "not a finite weight")
 
 
-@pytest.mark.parametrize("module", [5, None, ["stable_baselines3"], {"a": 1}])
-def test_a_policy_class_module_that_is_not_a_string(tmp_path, module):
+NOT_MODULE_NAMES = [5, None, ["stable_baselines3"], {"a": 1}]
+
+
+def _with_policy_module(path, module):
     with zipfile.ZipFile(EXAMPLE_MODEL) as archive:
         data = json.loads(archive.read("data"))
     data["policy_class"]["__module__"] = module
-    model = _rewrite(tmp_path / "model.zip", data=data)
+    return _rewrite(path, data=data)
+
+
+@pytest.fixture(scope="module")
+def policy_module_builds(tmp_path_factory):
+    """repr(module) -> `edgekit build` of the example with that policy-class module (the non-null ones), all
+    in one interpreter."""
+    cases = [module for module in NOT_MODULE_NAMES if module is not None]
+    models = [_with_policy_module(tmp_path_factory.mktemp("module") / "model.zip", module) for module in cases]
+    procs = run_cli_batch([("build", str(model), "--env", "Pendulum-v1", "-o", str(model.parent / "b"))
+                           for model in models])
+    return {repr(module): proc for module, proc in zip(cases, procs)}
+
+
+@pytest.mark.parametrize("module", NOT_MODULE_NAMES)
+def test_a_policy_class_module_that_is_not_a_string(tmp_path, module, request):
     if module is None:  # JSON null: no module at all, as a zip without the key
         with pytest.raises(EdgekitError):
-            load_agent(model)
+            load_agent(_with_policy_module(tmp_path / "model.zip", module))
         return
-    proc = run_cli("build", str(model), "--env", "Pendulum-v1", "-o", str(tmp_path / "b"))
+    proc = request.getfixturevalue("policy_module_builds")[repr(module)]
     assert_one_line_error(proc, "policy class's module", "not a module name")
 
 

@@ -3,6 +3,10 @@
 Training and building happen once per session (session-scoped, lazily per
 case), so the suite trains each agent once and runs onnx2tf/TensorFlow once
 per case.
+
+Light at import: the unit lane (``pytest tests/unit``: numpy, a TFLite interpreter and pytest only) loads
+this file too, so Gymnasium, torch and SB3 are imported only where a test outside ``tests/unit`` needs
+them (the tests' envs are registered before the first such module is collected).
 """
 
 from __future__ import annotations
@@ -18,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import coverage_envs  # noqa: F401  (registers the edgekit-test/ envs)
-import coverage_envs_images  # noqa: F401  (registers the edgekit-test/ image envs)
 import pytest
 
 pytest_plugins = ["fake_libedgetpu"]  # stand-in libedgetpu libraries and Edge TPU bundle entries
@@ -33,6 +35,45 @@ if "EDGEKIT_PROBE_CACHE" not in os.environ:
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_MODEL = REPO / "examples" / "ppo-Pendulum-v1.zip"
+UNIT_TESTS = Path(__file__).resolve().parent / "unit"
+
+
+def register_test_envs() -> None:
+    """Register the edgekit-test/ envs (tests/coverage_envs.py, tests/coverage_envs_images.py) with Gymnasium."""
+    import coverage_envs  # noqa: F401
+    import coverage_envs_images  # noqa: F401
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    """Register the tests' envs before the first test module outside the unit lane is imported."""
+    if isinstance(collector, pytest.Module) and UNIT_TESTS not in Path(collector.path).resolve().parents:
+        register_test_envs()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The emulated Raspberry Pi OS tests run last: their check runs in the background meanwhile
+    (``_pi_emulated_in_background``)."""
+    emulated = [item for item in items if item.get_closest_marker("pi_emulated")]
+    if emulated:
+        items[:] = [item for item in items if not item.get_closest_marker("pi_emulated")] + emulated
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pi_emulated_in_background(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                               _build_helper: None) -> Any:
+    """When the session holds the emulated Raspberry Pi OS tests, build their two bundles at its first test and
+    start their check (minutes of qemu) in the background; tests/test_pi_emulated.py waits for it at the end."""
+    import pi_emulated_run
+
+    if any(item.get_closest_marker("pi_emulated") for item in request.session.items) \
+            and pi_emulated_run.missing_tools() is None:
+        built_bundle = request.getfixturevalue("built_bundle")
+        pi_emulated_run.start([built_bundle(name).bundle_dir for name in pi_emulated_run.STRICT_BUNDLES],
+                              tmp_path_factory.mktemp("pi-emulated"))
+    yield
+    run = pi_emulated_run.started()
+    if run is not None:
+        run.stop()  # a session that ended early (-x, Ctrl-C) leaves no qemu behind
 
 
 @dataclass(frozen=True)
@@ -88,7 +129,7 @@ IMAGE_CASES = (
 def _space_cases() -> list[AgentCase]:
     """Every algorithm with every non-Box observation kind, and PPO/A2C with every action kind, on the tiny
     envs of tests/coverage_envs.py (a few hundred steps, 16-step episodes). MultiInputPolicy for Dict."""
-    from coverage_envs import env_id
+    from coverage_env_ids import env_id
 
     on_policy = {"PPO": {"n_steps": 64, "batch_size": 32}, "A2C": {"n_steps": 8}}
     off_policy = {"learning_starts": 64, "policy_kwargs": {"net_arch": [32, 32]}}
@@ -222,6 +263,8 @@ def algorithm_class(name: str) -> type:
 def _train(case: AgentCase, path: Path) -> Path:
     import torch
 
+    register_test_envs()
+
     torch.set_num_threads(1)
     kwargs = dict(case.kwargs)
     policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
@@ -243,20 +286,14 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("edgekit")
 
 
-@pytest.fixture(scope="session")
-def trained_model(work_dir: Path) -> Callable[[str], Path]:
-    """``trained_model(name)`` -> path of that case's model.zip, trained once per session."""
-    cache: dict[str, Path] = {}
+def model_for(work_dir: Path, name: str) -> Path:
+    """The case's model.zip, trained once per session (by this process or the helper: tests/shared_builds.py)."""
+    import shared_builds
 
-    def get(name: str) -> Path:
-        case = AGENT_CASES[name]
-        if case.trained_as:
-            return get(case.trained_as)
-        if name not in cache:
-            cache[name] = _train(case, work_dir / f"{name}.zip")
-        return cache[name]
-
-    return get
+    case = AGENT_CASES[name]
+    if case.trained_as:
+        return model_for(work_dir, case.trained_as)
+    return shared_builds.obtain(work_dir, f"train-{name}", lambda: _train(case, work_dir / f"{name}.zip"))
 
 
 @dataclass(frozen=True)
@@ -267,33 +304,76 @@ class BuiltBundle:
     result: Any  # edgekit.pipeline.BuildResult
 
 
-@pytest.fixture(scope="session")
-def built_bundle(work_dir: Path, trained_model: Callable[[str], Path]) -> Callable[[str], BuiltBundle]:
-    """``built_bundle(name)`` -> a bundle built in-process from that case, once per session."""
-    from edgekit.core.progress import Progress
-    from edgekit.pipeline import BuildOptions, ReportOptions, build
-    from edgekit.stages.condition import ConditioningOptions
-    from edgekit.stages.rollouts import RolloutRecipe
+def bundle_for(work_dir: Path, name: str) -> BuiltBundle:
+    """The case's bundle, built in-process once per session (by this process or the helper)."""
+    import shared_builds
 
+    case = AGENT_CASES[name]
+    output = work_dir / f"{name}.bundle"
+
+    def make() -> dict[str, Any]:
+        from edgekit.core.progress import Progress
+        from edgekit.pipeline import BuildOptions, ReportOptions, build
+        from edgekit.stages.condition import ConditioningOptions
+        from edgekit.stages.rollouts import RolloutRecipe
+
+        register_test_envs()
+        model = model_for(work_dir, name)
+        options = BuildOptions(
+            model=model,
+            env_id=case.env_id,
+            output=output,
+            recipe=RolloutRecipe(calibration_steps=600, held_out_steps=600, seed=1),
+            report=ReportOptions(episodes=2),
+            conditioning=ConditioningOptions(**case.conditioning),
+        )
+        return {"model": model, "result": build(options, Progress(quiet=True))}
+
+    made = shared_builds.obtain(work_dir, f"bundle-{name}", make)
+    return BuiltBundle(case, made["model"], output, made["result"])
+
+
+@pytest.fixture(scope="session")
+def trained_model(work_dir: Path) -> Callable[[str], Path]:
+    """``trained_model(name)`` -> path of that case's model.zip, trained once per session."""
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            cache[name] = model_for(work_dir, name)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def built_bundle(work_dir: Path) -> Callable[[str], BuiltBundle]:
+    """``built_bundle(name)`` -> a bundle built in-process from that case, once per session."""
     cache: dict[str, BuiltBundle] = {}
 
     def get(name: str) -> BuiltBundle:
         if name not in cache:
-            case = AGENT_CASES[name]
-            model = trained_model(name)
-            options = BuildOptions(
-                model=model,
-                env_id=case.env_id,
-                output=work_dir / f"{name}.bundle",
-                recipe=RolloutRecipe(calibration_steps=600, held_out_steps=600, seed=1),
-                report=ReportOptions(episodes=2),
-                conditioning=ConditioningOptions(**case.conditioning),
-            )
-            result = build(options, Progress(quiet=True))
-            cache[name] = BuiltBundle(case, model, options.output, result)
+            cache[name] = bundle_for(work_dir, name)
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _build_helper(request: pytest.FixtureRequest, work_dir: Path) -> Any:
+    """When the session builds every case (tests/test_build_e2e.py), a helper process builds them from the far
+    end of that module's order on the other core (tests/shared_builds.py); ``EDGEKIT_TEST_BUILD_HELPER=0``: no
+    helper."""
+    import shared_builds
+
+    names = [item.callspec.params["name"] for item in request.session.items
+             if item.name.startswith("test_bundle_is_complete_and_fully_int8[") and hasattr(item, "callspec")]
+    wanted = len(names) > 1 and os.environ.get("EDGEKIT_TEST_BUILD_HELPER", "1") != "0"
+    helper = shared_builds.start_helper(work_dir, names[::-1]) if wanted else None
+    yield
+    if helper is not None and helper.poll() is None:
+        helper.kill()
+        helper.wait()
 
 
 def run_cli(*args: str, stdin: str | None = None, timeout: float = 300, env: dict | None = None,
@@ -307,6 +387,36 @@ def run_cli(*args: str, stdin: str | None = None, timeout: float = 300, env: dic
         [sys.executable, "-m", "edgekit", *args],
         input=stdin, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or REPO,
     )
+
+
+def run_cli_batch(commands: list[tuple[str, ...]], timeout: float = 300, env: dict | None = None,
+                  cwd: Path | None = None) -> list[subprocess.CompletedProcess[str]]:
+    """``run_cli(*command)`` for each command, all in one fresh interpreter (tests/cli_batch.py): for error
+    cases that would each pay the host stack's start-up; every command gets its own fds, env and exit code."""
+    import json
+
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("EDGEKIT_DEBUG", None) if env is None or "EDGEKIT_DEBUG" not in env else None
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), full_env.get("PYTHONPATH"))))
+    with tempfile.TemporaryDirectory(prefix="edgekit-cli-batch-") as scratch:
+        cases, results = Path(scratch) / "cases.json", Path(scratch) / "results.json"
+        cases.write_text(json.dumps([{"args": list(c), "env": full_env, "cwd": str(cwd or REPO)} for c in commands]))
+        proc = subprocess.run([sys.executable, str(Path(__file__).with_name("cli_batch.py")), str(cases), str(results)],
+                              capture_output=True, text=True, timeout=timeout * len(commands), env=full_env,
+                              cwd=cwd or REPO)
+        assert proc.returncode == 0 and results.is_file(), proc.stderr[-3000:]
+        return [subprocess.CompletedProcess([sys.executable, "-m", "edgekit", *c], r["returncode"], r["stdout"],
+                                            r["stderr"]) for c, r in zip(commands, json.loads(results.read_text()))]
+
+
+def run_cli_each(commands: list[tuple[str, ...]], jobs: int = 2,
+                 **kwargs: Any) -> list[subprocess.CompletedProcess[str]]:
+    """``run_cli(*command, **kwargs)`` for each command, ``jobs`` at a time (independent builds on both cores);
+    the results in the commands' order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(lambda command: run_cli(*command, **kwargs), commands))
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:

@@ -15,17 +15,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from coverage_env_ids import ACTIONS, OBSERVATIONS, env_id
 from gymnasium import spaces
 
 HORIZON = 16
-OBSERVATIONS = ("box", "int_box", "discrete", "multi_discrete", "multi_binary", "dict")
-ACTIONS = ("box", "discrete", "multi_discrete", "multi_binary")
-_NAMES = {"box": "Box", "int_box": "IntBox", "discrete": "Discrete", "multi_discrete": "MultiDiscrete",
-          "multi_binary": "MultiBinary", "dict": "Dict"}
-
-
-def env_id(observation: str, action: str) -> str:
-    return f"edgekit-test/{_NAMES[observation]}-{_NAMES[action]}-v0"
 
 
 def _bins(value: float, n: int) -> int:

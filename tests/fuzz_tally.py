@@ -65,6 +65,15 @@ def record(family: str, outcome: str) -> None:
     TALLIES[family][outcome] += 1
 
 
+def add(family: str, tried: int, clean: int, crash: int = 0, hang: int = 0) -> None:
+    """Count cases run and classified elsewhere (a sweep in worker processes): clean answers as clean errors."""
+    tally = TALLIES[family]
+    tally["tried"] += tried
+    tally["clean error"] += clean
+    tally["crash"] += crash
+    tally["hang"] += hang
+
+
 def summary_lines() -> list[str]:
     return [f"{family}: " + ", ".join(f"{key} {tally[key]}" for key in OUTCOMES)
             for family, tally in sorted(TALLIES.items())]

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import EXAMPLE_MODEL, REPO, run_cli
+from fuzz_tally import TALLIES, attempt
+from fuzz_tally import add as add_counts
 from hostile_models import SWAP_SOURCES, SWAP_TARGETS, rehashed_bundle, swap_op_code, swapped_op_bundle, without_outputs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -60,6 +62,15 @@ EXAMPLE_SHA256 = sha256_file(EXAMPLE_MODEL)  # before any test runs
 @st.composite
 def mutations(draw: st.DrawFn, original: bytes) -> bytes:
     """``original`` with 1-8 bytes replaced, a slice deleted, duplicated or zeroed, or a truncation."""
+    return draw(kinded_mutations(original))[1]
+
+
+MUTATION_KINDS = ("replace", "delete", "duplicate", "zero", "truncate")
+
+
+@st.composite
+def kinded_mutations(draw: st.DrawFn, original: bytes) -> tuple[str, bytes]:
+    """(kind, ``original`` mutated that way): see ``mutations``."""
     data = bytearray(original)
     kind = draw(st.sampled_from(["replace", "replace", "delete", "duplicate", "zero", "truncate"]))
     at = draw(st.integers(0, max(len(data) - 1, 0)))
@@ -77,7 +88,7 @@ def mutations(draw: st.DrawFn, original: bytes) -> bytes:
         del data[at:]
     if bytes(data) == original:
         data[at % len(data)] ^= 0xFF
-    return bytes(data)
+    return kind, bytes(data)
 
 
 def _expect_edgekit_errors_only(call) -> None:
@@ -278,18 +289,33 @@ def test_mutated_tflite_behind_the_manifest_hash(scratch_bundle, untouched, data
         EdgePolicy.load(scratch_bundle, device="cpu")
 
 
-@FUZZ
+# Each case loads a model that passes the hash check, so each is probed in a child process (runtime.probe):
+# half the examples of the in-process families, each mutation kind counted (and required below).
+REHASHED_EXAMPLES = EXAMPLES // 2
+REHASHED_FAMILY = "tflite rehashed past the manifest ({kind})"
+MIN_PER_KIND = 5  # derandomized: 100 examples give 8 to 54 per kind
+
+
+@settings(FUZZ, max_examples=REHASHED_EXAMPLES)
 @given(data=st.data())
 def test_mutated_tflite_rehashed_reaches_the_interpreter_safely(scratch_bundle, untouched, data):
     """An edited model with a matching manifest: the structural check stands between it and TFLite,
     which segfaults on some such files (see edgekit.runtime.tflite_guard)."""
     name = _model_file(untouched)
-    mutated = data.draw(mutations((untouched / name).read_bytes()))
+    kind, mutated = data.draw(kinded_mutations((untouched / name).read_bytes()))
     (scratch_bundle / name).write_bytes(mutated)
     document = json.loads((untouched / MANIFEST_NAME).read_text())
     document["files"][name] = hashlib.sha256(mutated).hexdigest()
     (scratch_bundle / MANIFEST_NAME).write_text(json.dumps(document))
-    _expect_edgekit_errors_only(lambda: _load_and_predict(scratch_bundle))
+    attempt(REHASHED_FAMILY.format(kind=kind), lambda: _load_and_predict(scratch_bundle))
+
+
+def test_every_mutation_kind_reached_the_interpreter():
+    """The rehashed-model family above tried every kind of mutation often enough (counted in the summary)."""
+    tried = {kind: TALLIES[REHASHED_FAMILY.format(kind=kind)]["tried"] for kind in MUTATION_KINDS}
+    if not any(tried.values()):
+        pytest.skip("test_mutated_tflite_rehashed_reaches_the_interpreter_safely did not run in this session")
+    assert all(count >= MIN_PER_KIND for count in tried.values()), tried
 
 
 # --- observation lines ------------------------------------------------------------------------------
@@ -349,6 +375,7 @@ def _report(family: str, tried: int, clean: int, crash: int = 0, hang: int = 0) 
     """Print a family's counts (and append them to $EDGEKIT_FUZZ_COUNTS, for docs/security.md)."""
     line = {"family": family, "tried": tried, "clean": clean, "crash": crash, "hang": hang}
     print(f"fuzz counts: {json.dumps(line)}")
+    add_counts(family, tried, clean, crash, hang)  # and in the session's summary
     target = os.environ.get("EDGEKIT_FUZZ_COUNTS")
     if target:
         with open(target, "a") as fh:

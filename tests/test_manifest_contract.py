@@ -12,7 +12,7 @@ from pathlib import Path
 import cloudpickle
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli_batch
 from gymnasium import spaces
 
 from edgekit.bundle import Manifest
@@ -143,14 +143,25 @@ def _box(low: float, high: float) -> spaces.Box:
     return box
 
 
-@pytest.mark.parametrize("low,high,needle", [(-np.inf, np.inf, "infinite bounds"),
-                                             (-3.4e38, 3.4e38, "range beyond float32"),
-                                             (2.0, -2.0, "low > high")])
-def test_build_refuses_a_model_whose_bundle_would_be_refused(tmp_path, low, high, needle):
-    model = _td3_zip(tmp_path, _box(low, high))
-    proc = run_cli("build", str(model), "--env", "Pendulum-v1", "-o", str(tmp_path / "b"), "--report-episodes", "0")
+REFUSED_BOUNDS = [(-np.inf, np.inf, "infinite bounds"), (-3.4e38, 3.4e38, "range beyond float32"),
+                  (2.0, -2.0, "low > high")]
+
+
+@pytest.fixture(scope="module")
+def refused_builds(tmp_path_factory):
+    """needle -> (`edgekit build` of a TD3 zip with those action bounds, its output path); one interpreter."""
+    folders = [tmp_path_factory.mktemp(f"bounds-{i}") for i in range(len(REFUSED_BOUNDS))]
+    models = [_td3_zip(folder, _box(low, high)) for folder, (low, high, _n) in zip(folders, REFUSED_BOUNDS)]
+    procs = run_cli_batch([("build", str(model), "--env", "Pendulum-v1", "-o", str(folder / "b"),
+                            "--report-episodes", "0") for model, folder in zip(models, folders)])
+    return {needle: (proc, folder / "b") for (_l, _h, needle), proc, folder in zip(REFUSED_BOUNDS, procs, folders)}
+
+
+@pytest.mark.parametrize("low,high,needle", REFUSED_BOUNDS)
+def test_build_refuses_a_model_whose_bundle_would_be_refused(refused_builds, low, high, needle):
+    proc, output = refused_builds[needle]
     assert_one_line_error(proc, needle)
-    assert not (tmp_path / "b").exists()
+    assert not output.exists()
 
 
 def test_library_refuses_it_before_any_stage_runs(tmp_path):

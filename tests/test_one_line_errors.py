@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import EXAMPLE_MODEL, REPO, assert_one_line_error, run_cli
+from conftest import EXAMPLE_MODEL, REPO, assert_one_line_error, run_cli, run_cli_batch
 from hostile_pickles import array, floating, text, vecnormalize
 
 from edgekit.core.errors import EdgekitError, ModelFileError
@@ -69,17 +69,34 @@ def test_absurd_weights_through_the_cli(tmp_path):
     assert_one_line_error(proc, "'action_net.weight'", "not a finite weight")
 
 
-@pytest.mark.parametrize("module", [5, None, ["stable_baselines3"], {"a": 1}])
-def test_a_policy_class_module_that_is_not_a_string(tmp_path, module):
+NOT_MODULE_NAMES = [5, None, ["stable_baselines3"], {"a": 1}]
+
+
+def _with_policy_module(path, module):
     with zipfile.ZipFile(EXAMPLE_MODEL) as archive:
         data = json.loads(archive.read("data"))
     data["policy_class"]["__module__"] = module
-    model = _rewrite(tmp_path / "model.zip", data=data)
+    return _rewrite(path, data=data)
+
+
+@pytest.fixture(scope="module")
+def policy_module_builds(tmp_path_factory):
+    """repr(module) -> `edgekit build` of the example with that policy-class module (the non-null ones), all
+    in one interpreter."""
+    cases = [module for module in NOT_MODULE_NAMES if module is not None]
+    models = [_with_policy_module(tmp_path_factory.mktemp("module") / "model.zip", module) for module in cases]
+    procs = run_cli_batch([("build", str(model), "--env", "Pendulum-v1", "-o", str(model.parent / "b"))
+                           for model in models])
+    return {repr(module): proc for module, proc in zip(cases, procs)}
+
+
+@pytest.mark.parametrize("module", NOT_MODULE_NAMES)
+def test_a_policy_class_module_that_is_not_a_string(tmp_path, module, request):
     if module is None:  # JSON null: no module at all, as a zip without the key
         with pytest.raises(EdgekitError):
-            load_agent(model)
+            load_agent(_with_policy_module(tmp_path / "model.zip", module))
         return
-    proc = run_cli("build", str(model), "--env", "Pendulum-v1", "-o", str(tmp_path / "b"))
+    proc = request.getfixturevalue("policy_module_builds")[repr(module)]
     assert_one_line_error(proc, "policy class's module", "not a module name")
 
 
@@ -138,10 +155,23 @@ def test_env_kwargs_the_env_rejects(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.parametrize("env", ["os:getcwd", "builtins:dict", "json:JSONDecoder"])
-def test_env_that_names_no_env_class(tmp_path, env):
-    proc = run_cli("build", str(EXAMPLE_MODEL), "--env", env, "-o", str(tmp_path / "b"))
+NOT_ENV_CLASSES = ("os:getcwd", "builtins:dict", "json:JSONDecoder")
+
+
+@pytest.fixture(scope="module")
+def not_env_class_builds(tmp_path_factory):
+    """Each build in one interpreter (the three fail alike, after the host stack's start-up)."""
+    out = tmp_path_factory.mktemp("not-env-classes")
+    procs = run_cli_batch([("build", str(EXAMPLE_MODEL), "--env", env, "-o", str(out / str(i)))
+                           for i, env in enumerate(NOT_ENV_CLASSES)])
+    return {env: (proc, out / str(i)) for i, (env, proc) in enumerate(zip(NOT_ENV_CLASSES, procs))}
+
+
+@pytest.mark.parametrize("env", NOT_ENV_CLASSES)
+def test_env_that_names_no_env_class(not_env_class_builds, env):
+    proc, output = not_env_class_builds[env]
     assert_one_line_error(proc, f"the env {env} failed", "gymnasium.Env")
+    assert not output.exists()
 
 
 def test_a_bundle_with_a_boolean_format_version(tmp_path, built_bundle):

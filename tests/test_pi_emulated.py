@@ -7,56 +7,51 @@ pip runs emulated); they are cached in ~/.cache/edgekit/pi-rootfs (or $EDGEKIT_P
 
 Where debootstrap or qemu 10 is missing, the tests skip with that reason; in CI (CI=true) as root they are
 installed first (debootstrap with apt-get, qemu-aarch64 unpacked from trixie's qemu-user .deb into the cache).
+The script runs in the background from the session's first test on, and these tests run last
+(tests/pi_emulated_run.py, tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pi_emulated_run
 import pytest
 from conftest import REPO
+from pi_emulated_run import STRICT_BUNDLES
 
-SCRIPT = REPO / "scripts" / "pi_emulated_check.py"
 SETUP_PI = REPO / "device" / "setup-pi.sh"
-SKIP_EXIT = 77
-# Small policies (PPO with tanh, continuous; DQN with ReLU, discrete), held to 3 steps. A trained policy
-# with tanh layers can differ by more (the shipped example: up to 9 steps, as much as the host's own
-# XNNPACK and reference kernels differ from each other): see docs/tested-on.md. `scripts/pi_emulated_check.sh`
-# without --bundle checks the shipped example.
-STRICT_BUNDLES = ("ppo-pendulum", "dqn-cartpole")
+# A trained policy with tanh layers can differ by more than the small ones' 3 steps (the shipped example: up to
+# 9 steps, as much as the host's own XNNPACK and reference kernels differ from each other): see
+# docs/tested-on.md. `scripts/pi_emulated_check.sh` without --bundle checks the shipped example.
 TOLERANCE_STEPS = 3
 USERLANDS = {"bookworm": "3.11", "trixie": "3.13"}
 # The PyPI interpreter standing in for the pair's tflite_runtime 2.17.1 wheel (same API), per userland.
 PAIR_STANDIN = {"bookworm": ("tflite_runtime", "tflite-runtime 2.14.0", "1."),
                 "trixie": ("ai_edge_litert", "ai-edge-litert 2.3.0", "2.")}
-
-
-def _may_install() -> bool:
-    return os.environ.get("CI") == "true" and os.geteuid() == 0
+# The first run makes the roots and venvs (many minutes); the check itself may have started at the session's
+# first test (tests/pi_emulated_run.py), this module's tests wait for it at the end of the run.
+pytestmark = pytest.mark.timeout(pi_emulated_run.TIMEOUT_S + 600)
 
 
 @pytest.fixture(scope="module")
 def report(built_bundle, tmp_path_factory):
     """The script's JSON report, or a skip with the script's reason."""
-    if not _may_install() and not shutil.which("debootstrap", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
-        pytest.skip("debootstrap not found (apt-get install debootstrap); installed automatically only in CI as root")
-    out = tmp_path_factory.mktemp("pi-emulated") / "report.json"
-    cmd = [sys.executable, str(SCRIPT), "--json", str(out), "--strict"]
-    for name in STRICT_BUNDLES:
-        cmd += ["--bundle", str(built_bundle(name).bundle_dir)]
-    if _may_install() or os.geteuid() == 0:
-        cmd.append("--install-tools")  # fetches qemu 10 into the cache; apt-gets only what is missing
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=5400, cwd=REPO)
-    data = json.loads(out.read_text()) if out.is_file() else {}
-    if proc.returncode == SKIP_EXIT:
-        pytest.skip(f"emulated Raspberry Pi OS check skipped: {data.get('skipped', proc.stderr.strip()[-300:])}")
-    assert data, f"no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    data["_output"] = proc.stdout + proc.stderr
+    reason = pi_emulated_run.missing_tools()
+    if reason:
+        pytest.skip(reason)
+    run = pi_emulated_run.started() or pi_emulated_run.start(
+        [built_bundle(name).bundle_dir for name in STRICT_BUNDLES], tmp_path_factory.mktemp("pi-emulated"))
+    code, output = run.wait()
+    data = json.loads(run.report.read_text()) if run.report.is_file() else {}
+    if code == pi_emulated_run.SKIP_EXIT:
+        pytest.skip(f"emulated Raspberry Pi OS check skipped: {data.get('skipped', output.strip()[-300:])}")
+    assert data, f"no report (exit {code}):\n{output[-6000:]}"
+    data["_output"] = output
     return data
 
 

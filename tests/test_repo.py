@@ -15,7 +15,13 @@ def test_ci_runs_the_readme_test_command():
     demo, tests = _readme_commands()
     assert "edgekit build examples/ppo-Pendulum-v1.zip --env Pendulum-v1" in demo
     assert "pytest" in tests
-    assert tests in (REPO / ".ci" / "run").read_text()
+    assert tests in (REPO / ".ci" / "run").read_text().splitlines()  # the whole line, not a prefix of it
+
+
+def test_ci_runs_the_unit_lane_before_the_whole_suite():
+    ci = (REPO / ".ci" / "run").read_text()
+    unit, whole = ci.index("-m pytest tests/unit &&"), ci.rindex("-m pytest\n")
+    assert unit < whole
 
 
 def test_requested_top_level_layout():

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the first run makes a venv and pip-installs into it
 
 REQUIREMENTS = ["numpy<2", "tflite-runtime==2.14.0"]
 TOLERANCE_STEPS = 3

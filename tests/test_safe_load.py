@@ -8,13 +8,14 @@ import json
 import os
 import re
 import struct
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import AGENT_CASES, EXAMPLE_MODEL, REPO, run_cli
+from conftest import AGENT_CASES, EXAMPLE_MODEL, REPO, run_cli, run_cli_batch
 
 from edgekit.core.errors import ModelFileError, UnsafePickleError
 from edgekit.host.loading import load_agent
@@ -208,10 +209,6 @@ def _assert_one_line_error(proc, *needles: str) -> None:
         assert needle in proc.stderr, proc.stderr
 
 
-def _build(tmp_path: Path, model: Path):
-    return run_cli("build", str(model), "--env", "Pendulum-v1", "-o", str(tmp_path / "b"))
-
-
 def _with_declared_size(src: Path, dst: Path, member: str, size: int) -> Path:
     """Copy a zip, lying about one member's uncompressed size in the central directory."""
     raw = bytearray(src.read_bytes())
@@ -267,16 +264,25 @@ DAMAGED = {
 }
 
 
+@pytest.fixture(scope="module")
+def damaged_builds(tmp_path_factory) -> dict[str, tuple[Path, Path, subprocess.CompletedProcess[str]]]:
+    """case -> (its folder, its damaged model, `edgekit build` of it): the builds run in one interpreter."""
+    folders = {case: tmp_path_factory.mktemp(f"damaged-{i}") for i, case in enumerate(sorted(DAMAGED))}
+    models = {case: DAMAGED[case][0](folder) for case, folder in folders.items()}
+    procs = run_cli_batch([("build", str(models[case]), "--env", "Pendulum-v1", "-o", str(folder / "b"))
+                           for case, folder in folders.items()])
+    return {case: (folders[case], models[case], proc) for case, proc in zip(folders, procs)}
+
+
 @pytest.mark.parametrize("case", sorted(DAMAGED))
-def test_damaged_model_files_are_one_line_errors(tmp_path, case):
-    make, needle = DAMAGED[case]
-    model = make(tmp_path)
+def test_damaged_model_files_are_one_line_errors(damaged_builds, case):
+    folder, model, proc = damaged_builds[case]
+    needle = DAMAGED[case][1]
     with pytest.raises(ModelFileError, match=needle):
         load_agent(model)
-    proc = _build(tmp_path, model)
     _assert_one_line_error(proc)
     assert re.search(needle, proc.stderr), proc.stderr
-    assert not (tmp_path / "b").exists()
+    assert not (folder / "b").exists()
     if case == "hostile pickle":
         assert "--trust-pickle" in proc.stderr
 

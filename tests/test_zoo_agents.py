@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, run_cli_each
 
 from edgekit.bundle import Manifest
 
@@ -33,7 +33,7 @@ AGENTS = {
 # full-size figures, misses and their measured causes: docs/zoo-sweep.md.
 MEAN_SHARE_MAX, DECISIVE_MIN = 0.02, 0.90
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the module fixture builds every agent (900 s each at most)
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +43,13 @@ def zoo_bundles(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     import importlib.util
 
     out = tmp_path_factory.mktemp("zoo-agents")
-    built = {}
-    for folder, (_env, _norm, _wrappers, package) in AGENTS.items():
-        if package is not None and importlib.util.find_spec(package) is None:
-            continue  # its test skips, naming the package
-        bundle = out / folder.replace("/", "-")
-        proc = run_cli("build", str(ZOO / folder), "-o", str(bundle), *SMALL, timeout=900)
-        built[folder] = (bundle, proc.stderr if proc.returncode == 0 else f"FAILED {proc.returncode}\n{proc.stderr}")
-    return built
+    folders = [folder for folder, (_env, _norm, _wrappers, package) in AGENTS.items()
+               if package is None or importlib.util.find_spec(package) is not None]  # else its test skips
+    bundles = [out / folder.replace("/", "-") for folder in folders]
+    procs = run_cli_each([("build", str(ZOO / folder), "-o", str(bundle), *SMALL)
+                          for folder, bundle in zip(folders, bundles)], timeout=900)
+    return {folder: (bundle, proc.stderr if proc.returncode == 0 else f"FAILED {proc.returncode}\n{proc.stderr}")
+            for folder, bundle, proc in zip(folders, bundles, procs)}
 
 
 def _needs(package: str | None) -> None:

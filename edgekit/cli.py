@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except EdgekitError as exc:
-        return _error(storage_error(exc) or exc, debug)
+        return _error(storage_error(exc) or exc, debug, command=args.command)
     except cleanup.StopSignal as exc:
         print(f"interrupted ({exc})", file=sys.stderr)
         return exc.exit_code
@@ -67,13 +67,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(UsageError.exit_code, f"error: {message}\n  fix: see `{self.prog} --help`\n")
 
 
-def _error(exc: EdgekitError, debug: bool) -> int:
-    """``error:`` and ``  fix:`` lines (the traceback too when debugging); the exit code."""
+def _error(exc: EdgekitError, debug: bool, command: str | None = None) -> int:
+    """``error:`` and ``  fix:`` lines (the traceback too when debugging); the exit code. A usage error
+    whose raiser named no fix points at the command's help, as argparse's own errors do."""
     if debug:
         traceback.print_exc()
     print(f"error: {exc.message}", file=sys.stderr)
-    if exc.hint:
-        print(f"  fix: {exc.hint}", file=sys.stderr)
+    hint = exc.hint or (f"see `edgekit {command} --help`" if isinstance(exc, UsageError) and command else "")
+    if hint:
+        print(f"  fix: {hint}", file=sys.stderr)
     return exc.exit_code
 
 

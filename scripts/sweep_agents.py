@@ -576,8 +576,8 @@ def causes(rows: list[dict[str, Any]]) -> str:
                   if "p99_inputs_inside" in a else "–")
         bound = pct(a.get("worst_1pct_at_bound_share"), 0) if "worst_1pct_at_bound_share" in a else "–"
         layer = (f"#{d['worst_layer']['position']} {d['worst_layer']['op']} (RMSE "
-                 f"{d['worst_layer']['rmse_steps']:.2f} steps; input {d['input_rmse_steps']:.2f}; output "
-                 f"{d['output_rmse_steps']:.2f})" if "worst_layer" in d else d.get("layers_note", "?"))
+                 f"{_steps(d['worst_layer'].get('rmse_steps'))} steps; input {_steps(d.get('input_rmse_steps'))}; "
+                 f"output {_steps(d.get('output_rmse_steps'))})" if "worst_layer" in d else d.get("layers_note", "?"))
         drift = row.get("training_statistics")
         drift_text = "no VecNormalize" if drift is None else (
             f"{len(drift['constant_here'])} of {drift['varied_in_training']} features that varied in training are "
@@ -585,6 +585,11 @@ def causes(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {row['agent']} | {', '.join(missed)} ({fidelity_cell(row)}; score {_score(row)}) | "
                      f"{inputs} | {inside} | {bound} | {layer} | {drift_text} |")
     return "\n".join(lines)
+
+
+def _steps(value: Any) -> str:
+    """An RMSE in int8 steps; the report has none for a layer it could not measure alone (e.g. a 1x1 CONV_2D)."""
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "–"
 
 
 def _score(row: dict[str, Any]) -> str:
@@ -633,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, default=Path("sweep-out"))
     parser.add_argument("--only", nargs="*", default=None, help="agents whose name contains one of these")
     parser.add_argument("--rebuild", action="store_true", help="ignore the cache")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="build nothing: write the tables from the rows already in OUT/rows, whatever edgekit "
+                             "built them (each row records its own edgekit version and source)")
     parser.add_argument("--timeout", type=float, default=2400.0, help="seconds per agent (default: 2400)")
     parser.add_argument("--max-rss-gib", type=float, default=8.0, help="memory per agent (default: 8 GiB)")
     parser.add_argument("--build-args", default="", help="extra `edgekit build` options, one string")
@@ -650,11 +658,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{fingerprint['source_sha256']}); results in {out}", flush=True)
     rows = []
     for index, agent in enumerate(agents, 1):
-        row = _cached_or_built(agent, out, build_args, limits, fingerprint, args.rebuild)
+        cached = out / "rows" / (agent.name.replace("/", "__") + ".json")
+        if args.tables_only:
+            if not cached.is_file():
+                continue
+            row = {**json.loads(cached.read_text()), "cached": True}
+            fingerprint = row.get("edgekit") or fingerprint
+        else:
+            row = _cached_or_built(agent, out, build_args, limits, fingerprint, args.rebuild)
         rows.append(row)
         print(f"[{index}/{len(agents)}] {progress_line(row)}", flush=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "edgekit": fingerprint, "build_args": build_args,
-            "roots": [r.resolve().name for r in args.roots],  # names only: no machine paths in docs "targets": TARGETS,
+            "roots": [r.resolve().name for r in args.roots],  # names only: no machine paths in docs
+            "targets": TARGETS,
             "notes": args.notes.read_text() if args.notes is not None else ""}
     write_outputs(rows, meta, out, args.docs)
     print("\n" + summary(rows), flush=True)

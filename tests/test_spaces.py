@@ -348,7 +348,8 @@ def _sets():
 def test_conditioning_centres_logits_per_branch_and_keeps_bernoulli_signs():
     from edgekit.stages.condition import BINARY_LEVEL, ConditioningOptions, condition, model_inputs
 
-    options = ConditioningOptions(finetune=False, input_split=0, widen=False)  # the folds alone (exact)
+    options = ConditioningOptions(finetune=False, input_split=0, widen=False,
+                                 per_channel=False)  # the folds alone (exact)
     sets = _sets()
     multi = _graph(MULTI_ARGMAX, "multi_logits", 5, branches=[(0, 3), (3, 5)])
     action = space_spec(spaces.MultiDiscrete([3, 2]), "action")

@@ -38,6 +38,14 @@ def _sets(agent, graph, env_id, steps=400, seed=3):
                                                                     seed=seed), Progress(quiet=True))
 
 
+def _ranges_only(trained_model, name, env_id):
+    """A session agent conditioned by the range folds alone: its graph, sets, actor, calibration inputs."""
+    agent, graph = _agent(trained_model, name)
+    sets = _sets(agent, graph, env_id)
+    conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
+    return graph, sets, conditioned.graph.module, model_inputs(sets.calibration, conditioned.preprocess)
+
+
 def _actions(graph, postprocess, space, x):
     return PostProcessor(postprocess, space)(graph.outputs(x))
 
@@ -82,10 +90,7 @@ def test_vecnormalize_is_applied_on_the_host_including_its_clip(trained_model):
 
 
 def test_relu_pieces_are_exact_in_float_and_prune_unreached_pieces(trained_model):
-    agent, graph = _agent(trained_model, "dqn-cartpole")
-    sets = _sets(agent, graph, "CartPole-v1")
-    conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
-    actor, x = conditioned.graph.module, model_inputs(sets.calibration, conditioned.preprocess)
+    *_, actor, x = _ranges_only(trained_model, "dqn-cartpole", "CartPole-v1")
     wide = widen(actor, WidenPlan((4, 4)), x)
     assert [type(m).__name__ for m in wide.body] == ["Linear", "ReLU6", "Linear", "ReLU6"]
     with torch.no_grad():
@@ -100,10 +105,7 @@ def test_relu_pieces_are_exact_in_float_and_prune_unreached_pieces(trained_model
 
 def test_tanh_copies_and_output_copies_stay_close_in_float(trained_model):
     for name in ("ppo-pendulum", "sac-pendulum"):
-        agent, graph = _agent(trained_model, name)
-        sets = _sets(agent, graph, "Pendulum-v1")
-        conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
-        actor, x = conditioned.graph.module, model_inputs(sets.calibration, conditioned.preprocess)
+        *_, actor, x = _ranges_only(trained_model, name, "Pendulum-v1")
         plan = WidenPlan((4, 4), output_copies=4 if actor.squash else 1)
         wide = widen(actor, plan, x)
         with torch.no_grad():
@@ -132,10 +134,7 @@ def test_split_input_is_one_layer_and_close_in_float(trained_model):
 def test_distillation_stays_on_the_grid_within_one_step_and_is_kept_only_if_it_pays(trained_model):
     from edgekit.stages.finetune import finetune
 
-    agent, graph = _agent(trained_model, "dqn-cartpole")
-    sets = _sets(agent, graph, "CartPole-v1")
-    conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
-    actor, x = conditioned.graph.module, model_inputs(sets.calibration, conditioned.preprocess)
+    graph, sets, actor, x = _ranges_only(trained_model, "dqn-cartpole", "CartPole-v1")
     with torch.no_grad():
         targets = actor(torch.as_tensor(x)).numpy()
     score = FidelityScore.build(targets, discrete=True, span=1.0, policy_outputs=graph.outputs(sets.calibration))
@@ -348,10 +347,7 @@ def test_calibration_covers_whole_episodes_so_held_out_observations_stay_in_the_
 def test_distillation_stops_once_the_simulation_meets_the_targets(trained_model):
     from edgekit.stages.finetune import CHECK_EVERY, finetune
 
-    agent, graph = _agent(trained_model, "ppo-pendulum")
-    sets = _sets(agent, graph, "Pendulum-v1")
-    conditioned = condition(graph, sets, agent.action_space, ConditioningOptions(**RANGES_ONLY))
-    actor, x = conditioned.graph.module, model_inputs(sets.calibration, conditioned.preprocess)
+    *_, actor, x = _ranges_only(trained_model, "ppo-pendulum", "Pendulum-v1")
     with torch.no_grad():
         targets = actor(torch.as_tensor(x)).numpy()
     score = FidelityScore.build(targets, discrete=False, span=2.0)

@@ -76,8 +76,13 @@ def write_manifest(bundle_dir: Path, manifest: _Manifest) -> None:
     a reader never sees half a manifest, and a manifest edgekit could not read is never written."""
     text = manifest.to_json()
     type(manifest).from_dict(json.loads(text))
-    target = Path(bundle_dir) / MANIFEST
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=bundle_dir)
+    write_text_atomic(Path(bundle_dir) / MANIFEST, text)
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    """Replace ``target`` with ``text`` in one rename (a hidden temporary file beside it, synced first,
+    keeping the old file's mode): a reader sees the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

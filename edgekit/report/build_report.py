@@ -9,8 +9,6 @@ path the device takes.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +19,15 @@ from typing import Any
 import numpy as np
 
 from edgekit.bundle.files import verify_file
-from edgekit.bundle.layout import BUILD_REPORT_SCHEMA, CALIBRATION, REPORT_HTML, REPORT_JSON, record_files, sha256_file
+from edgekit.bundle.layout import (
+    BUILD_REPORT_SCHEMA,
+    CALIBRATION,
+    REPORT_HTML,
+    REPORT_JSON,
+    record_files,
+    sha256_file,
+    write_text_atomic,
+)
 from edgekit.bundle.manifest import Manifest
 from edgekit.core.env_spec import EnvOverride, EnvSpec
 from edgekit.core.errors import BundleError, UsageError
@@ -80,8 +86,8 @@ def write_report(bundle_dir: Path, model_path: Path | None, env: EnvSpec | EnvOv
     from edgekit.report.html import render
 
     json_path, html_path = out_dir / REPORT_JSON, out_dir / REPORT_HTML
-    _write_atomic(json_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
-    _write_atomic(html_path, render(report, plots))
+    write_text_atomic(json_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(html_path, render(report, plots))
     if in_bundle:
         _record_in_manifest(bundle_dir, (REPORT_JSON, REPORT_HTML))
     checks = tuple(Check(**c) for c in report["thresholds"]["checks"])
@@ -333,17 +339,6 @@ def _check_replaceable_reports(out_dir: Path, inputs: tuple[Path | None, ...]) -
         target = out_dir / name
         if target.exists() or target.is_symlink():
             check_replaceable_file(target, inputs, is_ours, "report")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _record_in_manifest(bundle_dir: Path, names: tuple[str, ...]) -> None:

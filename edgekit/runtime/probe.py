@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekit.bundle.layout import write_text_atomic
 from edgekit.core.errors import BundleError, DeviceError, EdgekitError, UsageError
 from edgekit.runtime.interpreters import Backend, DeviceRequest, find_backend
 from edgekit.runtime.libedgetpu import FIX_PAIR, LibraryFile, find_libedgetpu, library_file
@@ -326,19 +327,10 @@ def _cached(key: dict[str, Any]) -> bool:
 
 def _remember(key: dict[str, Any], seconds: float) -> None:
     """Write the entry atomically; a cache that cannot be written is skipped (the next start probes again)."""
-    import tempfile
-
     target = _cache_file(key)
     entry = {"key": key, "ok": True, "seconds": round(seconds, 3), "probed_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".probe-", dir=target.parent)
+        write_text_atomic(target, json.dumps(entry))
     except OSError:
         return
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(entry, fh)
-        os.replace(tmp, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)

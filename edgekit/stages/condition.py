@@ -194,7 +194,7 @@ def _measured_steps(actor: Any, graph: PolicyGraph, sets: ObservationSets, prepr
         targets = actor(torch.as_tensor(inputs)).numpy()
     score = _score(targets, graph, sets, postprocess)
     now = score.of(actor, inputs)
-    if _met(now, "the range conditioning", applied) and not options.force_split:
+    if not options.force_split and _met(now, "the range conditioning", applied):  # _met records the stop
         return actor, preprocess
     if options.input_split and options.input_scaling:
         actor, preprocess, inputs, now = _split_step(actor, sets, preprocess, inputs, score, now, options, applied)
